@@ -1,0 +1,52 @@
+//! `vaultmesh`: the umbrella command for operators, auditors and developers.
+
+mod bench;
+mod keys;
+mod signing_key;
+
+use clap::{Parser, Subcommand};
+
+/// VaultMesh command line: database migrations, signing keys, API keys and benchmarks.
+#[derive(Parser)]
+#[command(name = "vaultmesh", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending database migrations (as the schema owner).
+    Migrate {
+        /// Postgres URL of the schema owner.
+        #[arg(
+            long,
+            env = "VAULTMESH_MIGRATE_DATABASE_URL",
+            default_value = "postgres://vaultmesh:vaultmesh@127.0.0.1:5432/vaultmesh"
+        )]
+        database_url: String,
+    },
+    /// Create the guardian's Ed25519 signing key file (kept if it exists) and print its vkey.
+    Keygen(signing_key::KeygenArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Run benchmarks and print their figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Migrate { database_url } => {
+            ledger::store::migrate(&database_url).await?;
+            eprintln!("migrations applied");
+        }
+        Command::Keygen(args) => signing_key::run(&args)?,
+        Command::Keys(cmd) => keys::run(cmd).await?,
+        Command::Bench(cmd) => bench::run(cmd).await?,
+    }
+    Ok(())
+}

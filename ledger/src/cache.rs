@@ -1,0 +1,217 @@
+//! Redis cache that never fails its caller: every error or timeout is a miss (or a
+//! skipped write), counted, and the connection is re-established in the background.
+
+use prometheus::IntCounterVec;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// Cache tuning.
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// Key prefix, so several meshes can share one Redis.
+    pub prefix: String,
+    /// Upper bound on any single cache operation.
+    pub op_timeout: Duration,
+    /// Minimum time between reconnection attempts while Redis is down.
+    pub retry_interval: Duration,
+    /// TTL for immutable items (bounded so Redis memory stays bounded).
+    pub immutable_ttl: Duration,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "vm:".into(),
+            op_timeout: Duration::from_millis(50),
+            retry_interval: Duration::from_secs(1),
+            immutable_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Whether the cache is in use right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheState {
+    /// Connected.
+    Up,
+    /// Configured but unreachable: every call is a miss.
+    Degraded,
+    /// No Redis URL configured.
+    Disabled,
+}
+
+struct Inner {
+    client: Option<redis::Client>,
+    conn: Mutex<Option<ConnectionManager>>,
+    last_attempt: Mutex<Option<Instant>>,
+    opts: CacheOptions,
+    errors: Option<IntCounterVec>,
+    degraded: std::sync::atomic::AtomicBool,
+}
+
+/// A cheap-to-clone handle to the cache.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+impl Cache {
+    /// A cache for `url` (`None` or empty disables it), counting failures by operation in
+    /// `errors`. Connects lazily; never fails except on a malformed URL.
+    pub fn new(
+        url: Option<&str>,
+        opts: CacheOptions,
+        errors: Option<IntCounterVec>,
+    ) -> Result<Self, redis::RedisError> {
+        let client = match url.filter(|u| !u.is_empty()) {
+            Some(u) => Some(redis::Client::open(u)?),
+            None => None,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                conn: Mutex::new(None),
+                last_attempt: Mutex::new(None),
+                opts,
+                errors,
+                degraded: std::sync::atomic::AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Current state.
+    pub fn state(&self) -> CacheState {
+        if self.inner.client.is_none() {
+            CacheState::Disabled
+        } else if self
+            .inner
+            .degraded
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            CacheState::Degraded
+        } else {
+            CacheState::Up
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.inner.opts.prefix)
+    }
+
+    fn failed(&self, op: &str, err: &str) {
+        self.inner
+            .degraded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(c) = &self.inner.errors {
+            c.with_label_values(&[op]).inc();
+        }
+        tracing::debug!(op, error = err, "cache operation failed");
+    }
+
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let client = self.inner.client.as_ref()?;
+        let mut guard = self.inner.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Some(c.clone());
+        }
+        {
+            let mut last = self.inner.last_attempt.lock().await;
+            if let Some(t) = *last {
+                if t.elapsed() < self.inner.opts.retry_interval {
+                    return None;
+                }
+            }
+            *last = Some(Instant::now());
+        }
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(
+                self.inner.opts.op_timeout.max(Duration::from_millis(200)),
+            ))
+            .set_response_timeout(Some(self.inner.opts.op_timeout))
+            .set_number_of_retries(1);
+        let attempt = tokio::time::timeout(
+            self.inner.opts.op_timeout.max(Duration::from_millis(250)),
+            ConnectionManager::new_with_config(client.clone(), cfg),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(c)) => {
+                self.inner
+                    .degraded
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                *guard = Some(c.clone());
+                Some(c)
+            }
+            Ok(Err(e)) => {
+                self.failed("connect", &e.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed("connect", "timeout");
+                None
+            }
+        }
+    }
+
+    async fn run<T, F, Fut>(&self, op: &str, f: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.connection().await?;
+        match tokio::time::timeout(self.inner.opts.op_timeout, f(conn)).await {
+            Ok(Ok(v)) => {
+                self.inner
+                    .degraded
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                self.failed(op, &e.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed(op, "timeout");
+                None
+            }
+        }
+    }
+
+    /// The cached bytes for `key`, or `None` on a miss or any failure.
+    pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let k = self.key(key);
+        self.run("get", |mut c| async move {
+            c.get::<_, Option<Vec<u8>>>(k).await
+        })
+        .await
+        .flatten()
+    }
+
+    /// Caches an immutable item (bounded by the immutable TTL). Best effort.
+    pub async fn put(&self, key: &str, value: &[u8]) {
+        let ttl = self.inner.opts.immutable_ttl;
+        self.put_ttl(key, value, ttl).await;
+    }
+
+    /// Caches an item for `ttl`. Best effort.
+    pub async fn put_ttl(&self, key: &str, value: &[u8], ttl: Duration) {
+        let k = self.key(key);
+        let v = value.to_vec();
+        let secs = ttl.as_secs().max(1);
+        self.run("put", |mut c| async move {
+            c.set_ex::<_, _, ()>(k, v, secs).await
+        })
+        .await;
+    }
+
+    /// Removes an item. Best effort.
+    pub async fn delete(&self, key: &str) {
+        let k = self.key(key);
+        self.run("delete", |mut c| async move { c.del::<_, ()>(k).await })
+            .await;
+    }
+}

@@ -1,0 +1,272 @@
+//! Service configuration: CLI flags, `VAULTMESH_*` environment variables and an optional
+//! TOML file, in that order of precedence, over built-in defaults.
+
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why configuration could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The TOML file is invalid or has unknown keys.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// File path.
+        path: String,
+        /// Parser message.
+        message: String,
+    },
+}
+
+/// Options every service shares. Unset options fall back to the TOML file, then defaults.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonArgs {
+    /// TOML file with any of these options (keys as the long flag names, with `_`).
+    #[arg(long = "config", env = "VAULTMESH_CONFIG", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Postgres URL the service uses at run time (the append-only application role).
+    /// [default: postgres://vaultmesh_app:vaultmesh_app@127.0.0.1:5432/vaultmesh]
+    #[arg(long, env = "VAULTMESH_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Postgres URL of the schema owner; when set, migrations are applied at start.
+    #[arg(long, env = "VAULTMESH_MIGRATE_DATABASE_URL", value_name = "URL")]
+    pub migrate_database_url: Option<String>,
+    /// Maximum Postgres connections in the pool. [default: 16]
+    #[arg(long, env = "VAULTMESH_DB_POOL_SIZE", value_name = "N")]
+    pub db_pool_size: Option<usize>,
+    /// Redis URL for the cache; an empty string disables caching.
+    /// [default: redis://127.0.0.1:6379]
+    #[arg(long, env = "VAULTMESH_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Mesh id: the first part of every checkpoint origin. [default: vaultmesh-dev]
+    #[arg(long, env = "VAULTMESH_MESH_ID", value_name = "ID")]
+    pub mesh_id: Option<String>,
+    /// Address of the service's HTTP API. [default: per service, 127.0.0.1:8080/8081/8082]
+    #[arg(long, env = "VAULTMESH_API_ADDR", value_name = "ADDR")]
+    pub api_addr: Option<SocketAddr>,
+    /// Address of the Prometheus `/metrics` listener. [default: per service, 0.0.0.0:9090]
+    #[arg(long, env = "VAULTMESH_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log filter, e.g. `info` or `portal=debug,info`. [default: info]
+    #[arg(long, env = "VAULTMESH_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+    /// Seconds to let in-flight requests finish after a stop signal. [default: 10]
+    #[arg(long, env = "VAULTMESH_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// The same options as read from a TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommonFile {
+    /// See [`CommonArgs::database_url`].
+    pub database_url: Option<String>,
+    /// See [`CommonArgs::migrate_database_url`].
+    pub migrate_database_url: Option<String>,
+    /// See [`CommonArgs::db_pool_size`].
+    pub db_pool_size: Option<usize>,
+    /// See [`CommonArgs::redis_url`].
+    pub redis_url: Option<String>,
+    /// See [`CommonArgs::mesh_id`].
+    pub mesh_id: Option<String>,
+    /// See [`CommonArgs::api_addr`].
+    pub api_addr: Option<SocketAddr>,
+    /// See [`CommonArgs::metrics_addr`].
+    pub metrics_addr: Option<SocketAddr>,
+    /// See [`CommonArgs::log`].
+    pub log: Option<String>,
+    /// See [`CommonArgs::shutdown_grace_secs`].
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// Resolved configuration shared by every service.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CommonConfig {
+    /// Run-time Postgres URL (secrets redacted when serialised).
+    #[serde(serialize_with = "redact_url")]
+    pub database_url: String,
+    /// Owner URL for migrations, if any.
+    #[serde(skip)]
+    pub migrate_database_url: Option<String>,
+    /// Pool size.
+    pub db_pool_size: usize,
+    /// Redis URL, if caching is enabled.
+    #[serde(serialize_with = "redact_opt_url")]
+    pub redis_url: Option<String>,
+    /// Mesh id.
+    pub mesh_id: String,
+    /// API listen address.
+    pub api_addr: SocketAddr,
+    /// Metrics listen address.
+    pub metrics_addr: SocketAddr,
+    /// Log filter.
+    pub log: String,
+    /// Graceful shutdown deadline.
+    #[serde(with = "secs")]
+    pub shutdown_grace: Duration,
+}
+
+/// Per-service defaults for the listen addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceDefaults {
+    /// Default API address.
+    pub api_addr: SocketAddr,
+    /// Default metrics address.
+    pub metrics_addr: SocketAddr,
+}
+
+/// Default run-time database URL (the dev stack's application role).
+pub const DEFAULT_DATABASE_URL: &str =
+    "postgres://vaultmesh_app:vaultmesh_app@127.0.0.1:5432/vaultmesh";
+
+/// Reads a TOML file into `T`, rejecting unknown keys (when `T` does).
+pub fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+impl CommonArgs {
+    /// Merges flags/env over `file` over defaults.
+    pub fn resolve(&self, file: CommonFile, defaults: ServiceDefaults) -> CommonConfig {
+        let redis = self
+            .redis_url
+            .clone()
+            .or(file.redis_url)
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        CommonConfig {
+            database_url: self
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            migrate_database_url: self
+                .migrate_database_url
+                .clone()
+                .or(file.migrate_database_url)
+                .filter(|u| !u.is_empty()),
+            db_pool_size: self.db_pool_size.or(file.db_pool_size).unwrap_or(16).max(1),
+            redis_url: Some(redis).filter(|u| !u.is_empty()),
+            mesh_id: self
+                .mesh_id
+                .clone()
+                .or(file.mesh_id)
+                .unwrap_or_else(|| "vaultmesh-dev".into()),
+            api_addr: self.api_addr.or(file.api_addr).unwrap_or(defaults.api_addr),
+            metrics_addr: self
+                .metrics_addr
+                .or(file.metrics_addr)
+                .unwrap_or(defaults.metrics_addr),
+            log: self
+                .log
+                .clone()
+                .or(file.log)
+                .unwrap_or_else(|| "info".into()),
+            shutdown_grace: Duration::from_secs(
+                self.shutdown_grace_secs
+                    .or(file.shutdown_grace_secs)
+                    .unwrap_or(10),
+            ),
+        }
+    }
+
+    /// Reads the TOML file named by `--config`, if any, and resolves.
+    pub fn load(&self, defaults: ServiceDefaults) -> Result<CommonConfig, ConfigError> {
+        let file = match &self.config_file {
+            Some(path) => read_toml(path)?,
+            None => CommonFile::default(),
+        };
+        Ok(self.resolve(file, defaults))
+    }
+}
+
+/// A URL with its password replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn redact_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redacted(url))
+}
+
+fn redact_opt_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_some(&redacted(u)),
+        None => s.serialize_none(),
+    }
+}
+
+mod secs {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> ServiceDefaults {
+        ServiceDefaults {
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
+        }
+    }
+
+    #[test]
+    fn flags_beat_file_beat_defaults() {
+        let file: CommonFile =
+            toml::from_str("mesh_id = \"from-file\"\ndb_pool_size = 4\nredis_url = \"\"")
+                .unwrap_or_default();
+        let args = CommonArgs {
+            db_pool_size: Some(9),
+            ..Default::default()
+        };
+        let cfg = args.resolve(file, defaults());
+        assert_eq!(cfg.mesh_id, "from-file");
+        assert_eq!(cfg.db_pool_size, 9);
+        assert_eq!(cfg.redis_url, None);
+        assert_eq!(cfg.api_addr, defaults().api_addr);
+        assert_eq!(cfg.database_url, DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        assert!(toml::from_str::<CommonFile>("mesh = \"typo\"").is_err());
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redacted("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

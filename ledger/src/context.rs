@@ -1,0 +1,250 @@
+//! The resources a service holds once started — config, store, cache, registry, stop
+//! signal — plus the routes every service serves (`/v1/health`, `/v1/ready`, `/v1/status`).
+
+use crate::cache::{Cache, CacheOptions};
+use crate::config::{CommonConfig, ServiceDefaults};
+use crate::metrics;
+use crate::service::{self, DependencyState, RunningService, Shutdown};
+use crate::store::{migrate, PoolOptions, Store, StoreError};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use std::time::Duration;
+use warp::{Filter, Rejection, Reply};
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Database URL or migrations.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Redis URL.
+    #[error("redis: {0}")]
+    Cache(#[from] redis::RedisError),
+    /// Metric registration.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Listeners.
+    #[error(transparent)]
+    Service(#[from] service::ServiceError),
+    /// Reading a bound address.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything a started service shares with its handlers.
+#[derive(Clone)]
+pub struct ServiceContext {
+    /// Service name (`portal`, `guardian`, `oracle`).
+    pub name: &'static str,
+    /// Resolved configuration.
+    pub config: CommonConfig,
+    /// Postgres store (application role).
+    pub store: Store,
+    /// Redis cache (never fails callers).
+    pub cache: Cache,
+    /// This service's own metrics registry.
+    pub registry: Registry,
+    /// Stop signal.
+    pub shutdown: Shutdown,
+    pool_gauge: IntGaugeVec,
+}
+
+impl ServiceContext {
+    /// Connects the store (migrating first if an owner URL is configured), the cache and a
+    /// fresh registry with process, build-info, pool and cache-error metrics.
+    pub async fn init(
+        name: &'static str,
+        config: CommonConfig,
+        shutdown: Shutdown,
+    ) -> Result<Self, StartError> {
+        if let Some(owner) = &config.migrate_database_url {
+            migrate(owner).await?;
+            tracing::info!(service = name, "migrations applied");
+        }
+        let store = Store::connect(
+            &config.database_url,
+            &PoolOptions {
+                max_size: config.db_pool_size,
+                ..PoolOptions::default()
+            },
+        )?;
+        let registry = metrics::new_registry();
+        metrics::register_build_info(&registry, name)?;
+        let cache_errors = IntCounterVec::new(
+            Opts::new(
+                "vaultmesh_cache_errors_total",
+                "Redis cache operations that failed or timed out (served from Postgres instead)",
+            ),
+            &["operation"],
+        )?;
+        registry.register(Box::new(cache_errors.clone()))?;
+        let pool_gauge = IntGaugeVec::new(
+            Opts::new("vaultmesh_db_pool_size", "Database pool size"),
+            &["state"],
+        )?;
+        registry.register(Box::new(pool_gauge.clone()))?;
+        let cache = Cache::new(
+            config.redis_url.as_deref(),
+            CacheOptions {
+                prefix: format!("vm:{}:", config.mesh_id),
+                ..CacheOptions::default()
+            },
+            Some(cache_errors),
+        )?;
+        let ctx = Self {
+            name,
+            config,
+            store,
+            cache,
+            registry,
+            shutdown,
+            pool_gauge,
+        };
+        ctx.refresh_pool_gauge();
+        Ok(ctx)
+    }
+
+    /// Sets `vaultmesh_db_pool_size{state=max|open|idle|in_use|waiting}` from the pool.
+    pub fn refresh_pool_gauge(&self) {
+        let s = self.store.pool().status();
+        let open = i64::try_from(s.size).unwrap_or(i64::MAX);
+        let idle = i64::try_from(s.available).unwrap_or(0);
+        for (state, v) in [
+            ("max", i64::try_from(s.max_size).unwrap_or(i64::MAX)),
+            ("open", open),
+            ("idle", idle),
+            ("in_use", open - idle),
+            ("waiting", i64::try_from(s.waiting).unwrap_or(0)),
+        ] {
+            self.pool_gauge.with_label_values(&[state]).set(v);
+        }
+    }
+
+    /// Postgres and Redis states for readiness (Postgres required, Redis optional).
+    pub async fn dependencies(&self) -> Vec<DependencyState> {
+        let pg = match tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await {
+            Ok(Ok(())) => "up",
+            _ => "down",
+        };
+        let _ = self.cache.get("ready-probe").await;
+        let redis = match self.cache.state() {
+            crate::cache::CacheState::Up => "up",
+            crate::cache::CacheState::Degraded => "degraded",
+            crate::cache::CacheState::Disabled => "disabled",
+        };
+        vec![
+            DependencyState {
+                name: "postgres",
+                state: pg.into(),
+                required: true,
+            },
+            DependencyState {
+                name: "redis",
+                state: redis.into(),
+                required: false,
+            },
+        ]
+    }
+
+    /// `/v1/health`, `/v1/ready` and `/v1/status`.
+    pub fn base_routes(&self) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+        let ready_ctx = self.clone();
+        let ready = warp::path!("v1" / "ready").and(warp::get()).then(move || {
+            let ctx = ready_ctx.clone();
+            async move { service::ready_reply(&ctx.dependencies().await) }
+        });
+        let status_ctx = self.clone();
+        let status = warp::path!("v1" / "status").and(warp::get()).map(move || {
+            let ctx = &status_ctx;
+            ctx.refresh_pool_gauge();
+            let p = ctx.store.pool().status();
+            warp::reply::json(&serde_json::json!({
+                "service": ctx.name,
+                "version": env!("CARGO_PKG_VERSION"),
+                "mesh_id": ctx.config.mesh_id,
+                "api_addr": ctx.config.api_addr,
+                "metrics_addr": ctx.config.metrics_addr,
+                "pool": {"max": p.max_size, "open": p.size, "idle": p.available, "waiting": p.waiting},
+                "cache": ctx.cache.state(),
+                "config": ctx.config,
+            }))
+        });
+        service::health_route(self.name).or(ready).or(status)
+    }
+
+    /// Binds the API and metrics listeners and serves `routes` (plus the base routes).
+    pub async fn serve<F>(&self, routes: F) -> Result<RunningService, StartError>
+    where
+        F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
+        F::Extract: Reply,
+    {
+        let api = service::bind(self.config.api_addr).await?;
+        let metrics_listener = service::bind(self.config.metrics_addr).await?;
+        let pool_ctx = self.clone();
+        let on_scrape: service::ScrapeHook =
+            std::sync::Arc::new(move || pool_ctx.refresh_pool_gauge());
+        let api_routes = self.base_routes().or(routes);
+        let running = RunningService::start(
+            api,
+            metrics_listener,
+            api_routes,
+            self.registry.clone(),
+            on_scrape,
+            self.shutdown.clone(),
+            self.config.shutdown_grace,
+        )?;
+        tracing::info!(
+            service = self.name,
+            api_addr = %running.api_addr,
+            metrics_addr = %running.metrics_addr,
+            mesh_id = %self.config.mesh_id,
+            "service started"
+        );
+        Ok(running)
+    }
+}
+
+/// Default listen addresses for a service on API port `api_port` and metrics port 9090.
+pub fn defaults(api_port: u16) -> ServiceDefaults {
+    ServiceDefaults {
+        api_addr: std::net::SocketAddr::from(([127, 0, 0, 1], api_port)),
+        metrics_addr: std::net::SocketAddr::from(([0, 0, 0, 0], 9090)),
+    }
+}
+
+/// Why a service binary stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Configuration could not be loaded.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The service could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// The body of every service's `main`: load config, log as JSON, start, and run until
+/// SIGINT/SIGTERM, then shut down gracefully.
+pub async fn run_until_stopped<F, Fut>(
+    args: &crate::config::CommonArgs,
+    defaults: ServiceDefaults,
+    start: F,
+) -> Result<(), RunError>
+where
+    F: FnOnce(CommonConfig, Shutdown) -> Fut,
+    Fut: std::future::Future<Output = Result<RunningService, StartError>>,
+{
+    let config = args.load(defaults)?;
+    crate::telemetry::init_logging(&config.log);
+    let shutdown = Shutdown::new();
+    shutdown.on_os_signals();
+    let running = match start(config, shutdown).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "service failed to start");
+            return Err(e.into());
+        }
+    };
+    running.wait().await;
+    tracing::info!("service stopped");
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! VaultMesh ledger core: the formats of SPEC §3 and the storage every service shares.
+//!
+//! Pure format code (`jcs`, `receipt`, `hash`, `merkle`, `note`, `checkpoint`,
+//! `proofchain`, `bundle`) has no I/O; `store` and `cache` talk to Postgres and Redis;
+//! `config`, `telemetry`, `metrics` and `service` are the plumbing each binary uses.
+
+pub mod bundle;
+pub mod cache;
+pub mod checkpoint;
+pub mod config;
+pub mod context;
+pub mod hash;
+pub mod jcs;
+pub mod merkle;
+pub mod metrics;
+pub mod note;
+pub mod proofchain;
+pub mod receipt;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod testing;

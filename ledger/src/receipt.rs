@@ -1,0 +1,243 @@
+//! Receipts: validation of what clients submit, and the canonical leaf bytes that are hashed.
+
+use crate::hash::{Hash, Sha3Hasher};
+use crate::jcs::{self, CanonicalError};
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Maximum length of a receipt `type`, in characters.
+pub const MAX_TYPE_CHARS: usize = 128;
+/// Maximum canonical size of a payload, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Why a submitted receipt or scroll name is invalid. Each names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// Scroll name does not match `^[a-z][a-z0-9_-]{0,62}$`.
+    #[error("scroll: {0:?} does not match ^[a-z][a-z0-9_-]{{0,62}}$")]
+    BadScrollName(String),
+    /// `type` is missing, empty or too long.
+    #[error("type: must be a non-empty string of at most 128 characters")]
+    BadType,
+    /// `payload` is not a JSON object.
+    #[error("payload: must be a JSON object")]
+    PayloadNotObject,
+    /// The canonical payload exceeds 64 KiB.
+    #[error("payload: canonical form is {0} bytes, over the 65536-byte limit")]
+    PayloadTooLarge(usize),
+    /// A number cannot be kept exactly.
+    #[error(transparent)]
+    Number(#[from] CanonicalError),
+}
+
+/// Checks a scroll name against `^[a-z][a-z0-9_-]{0,62}$`.
+pub fn validate_scroll_name(name: &str) -> Result<(), ReceiptError> {
+    let bytes = name.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_lowercase()
+        && bytes[1..]
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ReceiptError::BadScrollName(
+            name.chars().take(100).collect(),
+        ))
+    }
+}
+
+/// A receipt as submitted: its type and payload, before the portal assigns a position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptDraft {
+    /// Receipt type, e.g. `drill_completed`.
+    pub kind: String,
+    /// Payload object, already validated.
+    pub payload: Map<String, Value>,
+}
+
+impl ReceiptDraft {
+    /// Validates a type and payload value.
+    pub fn new(kind: &str, payload: Value) -> Result<Self, ReceiptError> {
+        let count = kind.chars().count();
+        if count == 0 || count > MAX_TYPE_CHARS {
+            return Err(ReceiptError::BadType);
+        }
+        let Value::Object(map) = payload else {
+            return Err(ReceiptError::PayloadNotObject);
+        };
+        let value = Value::Object(map);
+        jcs::check_numbers(&value, "payload")?;
+        let size = jcs::to_vec(&value)?.len();
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(ReceiptError::PayloadTooLarge(size));
+        }
+        let Value::Object(payload) = value else {
+            return Err(ReceiptError::PayloadNotObject);
+        };
+        Ok(Self {
+            kind: kind.to_string(),
+            payload,
+        })
+    }
+}
+
+/// A receipt with its assigned position: exactly the six fields of SPEC §3.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    /// Scroll name.
+    pub scroll: String,
+    /// 0-based position in the scroll.
+    pub seq: u64,
+    /// Receipt type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Payload object.
+    pub payload: Map<String, Value>,
+    /// Submission time, RFC 3339 UTC with microseconds and `Z`.
+    pub submitted_at: String,
+    /// Id of the API key that wrote it.
+    pub submitter: String,
+}
+
+impl Receipt {
+    /// Positions a draft at `seq` in `scroll`, stamped at `at` (truncated to microseconds).
+    pub fn new(
+        scroll: &str,
+        seq: u64,
+        draft: ReceiptDraft,
+        at: DateTime<Utc>,
+        submitter: &str,
+    ) -> Self {
+        Self {
+            scroll: scroll.to_string(),
+            seq,
+            kind: draft.kind,
+            payload: draft.payload,
+            submitted_at: format_timestamp(at),
+            submitter: submitter.to_string(),
+        }
+    }
+
+    /// The receipt as a JSON object value.
+    pub fn to_value(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("scroll".into(), Value::String(self.scroll.clone()));
+        m.insert("seq".into(), Value::from(self.seq));
+        m.insert("type".into(), Value::String(self.kind.clone()));
+        m.insert("payload".into(), Value::Object(self.payload.clone()));
+        m.insert(
+            "submitted_at".into(),
+            Value::String(self.submitted_at.clone()),
+        );
+        m.insert("submitter".into(), Value::String(self.submitter.clone()));
+        Value::Object(m)
+    }
+
+    /// RFC 8785 bytes of the receipt: the Merkle leaf.
+    pub fn leaf_bytes(&self) -> Result<Vec<u8>, CanonicalError> {
+        jcs::to_vec(&self.to_value())
+    }
+
+    /// Parses stored leaf bytes back into a receipt.
+    pub fn from_leaf(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// `H(0x00 ‖ leaf)` with SHA3-256.
+pub fn leaf_hash(leaf: &[u8]) -> Hash {
+    Sha3Hasher::leaf(leaf)
+}
+
+/// RFC 3339 UTC with exactly six fractional digits and `Z`.
+pub fn format_timestamp(at: DateTime<Utc>) -> String {
+    truncate_micros(at).to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Drops sub-microsecond precision, which Postgres cannot store.
+pub fn truncate_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    let nanos = at.nanosecond();
+    at.with_nanosecond(nanos - nanos % 1000).unwrap_or(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn scroll_names() {
+        for ok in ["drills", "a", "a-b_c9", &"a".repeat(63)] {
+            assert!(validate_scroll_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "A",
+            "9a",
+            "-a",
+            "a b",
+            "a.b",
+            "é",
+            &"a".repeat(64),
+            "a/b",
+        ] {
+            assert!(validate_scroll_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn drafts_are_validated() {
+        assert_eq!(
+            ReceiptDraft::new("", serde_json::json!({})),
+            Err(ReceiptError::BadType)
+        );
+        assert_eq!(
+            ReceiptDraft::new(&"x".repeat(129), serde_json::json!({})),
+            Err(ReceiptError::BadType)
+        );
+        assert!(ReceiptDraft::new(&"é".repeat(128), serde_json::json!({})).is_ok());
+        assert_eq!(
+            ReceiptDraft::new("t", serde_json::json!([1])),
+            Err(ReceiptError::PayloadNotObject)
+        );
+        let big = serde_json::json!({ "s": "x".repeat(MAX_PAYLOAD_BYTES) });
+        assert!(matches!(
+            ReceiptDraft::new("t", big),
+            Err(ReceiptError::PayloadTooLarge(_))
+        ));
+        let fits = serde_json::json!({ "s": "x".repeat(MAX_PAYLOAD_BYTES - 8) });
+        assert!(ReceiptDraft::new("t", fits).is_ok());
+        let inexact: Value =
+            serde_json::from_str(r#"{"n":{"big":18446744073709551615}}"#).unwrap_or_default();
+        match ReceiptDraft::new("t", inexact) {
+            Err(ReceiptError::Number(CanonicalError::InexactNumber { path, .. })) => {
+                assert_eq!(path, "payload.n.big")
+            }
+            other => panic!("accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn leaf_bytes_are_canonical_and_round_trip() {
+        let at = Utc
+            .with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+            .single()
+            .unwrap_or_default()
+            + chrono::Duration::nanoseconds(123_456_789);
+        let draft = ReceiptDraft::new("drill_completed", serde_json::json!({"z": 1.5, "a": "é"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = Receipt::new("drills", 7, draft, at, "key_1");
+        let bytes = r.leaf_bytes().unwrap_or_default();
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"payload":{"a":"é","z":1.5},"scroll":"drills","seq":7,"submitted_at":"2026-11-23T12:00:00.123456Z","submitter":"key_1","type":"drill_completed"}"#
+        );
+        let back = Receipt::from_leaf(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, r);
+        assert_eq!(back.leaf_bytes().unwrap_or_default(), bytes);
+    }
+}

@@ -1,0 +1,355 @@
+//! What every service binary shares: listeners bound up front, the API and `/metrics`
+//! servers, JSON errors for rejections, health/ready endpoints, and graceful shutdown
+//! with a deadline.
+
+use crate::metrics;
+use prometheus::Registry;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A listen address could not be bound (in use, no permission, …).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// A one-shot stop signal that any number of tasks can wait for.
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: watch::Sender<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A signal not yet triggered.
+    pub fn new() -> Self {
+        Self {
+            tx: watch::channel(false).0,
+        }
+    }
+
+    /// Triggers the signal.
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Whether the signal has been triggered.
+    pub fn is_triggered(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Resolves once the signal is triggered.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.tx.subscribe();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    }
+
+    /// Triggers the signal on SIGINT (Ctrl-C) or SIGTERM.
+    pub fn on_os_signals(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            wait_for_os_signal().await;
+            tracing::info!("stop signal received, shutting down");
+            this.trigger();
+        });
+    }
+}
+
+async fn wait_for_os_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Binds a listener, with an error that names the address.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServiceError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServiceError::Bind { addr, source })
+}
+
+/// Serves `filter` on `listener` until `shutdown`, then lets in-flight requests finish
+/// for at most `grace` before dropping them.
+pub async fn serve<F>(listener: TcpListener, filter: F, shutdown: Shutdown, grace: Duration)
+where
+    F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    let server = warp::serve(filter.recover(recover_rejection))
+        .incoming(listener)
+        .graceful(shutdown.wait())
+        .run();
+    tokio::pin!(server);
+    tokio::select! {
+        _ = &mut server => return,
+        _ = shutdown.wait() => {}
+    }
+    if tokio::time::timeout(grace, server).await.is_err() {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "shutdown deadline passed, dropping open connections"
+        );
+    }
+}
+
+/// Called before each `/metrics` render, to refresh gauges sampled from live state.
+pub type ScrapeHook = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// A running service: its bound addresses and server tasks.
+pub struct RunningService {
+    /// Where the API listens.
+    pub api_addr: SocketAddr,
+    /// Where `/metrics` listens.
+    pub metrics_addr: SocketAddr,
+    shutdown: Shutdown,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningService {
+    /// Starts the API and metrics servers on already-bound listeners.
+    pub fn start<F>(
+        api: TcpListener,
+        metrics_listener: TcpListener,
+        api_filter: F,
+        registry: Registry,
+        on_scrape: ScrapeHook,
+        shutdown: Shutdown,
+        grace: Duration,
+    ) -> Result<Self, std::io::Error>
+    where
+        F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
+        F::Extract: Reply,
+    {
+        let api_addr = api.local_addr()?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        let tasks = vec![
+            tokio::spawn(serve(api, api_filter, shutdown.clone(), grace)),
+            tokio::spawn(serve(
+                metrics_listener,
+                metrics_route(registry, on_scrape),
+                shutdown.clone(),
+                grace,
+            )),
+        ];
+        Ok(Self {
+            api_addr,
+            metrics_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Adds a background task that must finish before the service counts as stopped.
+    pub fn add_task(&mut self, task: JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
+    /// The service's stop signal.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Waits until every task has finished (after the stop signal).
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Triggers the stop signal and waits for the service to finish.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        self.wait().await;
+    }
+}
+
+/// `GET /metrics` in Prometheus text format.
+pub fn metrics_route(
+    registry: Registry,
+    on_scrape: ScrapeHook,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(move || {
+            on_scrape();
+            warp::reply::with_header(
+                metrics::render(&registry),
+                "content-type",
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+        })
+}
+
+/// The JSON body of every error: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// The error object.
+    pub error: ErrorDetail,
+}
+
+/// Machine-readable code and human message.
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail {
+    /// Stable snake_case code.
+    pub code: String,
+    /// Explanation for a person.
+    pub message: String,
+}
+
+/// A JSON error reply.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message: message.to_string(),
+        },
+    };
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+/// Turns warp's built-in rejections into JSON errors with the right status.
+pub async fn recover_rejection(err: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let reply = if err.is_not_found() {
+        json_error(StatusCode::NOT_FOUND, "not_found", "no such route")
+    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+        json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed for this route",
+        )
+    } else if err.find::<warp::reject::PayloadTooLarge>().is_some() {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body is over the limit",
+        )
+    } else if err.find::<warp::reject::LengthRequired>().is_some() {
+        json_error(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "content-length is required",
+        )
+    } else if let Some(e) = err.find::<warp::filters::body::BodyDeserializeError>() {
+        json_error(StatusCode::BAD_REQUEST, "malformed_json", &e.to_string())
+    } else if err.find::<warp::reject::UnsupportedMediaType>().is_some() {
+        json_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected application/json",
+        )
+    } else if let Some(e) = err.find::<warp::reject::InvalidQuery>() {
+        json_error(StatusCode::BAD_REQUEST, "invalid_query", &e.to_string())
+    } else if let Some(e) = err.find::<warp::reject::InvalidHeader>() {
+        json_error(StatusCode::BAD_REQUEST, "invalid_header", &e.to_string())
+    } else if let Some(e) = err.find::<warp::reject::MissingHeader>() {
+        json_error(StatusCode::BAD_REQUEST, "missing_header", &e.to_string())
+    } else {
+        tracing::warn!(rejection = ?err, "unhandled rejection");
+        json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request could not be handled",
+        )
+    };
+    Ok(reply)
+}
+
+/// A filter that matches nothing, for services with only the base routes.
+pub fn no_routes() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::any()
+        .and_then(|| async { Err::<warp::reply::Response, Rejection>(warp::reject::not_found()) })
+}
+
+/// `GET /v1/health`: the process is up.
+pub fn health_route(
+    service: &'static str,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("v1" / "health").and(warp::get()).map(move || {
+        warp::reply::json(&serde_json::json!({
+            "status": "ok",
+            "service": service,
+            "version": env!("CARGO_PKG_VERSION"),
+        }))
+    })
+}
+
+/// One dependency's state in a readiness answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct DependencyState {
+    /// Dependency name (`postgres`, `redis`).
+    pub name: &'static str,
+    /// `up`, `down`, `degraded` or `disabled`.
+    pub state: String,
+    /// Whether the service is unready while this dependency is in this state.
+    pub required: bool,
+}
+
+/// Builds the `/v1/ready` reply: 200 when every required dependency is up, else 503.
+pub fn ready_reply(deps: &[DependencyState]) -> warp::reply::Response {
+    let ready = deps.iter().all(|d| !d.required || d.state == "up");
+    let degraded = deps
+        .iter()
+        .any(|d| d.state != "up" && d.state != "disabled");
+    let status = if !ready {
+        "unavailable"
+    } else if degraded {
+        "degraded"
+    } else {
+        "ready"
+    };
+    let checks: serde_json::Map<String, serde_json::Value> = deps
+        .iter()
+        .map(|d| {
+            (
+                d.name.to_string(),
+                serde_json::Value::String(d.state.clone()),
+            )
+        })
+        .collect();
+    let body = warp::reply::json(&serde_json::json!({ "status": status, "checks": checks }));
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    warp::reply::with_status(body, code).into_response()
+}

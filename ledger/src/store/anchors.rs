@@ -1,0 +1,122 @@
+//! ProofChain anchor records and sink results as stored: append-only, one record per epoch.
+
+use super::{to_i64, Store, StoreError};
+use crate::hash::from_hex;
+use crate::proofchain::AnchorRecord;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// What one sink returned for one epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkResult {
+    /// Sink name (`journal`, `rfc3161`, …).
+    pub sink: String,
+    /// Whether the sink accepted the record.
+    pub ok: bool,
+    /// The sink's answer (receipt, token, or error reason).
+    pub result: Value,
+}
+
+/// An anchor record with its sink results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAnchor {
+    /// The record; `sinks` filled from the sink rows.
+    pub record: AnchorRecord,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Stores an epoch's record (its JCS form without `sinks`; sink answers live in their own
+    /// rows). Fails if the epoch exists, so two guardians cannot both anchor it.
+    pub async fn insert_anchor(&self, record: &AnchorRecord) -> Result<(), StoreError> {
+        let bad = |f: &str| StoreError::Integrity(format!("anchor {}: bad {f}", record.epoch));
+        let anchor_hash = from_hex(&record.anchor_hash).map_err(|_| bad("anchor_hash"))?;
+        let prev = from_hex(&record.prev_anchor_hash).map_err(|_| bad("prev_anchor_hash"))?;
+        let root = from_hex(&record.epoch_root).map_err(|_| bad("epoch_root"))?;
+        let at = DateTime::parse_from_rfc3339(&record.anchored_at)
+            .map_err(|_| bad("anchored_at"))?
+            .with_timezone(&Utc);
+        let mut unsinked = record.clone();
+        unsinked.sinks.clear();
+        let mut value = serde_json::to_value(&unsinked).map_err(|_| bad("record"))?;
+        if let Value::Object(m) = &mut value {
+            m.remove("sinks");
+        }
+        let text = crate::jcs::to_string(&value).map_err(|_| bad("record"))?;
+        let client = self.pool().get().await?;
+        client
+            .execute(
+                "INSERT INTO anchors (epoch, record, anchor_hash, prev_anchor_hash, epoch_root, anchored_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&to_i64(record.epoch), &text, &&anchor_hash[..], &&prev[..], &&root[..], &at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records what a sink returned for an epoch.
+    pub async fn insert_sink_result(
+        &self,
+        epoch: u64,
+        result: &SinkResult,
+    ) -> Result<(), StoreError> {
+        let client = self.pool().get().await?;
+        client
+            .execute(
+                "INSERT INTO anchor_sinks (epoch, sink, ok, result) VALUES ($1, $2, $3, $4)",
+                &[&to_i64(epoch), &result.sink, &result.ok, &result.result],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The record of one epoch, with its sink results.
+    pub async fn anchor(&self, epoch: u64) -> Result<Option<StoredAnchor>, StoreError> {
+        Ok(self.anchors(epoch, 1).await?.into_iter().next())
+    }
+
+    /// The newest record, if any.
+    pub async fn latest_anchor(&self) -> Result<Option<StoredAnchor>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_opt("SELECT max(epoch) FROM anchors", &[])
+            .await?;
+        let Some(Some(epoch)) = row.map(|r| r.get::<_, Option<i64>>(0)) else {
+            return Ok(None);
+        };
+        drop(client);
+        self.anchor(super::to_u64(epoch)).await
+    }
+
+    /// Up to `limit` records from epoch `from` on, in order, with sink results.
+    pub async fn anchors(&self, from: u64, limit: u32) -> Result<Vec<StoredAnchor>, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT a.epoch, a.record, a.created_at, \
+                   COALESCE((SELECT jsonb_agg(jsonb_build_object('sink', k.sink, 'ok', k.ok, 'result', k.result) \
+                                              ORDER BY k.id) \
+                             FROM anchor_sinks k WHERE k.epoch = a.epoch), '[]'::jsonb) \
+                 FROM anchors a WHERE a.epoch >= $1 ORDER BY a.epoch LIMIT $2",
+                &[&to_i64(from), &i64::from(limit)],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let epoch: i64 = r.get(0);
+            let text: String = r.get(1);
+            let mut record: AnchorRecord = serde_json::from_str(&text).map_err(|e| {
+                StoreError::Integrity(format!("anchor {epoch}: stored record does not parse: {e}"))
+            })?;
+            if let Value::Array(sinks) = r.get::<_, Value>(3) {
+                record.sinks = sinks;
+            }
+            out.push(StoredAnchor {
+                record,
+                created_at: r.get(2),
+            });
+        }
+        Ok(out)
+    }
+}

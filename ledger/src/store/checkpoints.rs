@@ -1,0 +1,106 @@
+//! Signed checkpoints as stored: append-only, one per (scroll, size).
+
+use super::{to_hash, to_i64, to_u64, Store, StoreError};
+use crate::hash::Hash;
+use chrono::{DateTime, Utc};
+
+/// A checkpoint row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCheckpoint {
+    /// Scroll name.
+    pub scroll: String,
+    /// Tree size.
+    pub tree_size: u64,
+    /// Root hash.
+    pub root: Hash,
+    /// Signed note text.
+    pub note: String,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "s.name, c.tree_size, c.root, c.note, c.created_at";
+
+impl Store {
+    /// Stores a signed checkpoint. Idempotent for an identical note at the same size.
+    pub async fn insert_checkpoint(
+        &self,
+        scroll_id: i32,
+        tree_size: u64,
+        root: &Hash,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        let client = self.pool().get().await?;
+        client
+            .execute(
+                "INSERT INTO checkpoints (scroll_id, tree_size, root, note) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (scroll_id, tree_size) DO NOTHING",
+                &[&scroll_id, &to_i64(tree_size), &&root[..], &note],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The largest checkpoint of a scroll.
+    pub async fn latest_checkpoint(
+        &self,
+        scroll: &str,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {COLUMNS} FROM checkpoints c JOIN scrolls s ON s.id = c.scroll_id \
+                     WHERE s.name = $1 ORDER BY c.tree_size DESC LIMIT 1"
+                ),
+                &[&scroll],
+            )
+            .await?;
+        row.map(|r| checkpoint_row(&r)).transpose()
+    }
+
+    /// The checkpoint of a scroll at exactly `tree_size`.
+    pub async fn checkpoint_at(
+        &self,
+        scroll: &str,
+        tree_size: u64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {COLUMNS} FROM checkpoints c JOIN scrolls s ON s.id = c.scroll_id \
+                     WHERE s.name = $1 AND c.tree_size = $2"
+                ),
+                &[&scroll, &to_i64(tree_size)],
+            )
+            .await?;
+        row.map(|r| checkpoint_row(&r)).transpose()
+    }
+
+    /// The latest checkpoint of every scroll that has one, by scroll name.
+    pub async fn latest_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT DISTINCT ON (s.name) {COLUMNS} FROM checkpoints c \
+                     JOIN scrolls s ON s.id = c.scroll_id ORDER BY s.name, c.tree_size DESC"
+                ),
+                &[],
+            )
+            .await?;
+        rows.iter().map(checkpoint_row).collect()
+    }
+}
+
+fn checkpoint_row(r: &tokio_postgres::Row) -> Result<StoredCheckpoint, StoreError> {
+    let root: Vec<u8> = r.get(2);
+    Ok(StoredCheckpoint {
+        scroll: r.get(0),
+        tree_size: to_u64(r.get(1)),
+        root: to_hash(&root, "checkpoint root")?,
+        note: r.get(3),
+        created_at: r.get(4),
+    })
+}

@@ -1,0 +1,170 @@
+//! Postgres storage: connection pool, migrations, and one module per table family.
+
+mod anchors;
+mod api_keys;
+mod bundles;
+mod checkpoints;
+mod migrate;
+mod receipts;
+mod scrolls;
+pub mod tree;
+
+pub use anchors::{SinkResult, StoredAnchor};
+pub use api_keys::{ApiKey, NewApiKey, Role};
+pub use checkpoints::StoredCheckpoint;
+pub use migrate::{migrate, MIGRATIONS_DIGEST};
+pub use receipts::{AppendOutcome, NewReceipt, StoredReceipt};
+pub use scrolls::ScrollInfo;
+
+use crate::jcs::CanonicalError;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+/// Everything that can go wrong in the store, as callers need to tell it apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had from the pool.
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A query failed.
+    #[error("database error: {}", db_message(.0))]
+    Db(#[from] tokio_postgres::Error),
+    /// The database URL is invalid.
+    #[error("invalid database url: {0}")]
+    Config(String),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// The scroll does not exist.
+    #[error("unknown scroll {0:?}")]
+    UnknownScroll(String),
+    /// The scroll already exists.
+    #[error("scroll {0:?} already exists")]
+    ScrollExists(String),
+    /// A batch reused an idempotency key with a different request.
+    #[error("idempotency key {0:?} was already used for a different request")]
+    IdempotencyConflict(String),
+    /// A tree append expected another size (a concurrent integrator won).
+    #[error("tree of scroll {scroll_id} is at size {actual}, not {expected}")]
+    TreeSizeMismatch {
+        /// Scroll id.
+        scroll_id: i32,
+        /// Size the caller expected.
+        expected: u64,
+        /// Size found.
+        actual: u64,
+    },
+    /// A root or proof was asked for a size beyond the integrated tree.
+    #[error("tree size {requested} is beyond the integrated size {available}")]
+    BeyondTree {
+        /// Requested size.
+        requested: u64,
+        /// Integrated size.
+        available: u64,
+    },
+    /// A stored row fails its integrity check; never serve it as good.
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+    /// A value has no canonical form.
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+}
+
+/// Tuning for the connection pool.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Maximum open connections.
+    pub max_size: usize,
+    /// How long to wait for a free or new connection.
+    pub wait_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            wait_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The ledger's Postgres store: a pool plus typed operations (see the submodules).
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Builds a pool for `url` (no connection is made until first use).
+    pub fn connect(url: &str, opts: &PoolOptions) -> Result<Self, StoreError> {
+        let mut pg =
+            tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Config(e.to_string()))?;
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(Duration::from_secs(5));
+        }
+        let mgr = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(opts.max_size)
+            .wait_timeout(Some(opts.wait_timeout))
+            .create_timeout(Some(opts.wait_timeout))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// The underlying pool (for pool-state metrics and ad-hoc queries).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Round-trips a trivial query: the readiness check.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+/// The server's SQLSTATE and message when there is one, else the client-side cause.
+fn db_message(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(src) => format!("{e}: {src}"),
+        None => e.to_string(),
+    }
+}
+
+impl StoreError {
+    /// The SQLSTATE of a server-side error, if this is one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            StoreError::Db(e) => e.as_db_error().map(|d| d.code().code()),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn to_hash(bytes: &[u8], what: &str) -> Result<crate::hash::Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Integrity(format!("{what} is not 32 bytes")))
+}

@@ -1,0 +1,256 @@
+//! Receipts: gap-free batched appends with idempotency keys, and integrity-checked reads.
+//!
+//! An append locks the scroll's head row (`scrolls.next_seq`) for the length of one
+//! transaction, so concurrent writers — in one process or many — get consecutive,
+//! gap-free positions, and a failed transaction gives its positions back.
+
+use super::{to_hash, to_i64, to_u64, Store, StoreError};
+use crate::hash::Hash;
+use crate::receipt::{leaf_hash, truncate_micros, Receipt, ReceiptDraft};
+use chrono::Utc;
+use std::collections::HashMap;
+
+/// One receipt to append.
+#[derive(Debug, Clone)]
+pub struct NewReceipt {
+    /// Validated type and payload.
+    pub draft: ReceiptDraft,
+    /// Id of the API key writing it.
+    pub submitter: String,
+    /// Client's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// Hash of the request body, compared on idempotent replays.
+    pub request_hash: Option<Hash>,
+}
+
+/// A receipt as stored: the parsed receipt, its exact leaf bytes, and its leaf hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReceipt {
+    /// The receipt.
+    pub receipt: Receipt,
+    /// Exact leaf bytes (canonical JSON).
+    pub leaf: Vec<u8>,
+    /// `H(0x00‖leaf)`.
+    pub leaf_hash: Hash,
+}
+
+/// What happened to one item of an append.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendOutcome {
+    /// Newly written.
+    Created(StoredReceipt),
+    /// The idempotency key was seen with the same request: the original receipt.
+    Replayed(StoredReceipt),
+    /// The idempotency key was seen with a different request; nothing written for it.
+    Conflict(String),
+}
+
+const SELECT_COLUMNS: &str = "s.name, r.seq, r.leaf, r.leaf_hash";
+
+impl Store {
+    /// Appends `items` to `scroll` in one transaction. With `all_or_nothing`, any idempotency
+    /// conflict aborts the whole batch with [`StoreError::IdempotencyConflict`]; otherwise the
+    /// conflicting items are reported and the rest are written.
+    pub async fn append_receipts(
+        &self,
+        scroll: &str,
+        items: Vec<NewReceipt>,
+        all_or_nothing: bool,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let head = tx
+            .query_opt(
+                "SELECT id, next_seq FROM scrolls WHERE name = $1 FOR UPDATE",
+                &[&scroll],
+            )
+            .await?
+            .ok_or_else(|| StoreError::UnknownScroll(scroll.to_string()))?;
+        let scroll_id: i32 = head.get(0);
+        let mut next_seq = to_u64(head.get(1));
+
+        let keys: Vec<&str> = items
+            .iter()
+            .filter_map(|i| i.idempotency_key.as_deref())
+            .collect();
+        let mut seen: HashMap<String, (Option<Vec<u8>>, StoredReceipt)> = HashMap::new();
+        if !keys.is_empty() {
+            let rows = tx
+                .query(
+                    "SELECT r.idempotency_key, r.request_hash, s.name, r.seq, r.leaf, r.leaf_hash \
+                     FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
+                     WHERE r.scroll_id = $1 AND r.idempotency_key = ANY($2)",
+                    &[&scroll_id, &keys],
+                )
+                .await?;
+            for row in rows {
+                let key: String = row.get(0);
+                let req: Option<Vec<u8>> = row.get(1);
+                let stored = stored_from_parts(row.get(2), row.get(3), row.get(4), row.get(5))?;
+                seen.insert(key, (req, stored));
+            }
+        }
+
+        let at = truncate_micros(Utc::now());
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut seqs = Vec::new();
+        let mut leaves = Vec::new();
+        let mut hashes = Vec::new();
+        let mut kinds = Vec::new();
+        let mut submitters = Vec::new();
+        let mut idem_keys = Vec::new();
+        let mut req_hashes = Vec::new();
+        for item in items {
+            if let Some(key) = &item.idempotency_key {
+                if let Some((req, original)) = seen.get(key) {
+                    let same = req.as_deref() == item.request_hash.as_ref().map(|h| &h[..]);
+                    if same {
+                        outcomes.push(AppendOutcome::Replayed(original.clone()));
+                        continue;
+                    }
+                    if all_or_nothing {
+                        return Err(StoreError::IdempotencyConflict(key.clone()));
+                    }
+                    outcomes.push(AppendOutcome::Conflict(key.clone()));
+                    continue;
+                }
+            }
+            let receipt = Receipt::new(scroll, next_seq, item.draft, at, &item.submitter);
+            let leaf = receipt.leaf_bytes()?;
+            let lh = leaf_hash(&leaf);
+            seqs.push(to_i64(next_seq));
+            leaves.push(leaf.clone());
+            hashes.push(lh.to_vec());
+            kinds.push(receipt.kind.clone());
+            submitters.push(receipt.submitter.clone());
+            idem_keys.push(item.idempotency_key.clone());
+            req_hashes.push(item.request_hash.map(|h| h.to_vec()));
+            let stored = StoredReceipt {
+                receipt,
+                leaf,
+                leaf_hash: lh,
+            };
+            if let Some(key) = item.idempotency_key {
+                seen.insert(key, (item.request_hash.map(|h| h.to_vec()), stored.clone()));
+            }
+            outcomes.push(AppendOutcome::Created(stored));
+            next_seq += 1;
+        }
+
+        if !seqs.is_empty() {
+            tx.execute(
+                "INSERT INTO receipts (scroll_id, seq, leaf, leaf_hash, type, submitted_at, submitter, \
+                 idempotency_key, request_hash) \
+                 SELECT $1, u.seq, u.leaf, u.leaf_hash, u.type, $2, u.submitter, u.ikey, u.rhash \
+                 FROM UNNEST($3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::text[], \
+                             $8::text[], $9::bytea[]) AS u(seq, leaf, leaf_hash, type, submitter, ikey, rhash)",
+                &[
+                    &scroll_id, &at, &seqs, &leaves, &hashes, &kinds, &submitters, &idem_keys,
+                    &req_hashes,
+                ],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE scrolls SET next_seq = $2 WHERE id = $1",
+                &[&scroll_id, &to_i64(next_seq)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// The receipt at `seq` in `scroll`, integrity-checked.
+    pub async fn receipt(
+        &self,
+        scroll: &str,
+        seq: u64,
+    ) -> Result<Option<StoredReceipt>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {SELECT_COLUMNS} FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
+                     WHERE s.name = $1 AND r.seq = $2"
+                ),
+                &[&scroll, &to_i64(seq)],
+            )
+            .await?;
+        row.map(|r| stored_from_parts(r.get(0), r.get(1), r.get(2), r.get(3)))
+            .transpose()
+    }
+
+    /// The receipt with this leaf hash, integrity-checked.
+    pub async fn receipt_by_leaf_hash(
+        &self,
+        hash: &Hash,
+    ) -> Result<Option<StoredReceipt>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {SELECT_COLUMNS} FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
+                     WHERE r.leaf_hash = $1 LIMIT 1"
+                ),
+                &[&&hash[..]],
+            )
+            .await?;
+        row.map(|r| stored_from_parts(r.get(0), r.get(1), r.get(2), r.get(3)))
+            .transpose()
+    }
+
+    /// Up to `limit` receipts of `scroll` from `from` on, in order, integrity-checked.
+    pub async fn list_receipts(
+        &self,
+        scroll: &str,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredReceipt>, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {SELECT_COLUMNS} FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
+                     WHERE s.name = $1 AND r.seq >= $2 ORDER BY r.seq LIMIT $3"
+                ),
+                &[&scroll, &to_i64(from), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| stored_from_parts(r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    }
+}
+
+/// Rebuilds a stored receipt and checks that its bytes, hash and position agree.
+fn stored_from_parts(
+    scroll: String,
+    seq: i64,
+    leaf: Vec<u8>,
+    stored_hash: Vec<u8>,
+) -> Result<StoredReceipt, StoreError> {
+    let seq = to_u64(seq);
+    let where_ = || format!("{scroll}/{seq}");
+    let stored_hash = to_hash(&stored_hash, "leaf_hash")?;
+    if leaf_hash(&leaf) != stored_hash {
+        return Err(StoreError::Integrity(format!(
+            "{}: stored leaf hash does not match the stored bytes",
+            where_()
+        )));
+    }
+    let receipt = Receipt::from_leaf(&leaf)
+        .map_err(|e| StoreError::Integrity(format!("{}: leaf is not a receipt: {e}", where_())))?;
+    if receipt.scroll != scroll || receipt.seq != seq {
+        return Err(StoreError::Integrity(format!(
+            "{}: leaf names position {}/{}",
+            where_(),
+            receipt.scroll,
+            receipt.seq
+        )));
+    }
+    Ok(StoredReceipt {
+        receipt,
+        leaf,
+        leaf_hash: stored_hash,
+    })
+}

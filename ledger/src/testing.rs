@@ -1,0 +1,189 @@
+//! Test support shared by every crate's tests: a fresh database per test, cloned from a
+//! template migrated once per schema version, so tests run in parallel without sharing state.
+//!
+//! Connection settings come from `VAULTMESH_TEST_ADMIN_URL` (a role with CREATEDB and
+//! CREATEROLE; default `postgres://vaultmesh:vaultmesh@127.0.0.1:5432/postgres`) and
+//! `VAULTMESH_TEST_APP_PASSWORD` (the `vaultmesh_app` password; default `vaultmesh_app`).
+//! `ops/test.sh` creates both roles.
+
+use crate::store::{migrate, PoolOptions, Store, StoreError, MIGRATIONS_DIGEST};
+use std::sync::atomic::{AtomicU32, Ordering};
+use tokio_postgres::NoTls;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A database of its own for one test.
+pub struct TestDb {
+    /// Database name.
+    pub name: String,
+    /// URL as the schema owner (can bypass nothing, but owns the tables).
+    pub owner_url: String,
+    /// URL as the append-only application role.
+    pub app_url: String,
+    /// A store connected as the application role.
+    pub store: Store,
+}
+
+/// The admin URL tests use to create databases.
+pub fn admin_url() -> String {
+    std::env::var("VAULTMESH_TEST_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://vaultmesh:vaultmesh@127.0.0.1:5432/postgres".into())
+}
+
+fn with_db(url: &str, db: &str) -> String {
+    match url.rfind('/') {
+        Some(i) if i > url.find("://").map_or(0, |j| j + 2) => format!("{}/{db}", &url[..i]),
+        _ => format!("{url}/{db}"),
+    }
+}
+
+fn app_url_for(admin: &str, db: &str) -> String {
+    let password =
+        std::env::var("VAULTMESH_TEST_APP_PASSWORD").unwrap_or_else(|_| "vaultmesh_app".into());
+    let rest = admin
+        .split_once('@')
+        .map_or("127.0.0.1:5432/postgres", |(_, r)| r);
+    with_db(&format!("postgres://vaultmesh_app:{password}@{rest}"), db)
+}
+
+async fn admin_client(url: &str) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Drops test databases left by processes that no longer exist.
+async fn drop_stale(admin: &tokio_postgres::Client) -> Result<(), StoreError> {
+    let rows = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'vm_test_%'",
+            &[],
+        )
+        .await?;
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
+    }
+    Ok(())
+}
+
+/// Creates (once) the migrated template database for the current migrations.
+async fn ensure_template(
+    admin: &tokio_postgres::Client,
+    admin_url: &str,
+) -> Result<String, StoreError> {
+    let template = format!("vm_tpl_{}", *MIGRATIONS_DIGEST);
+    admin.execute("SELECT pg_advisory_lock(7406)", &[]).await?;
+    let result = async {
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+            .await?
+            .is_some();
+        if !exists {
+            drop_stale(admin).await?;
+            admin
+                .batch_execute(&format!("CREATE DATABASE \"{template}_new\""))
+                .await?;
+            migrate(&with_db(admin_url, &format!("{template}_new"))).await?;
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE \"{template}_new\" RENAME TO \"{template}\""
+                ))
+                .await?;
+        }
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    admin
+        .execute("SELECT pg_advisory_unlock(7406)", &[])
+        .await?;
+    result.map(|_| template)
+}
+
+impl TestDb {
+    /// A fresh, migrated database with its own name.
+    pub async fn new() -> Result<Self, StoreError> {
+        let admin = admin_url();
+        let client = admin_client(&admin).await?;
+        let template = ensure_template(&client, &admin).await?;
+        let name = format!(
+            "vm_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await?;
+        client
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+            ))
+            .await?;
+        let app_url = app_url_for(&admin, &name);
+        let store = Store::connect(&app_url, &PoolOptions::default())?;
+        Ok(Self {
+            owner_url: with_db(&admin, &name),
+            app_url,
+            name,
+            store,
+        })
+    }
+
+    /// A client connected as the schema owner, for assertions and deliberate tampering.
+    pub async fn owner_client(&self) -> Result<tokio_postgres::Client, StoreError> {
+        admin_client(&self.owner_url).await
+    }
+
+    /// A client connected as the application role.
+    pub async fn app_client(&self) -> Result<tokio_postgres::Client, StoreError> {
+        admin_client(&self.app_url).await
+    }
+}
+
+/// A database URL on which nothing listens, to test behaviour with Postgres unreachable.
+pub async fn unreachable_database_url() -> String {
+    format!(
+        "postgres://vaultmesh_app:x@127.0.0.1:{}/none",
+        closed_port().await
+    )
+}
+
+/// A loopback port that was free a moment ago and has no listener now.
+pub async fn closed_port() -> u16 {
+    match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l.local_addr().map(|a| a.port()).unwrap_or(1),
+        Err(_) => 1,
+    }
+}
+
+/// The Redis URL tests use (`VAULTMESH_TEST_REDIS_URL`, default the local server).
+pub fn redis_url() -> String {
+    std::env::var("VAULTMESH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A service configuration on ephemeral ports against `database_url`.
+pub fn service_config(database_url: &str) -> crate::config::CommonConfig {
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let args = crate::config::CommonArgs {
+        database_url: Some(database_url.to_string()),
+        redis_url: Some(redis_url()),
+        mesh_id: Some("vaultmesh-test".into()),
+        shutdown_grace_secs: Some(5),
+        ..Default::default()
+    };
+    args.resolve(
+        crate::config::CommonFile::default(),
+        crate::config::ServiceDefaults {
+            api_addr: any,
+            metrics_addr: any,
+        },
+    )
+}

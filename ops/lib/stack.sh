@@ -1,0 +1,112 @@
+# Shared by ops/up.sh, ops/test.sh and ops/bench/*: installs (apt-get) and starts
+# PostgreSQL and Redis when missing or stopped, and creates VaultMesh's roles and database.
+# Idempotent. Source it, then call vm_ensure_stack.
+#
+# Dev/test credentials (override for anything real):
+#   VAULTMESH_OWNER_PASSWORD (role vaultmesh: owns the schema, runs migrations)
+#   VAULTMESH_APP_PASSWORD   (role vaultmesh_app: what services use; append-only)
+
+VM_PG_HOST=${VM_PG_HOST:-127.0.0.1}
+VM_PG_PORT=${VM_PG_PORT:-5432}
+VM_REDIS_PORT=${VM_REDIS_PORT:-6379}
+VAULTMESH_OWNER_PASSWORD=${VAULTMESH_OWNER_PASSWORD:-vaultmesh}
+VAULTMESH_APP_PASSWORD=${VAULTMESH_APP_PASSWORD:-vaultmesh_app}
+
+vm_log() { printf '[vaultmesh] %s\n' "$*" >&2; }
+
+vm_as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+vm_pg_bin() {
+    local v
+    v=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$v" ] && printf '/usr/lib/postgresql/%s/bin' "$v"
+}
+
+vm_ensure_packages() {
+    local missing=()
+    [ -n "$(vm_pg_bin)" ] && [ -x "$(vm_pg_bin)/postgres" ] || missing+=(postgresql postgresql-contrib)
+    command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        vm_log "installing ${missing[*]} with apt-get"
+        vm_as_root apt-get update -qq
+        vm_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+vm_wait() {
+    local what=$1; shift
+    for _ in $(seq 1 60); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.5
+    done
+    vm_log "$what did not come up"; return 1
+}
+
+vm_ensure_postgres() {
+    if pg_isready -q -h "$VM_PG_HOST" -p "$VM_PG_PORT"; then return 0; fi
+    local version
+    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+    if [ -z "$version" ]; then
+        version=$(basename "$(dirname "$(vm_pg_bin)")")
+        vm_log "creating PostgreSQL $version cluster"
+        vm_as_root pg_createcluster "$version" main >/dev/null
+    fi
+    vm_log "starting PostgreSQL $version"
+    vm_as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    vm_wait PostgreSQL pg_isready -q -h "$VM_PG_HOST" -p "$VM_PG_PORT"
+}
+
+vm_ensure_redis() {
+    if redis-cli -h 127.0.0.1 -p "$VM_REDIS_PORT" ping >/dev/null 2>&1; then return 0; fi
+    vm_log "starting Redis on port $VM_REDIS_PORT"
+    vm_as_root mkdir -p /var/lib/redis /var/log/redis
+    vm_as_root redis-server --daemonize yes --bind 127.0.0.1 --port "$VM_REDIS_PORT" \
+        --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/vaultmesh.log
+    vm_wait Redis redis-cli -h 127.0.0.1 -p "$VM_REDIS_PORT" ping
+}
+
+vm_psql_super() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$VM_PG_PORT" "$@"
+    else
+        sudo -u postgres psql -X -q -v ON_ERROR_STOP=1 -p "$VM_PG_PORT" "$@"
+    fi
+}
+
+# Roles: vaultmesh (owner; CREATEDB and CREATEROLE so tests can make databases) and
+# vaultmesh_app (LOGIN; privileges come from the migrations). Database: vaultmesh.
+vm_ensure_roles() {
+    vm_psql_super -d postgres <<SQL
+DO \$\$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vaultmesh') THEN
+        CREATE ROLE vaultmesh LOGIN CREATEDB CREATEROLE PASSWORD '${VAULTMESH_OWNER_PASSWORD}';
+    ELSE
+        ALTER ROLE vaultmesh LOGIN CREATEDB CREATEROLE PASSWORD '${VAULTMESH_OWNER_PASSWORD}';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vaultmesh_app') THEN
+        CREATE ROLE vaultmesh_app LOGIN PASSWORD '${VAULTMESH_APP_PASSWORD}';
+    ELSE
+        ALTER ROLE vaultmesh_app LOGIN PASSWORD '${VAULTMESH_APP_PASSWORD}';
+    END IF;
+END
+\$\$;
+SQL
+    if [ -z "$(vm_psql_super -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'vaultmesh'")" ]; then
+        vm_psql_super -d postgres -c "CREATE DATABASE vaultmesh OWNER vaultmesh"
+    fi
+}
+
+vm_owner_url() { printf 'postgres://vaultmesh:%s@%s:%s/%s' "$VAULTMESH_OWNER_PASSWORD" "$VM_PG_HOST" "$VM_PG_PORT" "${1:-vaultmesh}"; }
+vm_app_url() { printf 'postgres://vaultmesh_app:%s@%s:%s/%s' "$VAULTMESH_APP_PASSWORD" "$VM_PG_HOST" "$VM_PG_PORT" "${1:-vaultmesh}"; }
+
+vm_ensure_stack() {
+    vm_ensure_packages
+    vm_ensure_postgres
+    vm_ensure_redis
+    vm_ensure_roles
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The README's first command: brings up the whole dev stack in the foreground.
+#   PostgreSQL + Redis (installed and started if needed), migrations, the guardian's signing
+#   key, dev API keys in .vaultmesh/dev.env, then portal, guardian and oracle.
+# Ctrl-C stops everything. Running it again reuses .vaultmesh/ (same keys, same data).
+# Ports: VAULTMESH_{PORTAL,GUARDIAN,ORACLE}_PORT (8080/8081/8082) and
+#        VAULTMESH_{PORTAL,GUARDIAN,ORACLE}_METRICS_PORT (9090/9091/9092).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. ops/lib/stack.sh
+
+STATE=.vaultmesh
+MESH_ID=${VAULTMESH_MESH_ID:-vaultmesh-dev}
+PORTAL_PORT=${VAULTMESH_PORTAL_PORT:-8080}
+GUARDIAN_PORT=${VAULTMESH_GUARDIAN_PORT:-8081}
+ORACLE_PORT=${VAULTMESH_ORACLE_PORT:-8082}
+PORTAL_METRICS=${VAULTMESH_PORTAL_METRICS_PORT:-9090}
+GUARDIAN_METRICS=${VAULTMESH_GUARDIAN_METRICS_PORT:-9091}
+ORACLE_METRICS=${VAULTMESH_ORACLE_METRICS_PORT:-9092}
+
+vm_ensure_stack
+mkdir -p "$STATE"
+vm_log "building release binaries"
+cargo build --release --locked --bins --quiet
+BIN=target/release
+OWNER_URL=$(vm_owner_url)
+APP_URL=$(vm_app_url)
+
+"$BIN/vaultmesh" migrate --database-url "$OWNER_URL"
+VKEY=$("$BIN/vaultmesh" keygen --name "$MESH_ID/guardian" --out "$STATE/guardian.key" --vkey-out "$STATE/guardian.vkey")
+
+key_ok() {  # the key id recorded in dev.env still exists and is active
+    [ -n "${1:-}" ] && "$BIN/vaultmesh" keys list --database-url "$APP_URL" | grep -q "\"id\":\"$1\".*\"revoked_at\":null"
+}
+if [ -f "$STATE/dev.env" ]; then . "$STATE/dev.env"; fi
+if ! key_ok "${VAULTMESH_ADMIN_KEY_ID:-}" || ! key_ok "${VAULTMESH_WRITER_KEY_ID:-}" || ! key_ok "${VAULTMESH_READER_KEY_ID:-}"; then
+    vm_log "creating dev API keys"
+    read -r ADMIN_ID ADMIN_TOKEN < <("$BIN/vaultmesh" keys create --database-url "$APP_URL" --role admin --label dev-admin)
+    read -r WRITER_ID WRITER_TOKEN < <("$BIN/vaultmesh" keys create --database-url "$APP_URL" --role writer --label dev-writer)
+    read -r READER_ID READER_TOKEN < <("$BIN/vaultmesh" keys create --database-url "$APP_URL" --role reader --label dev-reader)
+    VAULTMESH_ADMIN_KEY_ID=$ADMIN_ID VAULTMESH_ADMIN_KEY=$ADMIN_TOKEN
+    VAULTMESH_WRITER_KEY_ID=$WRITER_ID VAULTMESH_WRITER_KEY=$WRITER_TOKEN
+    VAULTMESH_READER_KEY_ID=$READER_ID VAULTMESH_READER_KEY=$READER_TOKEN
+fi
+(
+    umask 077
+    cat > "$STATE/dev.env" <<ENV
+# Written by ops/up.sh for the dev stack. Source it: . .vaultmesh/dev.env
+export VAULTMESH_PORTAL_URL=http://127.0.0.1:$PORTAL_PORT
+export VAULTMESH_GUARDIAN_URL=http://127.0.0.1:$GUARDIAN_PORT
+export VAULTMESH_ORACLE_URL=http://127.0.0.1:$ORACLE_PORT
+export VAULTMESH_ADMIN_KEY=$VAULTMESH_ADMIN_KEY
+export VAULTMESH_WRITER_KEY=$VAULTMESH_WRITER_KEY
+export VAULTMESH_READER_KEY=$VAULTMESH_READER_KEY
+export VAULTMESH_ADMIN_KEY_ID=$VAULTMESH_ADMIN_KEY_ID
+export VAULTMESH_WRITER_KEY_ID=$VAULTMESH_WRITER_KEY_ID
+export VAULTMESH_READER_KEY_ID=$VAULTMESH_READER_KEY_ID
+export VAULTMESH_GUARDIAN_VKEY=$VKEY
+ENV
+)
+
+export VAULTMESH_DATABASE_URL=$APP_URL
+export VAULTMESH_REDIS_URL=redis://127.0.0.1:$VM_REDIS_PORT
+export VAULTMESH_MESH_ID=$MESH_ID
+unset VAULTMESH_API_ADDR VAULTMESH_METRICS_ADDR
+
+pids=()
+stop_all() {
+    trap - INT TERM EXIT
+    if [ "${#pids[@]}" -gt 0 ]; then
+        kill -TERM "${pids[@]}" 2>/dev/null || true
+        wait "${pids[@]}" 2>/dev/null || true
+    fi
+    vm_log "stopped"
+}
+trap stop_all INT TERM EXIT
+
+"$BIN/vaultmesh-portal" --api-addr "127.0.0.1:$PORTAL_PORT" --metrics-addr "0.0.0.0:$PORTAL_METRICS" & pids+=($!)
+"$BIN/vaultmesh-guardian" --api-addr "127.0.0.1:$GUARDIAN_PORT" --metrics-addr "0.0.0.0:$GUARDIAN_METRICS" & pids+=($!)
+"$BIN/vaultmesh-oracle" --api-addr "127.0.0.1:$ORACLE_PORT" --metrics-addr "0.0.0.0:$ORACLE_METRICS" & pids+=($!)
+
+for port in "$PORTAL_PORT" "$GUARDIAN_PORT" "$ORACLE_PORT"; do
+    vm_wait "service on :$port" curl -sf "http://127.0.0.1:$port/v1/health"
+done
+vm_log "up: portal :$PORTAL_PORT (metrics :$PORTAL_METRICS), guardian :$GUARDIAN_PORT (:$GUARDIAN_METRICS), oracle :$ORACLE_PORT (:$ORACLE_METRICS)"
+vm_log "credentials: . $STATE/dev.env    stop: Ctrl-C"
+# Any service exiting stops the stack.
+wait -n "${pids[@]}" || true
+vm_log "a service exited; stopping the rest"
