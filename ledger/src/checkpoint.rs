@@ -149,12 +149,12 @@ mod tests {
         for bad in [
             format!("o\n1\n{root}"),
             format!("o\n1\n{root}\next\n"),
-            format!("o\n1\n"),
+            "o\n1\n".to_string(),
             format!("\n1\n{root}\n"),
             format!("o\n01\n{root}\n"),
             format!("o\n-1\n{root}\n"),
             format!("o\n1\n{}\n", B64.encode([0u8; 31])),
-            format!("o\n1\nnot base64!\n"),
+            "o\n1\nnot base64!\n".to_string(),
         ] {
             assert!(Checkpoint::parse_body(&bad).is_err(), "{bad:?}");
         }

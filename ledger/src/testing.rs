@@ -187,3 +187,142 @@ pub fn service_config(database_url: &str) -> crate::config::CommonConfig {
         },
     )
 }
+
+/// A minimal HTTP/1.1 request over a fresh connection: returns status and body.
+/// (Dependency-free, for asserting on the services' own endpoints.)
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    Ok((status, body))
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size_line, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size_line.trim(), 16).unwrap_or(0);
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Starts a service with `start` against a fresh database and checks everything a service
+/// skeleton promises: health, readiness, status without secrets, its own metrics registry,
+/// JSON 404/405, readiness 503 without Postgres, and a clean stop that closes its ports.
+pub async fn assert_service_lifecycle<F, Fut>(service: &str, start: F)
+where
+    F: Fn(crate::config::CommonConfig, crate::service::Shutdown) -> Fut,
+    Fut: std::future::Future<
+        Output = Result<crate::service::RunningService, crate::context::StartError>,
+    >,
+{
+    let db = match TestDb::new().await {
+        Ok(db) => db,
+        Err(e) => panic!("test database: {e}"),
+    };
+    let running = match start(service_config(&db.app_url), crate::service::Shutdown::new()).await {
+        Ok(r) => r,
+        Err(e) => panic!("{service} did not start: {e}"),
+    };
+    let get = |addr, path: &'static str| async move {
+        match http(addr, "GET", path).await {
+            Ok(r) => r,
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    };
+    let api = running.api_addr;
+    let (code, body) = get(api, "/v1/health").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"status\":\"ok\"") && body.contains(&format!("\"service\":\"{service}\"")),
+        "{body}"
+    );
+    let (code, body) = get(api, "/v1/ready").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"postgres\":\"up\""), "{body}");
+    let (code, body) = get(api, "/v1/status").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"mesh_id\":\"vaultmesh-test\""), "{body}");
+    assert!(
+        !body.contains("vaultmesh_app:vaultmesh_app"),
+        "status leaks a password: {body}"
+    );
+    let (code, body) = get(running.metrics_addr, "/metrics").await;
+    assert_eq!(code, 200);
+    for needle in [
+        "process_cpu_seconds_total".to_string(),
+        format!("vaultmesh_build_info{{service=\"{service}\""),
+        "vaultmesh_db_pool_size{state=\"max\"}".to_string(),
+    ] {
+        assert!(body.contains(&needle), "metrics lack {needle}:\n{body}");
+    }
+    let (code, body) = get(api, "/v1/no-such-route").await;
+    assert_eq!(code, 404);
+    assert!(body.contains("\"code\":\"not_found\""), "{body}");
+    let (code, body) = match http(api, "DELETE", "/v1/health").await {
+        Ok(r) => r,
+        Err(e) => panic!("DELETE: {e}"),
+    };
+    assert_eq!(code, 405, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+
+    let (api_addr, metrics_addr) = (running.api_addr, running.metrics_addr);
+    if tokio::time::timeout(std::time::Duration::from_secs(15), running.stop())
+        .await
+        .is_err()
+    {
+        panic!("{service} did not stop within 15 s");
+    }
+    assert!(
+        tokio::net::TcpStream::connect(api_addr).await.is_err(),
+        "API port still open"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(metrics_addr).await.is_err(),
+        "metrics port still open"
+    );
+
+    let down = unreachable_database_url().await;
+    let running = match start(service_config(&down), crate::service::Shutdown::new()).await {
+        Ok(r) => r,
+        Err(e) => panic!("{service} must start without Postgres and report unready: {e}"),
+    };
+    let (code, body) = get(running.api_addr, "/v1/ready").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("\"postgres\":\"down\""), "{body}");
+    let (code, _) = get(running.api_addr, "/v1/health").await;
+    assert_eq!(code, 200);
+    running.stop().await;
+}

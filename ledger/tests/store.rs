@@ -530,7 +530,9 @@ async fn integration_checkpoints_anchors_and_bundles() {
     t.inclusion.path[0][0] ^= 1;
     assert!(t.verify(&verifier).is_err(), "edited path");
     let mut t = b.clone();
-    t.anchor.as_mut().map(|a| a.scrolls[0].tree_size = 201);
+    if let Some(a) = t.anchor.as_mut() {
+        a.scrolls[0].tree_size = 201;
+    }
     assert!(t.verify(&verifier).is_err(), "edited anchor");
     let other = NoteSigner::from_seed("vaultmesh-test/guardian", [8u8; 32])
         .unwrap_or_else(|e| panic!("{e}"));

@@ -34,7 +34,7 @@ impl<D: Digest<OutputSize = U32>> MemoryTree<D> {
     pub fn push(&mut self, leaf: Hash) {
         self.levels[0].push(leaf);
         let mut level = 0;
-        while self.levels[level].len() % 2 == 0 {
+        while self.levels[level].len().is_multiple_of(2) {
             let n = self.levels[level].len();
             let parent =
                 TreeHasher::<D>::node(&self.levels[level][n - 2], &self.levels[level][n - 1]);

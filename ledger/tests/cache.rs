@@ -1,0 +1,135 @@
+//! The Redis cache against real Redis servers: round trips, a closed port, and a server
+//! killed and restarted under it. Callers never see an error.
+
+use ledger::cache::{Cache, CacheOptions, CacheState};
+use ledger::testing::{closed_port, redis_url};
+use prometheus::{IntCounterVec, Opts};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn counter() -> IntCounterVec {
+    IntCounterVec::new(Opts::new("errors", "errors"), &["operation"])
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn opts(prefix: &str) -> CacheOptions {
+    CacheOptions {
+        prefix: format!("vmtest:{prefix}:{}:", std::process::id()),
+        retry_interval: Duration::from_millis(100),
+        ..CacheOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn round_trips_against_real_redis() {
+    let cache = Cache::new(Some(&redis_url()), opts("rt"), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cache.get("a").await, None);
+    cache.put("a", b"immutable").await;
+    assert_eq!(cache.get("a").await.as_deref(), Some(&b"immutable"[..]));
+    cache.put_ttl("b", b"short", Duration::from_secs(30)).await;
+    assert_eq!(cache.get("b").await.as_deref(), Some(&b"short"[..]));
+    cache.delete("b").await;
+    assert_eq!(cache.get("b").await, None);
+    assert_eq!(cache.state(), CacheState::Up);
+}
+
+#[tokio::test]
+async fn a_closed_port_degrades_without_failing_callers() {
+    let url = format!("redis://127.0.0.1:{}", closed_port().await);
+    let errors = counter();
+    let cache = Cache::new(Some(&url), opts("closed"), Some(errors.clone()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    for i in 0..20 {
+        cache.put(&format!("k{i}"), b"v").await;
+        assert_eq!(cache.get(&format!("k{i}")).await, None);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "calls must not hang"
+    );
+    assert_eq!(cache.state(), CacheState::Degraded);
+    assert!(errors.with_label_values(&["connect"]).get() >= 1);
+
+    let disabled = Cache::new(None, opts("off"), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(disabled.state(), CacheState::Disabled);
+    disabled.put("x", b"y").await;
+    assert_eq!(disabled.get("x").await, None);
+}
+
+async fn spawn_redis(port: u16) -> tokio::process::Child {
+    let child = tokio::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("redis-server: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "redis-server did not listen");
+        tokio::task::yield_now().await;
+    }
+    child
+}
+
+#[tokio::test]
+async fn redis_killed_and_restarted_under_the_cache() {
+    let port = closed_port().await;
+    let mut server = spawn_redis(port).await;
+    let errors = counter();
+    let cache = Cache::new(
+        Some(&format!("redis://127.0.0.1:{port}")),
+        opts("kill"),
+        Some(errors.clone()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    cache.put("k", b"v1").await;
+    assert_eq!(cache.get("k").await.as_deref(), Some(&b"v1"[..]));
+
+    server.kill().await.unwrap_or_else(|e| panic!("{e}"));
+    let _ = server.wait().await;
+    for _ in 0..10 {
+        assert_eq!(cache.get("k").await, None, "a dead server is a miss");
+        cache.put("k", b"v2").await;
+    }
+    assert_eq!(cache.state(), CacheState::Degraded);
+    assert!(
+        errors
+            .get_metric_with_label_values(&["get"])
+            .map(|c| c.get())
+            .unwrap_or(0)
+            + errors
+                .get_metric_with_label_values(&["connect"])
+                .map(|c| c.get())
+                .unwrap_or(0)
+            >= 1
+    );
+
+    let _server = spawn_redis(port).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        cache.put("k", b"v3").await;
+        if cache.get("k").await.as_deref() == Some(&b"v3"[..]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cache did not recover after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cache.state(), CacheState::Up);
+}
