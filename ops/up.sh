@@ -73,7 +73,8 @@ stop_all() {
     fi
     vm_log "stopped"
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
 
 "$BIN/vaultmesh-portal" --api-addr "127.0.0.1:$PORTAL_PORT" --metrics-addr "0.0.0.0:$PORTAL_METRICS" & pids+=($!)
 "$BIN/vaultmesh-guardian" --api-addr "127.0.0.1:$GUARDIAN_PORT" --metrics-addr "0.0.0.0:$GUARDIAN_METRICS" & pids+=($!)
@@ -84,6 +85,7 @@ for port in "$PORTAL_PORT" "$GUARDIAN_PORT" "$ORACLE_PORT"; do
 done
 vm_log "up: portal :$PORTAL_PORT (metrics :$PORTAL_METRICS), guardian :$GUARDIAN_PORT (:$GUARDIAN_METRICS), oracle :$ORACLE_PORT (:$ORACLE_METRICS)"
 vm_log "credentials: . $STATE/dev.env    stop: Ctrl-C"
-# Any service exiting stops the stack.
+# Any service exiting stops the stack (the EXIT trap stops the rest).
 wait -n "${pids[@]}" || true
 vm_log "a service exited; stopping the rest"
+exit 1

@@ -104,6 +104,28 @@ SQL
 vm_owner_url() { printf 'postgres://vaultmesh:%s@%s:%s/%s' "$VAULTMESH_OWNER_PASSWORD" "$VM_PG_HOST" "$VM_PG_PORT" "${1:-vaultmesh}"; }
 vm_app_url() { printf 'postgres://vaultmesh_app:%s@%s:%s/%s' "$VAULTMESH_APP_PASSWORD" "$VM_PG_HOST" "$VM_PG_PORT" "${1:-vaultmesh}"; }
 
+# Python with rfc8785 and cryptography for the independent verifier in ops/verify/.
+# Uses the system python3 if it already has them, else a venv in target/pyenv.
+vm_ensure_python() {
+    if python3 -c 'import rfc8785, cryptography' >/dev/null 2>&1; then
+        VAULTMESH_PYTHON=$(command -v python3)
+    else
+        if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            vm_log "installing python3-venv with apt-get"
+            vm_as_root apt-get update -qq
+            vm_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        fi
+        local venv=target/pyenv
+        if ! "$venv/bin/python" -c 'import rfc8785, cryptography' >/dev/null 2>&1; then
+            vm_log "installing rfc8785 and cryptography into $venv"
+            python3 -m venv "$venv"
+            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check rfc8785 cryptography
+        fi
+        VAULTMESH_PYTHON=$PWD/$venv/bin/python
+    fi
+    export VAULTMESH_PYTHON
+}
+
 vm_ensure_stack() {
     vm_ensure_packages
     vm_ensure_postgres
