@@ -133,7 +133,8 @@ pub fn utf16_cmp(a: &str, b: &str) -> Ordering {
     a.encode_utf16().cmp(b.encode_utf16())
 }
 
-fn write_string(out: &mut Vec<u8>, s: &str) {
+/// Appends the RFC 8785 form of a string (quoted, minimally escaped).
+pub fn write_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     for ch in s.chars() {
         match ch {

@@ -327,6 +327,39 @@ mod tests {
     }
 
     #[test]
+    fn key_files_are_private_and_never_overwritten() {
+        let dir = std::env::temp_dir().join(format!("vm-keyfile-{}", std::process::id()));
+        let path = dir.join("sub/guardian.key");
+        let _ = std::fs::remove_dir_all(&dir);
+        let first =
+            NoteSigner::generate_to_file("m/guardian", &path).unwrap_or_else(|e| panic!("{e}"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again =
+            NoteSigner::generate_to_file("m/guardian", &path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            again.to_skey(),
+            first.to_skey(),
+            "an existing key is reused"
+        );
+        let loaded = NoteSigner::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.verifier().to_vkey(), first.verifier().to_vkey());
+        std::fs::write(&path, "PRIVATE+KEY+m/guardian+00000000+AQ==\n").unwrap_or_default();
+        assert!(
+            NoteSigner::load(&path).is_err(),
+            "a corrupt key file is an error"
+        );
+        assert!(NoteSigner::load(&dir.join("missing")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn sign_and_verify_and_reject_tampering() {
         let s = signer("example.com/log");
         let note = s.sign("hello\nworld\n").unwrap_or_default();

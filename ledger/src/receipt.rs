@@ -50,12 +50,14 @@ pub fn validate_scroll_name(name: &str) -> Result<(), ReceiptError> {
 }
 
 /// A receipt as submitted: its type and payload, before the portal assigns a position.
+/// The payload's canonical bytes are computed once, at validation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceiptDraft {
     /// Receipt type, e.g. `drill_completed`.
     pub kind: String,
     /// Payload object, already validated.
     pub payload: Map<String, Value>,
+    canonical_payload: Vec<u8>,
 }
 
 impl ReceiptDraft {
@@ -70,9 +72,9 @@ impl ReceiptDraft {
         };
         let value = Value::Object(map);
         jcs::check_numbers(&value, "payload")?;
-        let size = jcs::to_vec(&value)?.len();
-        if size > MAX_PAYLOAD_BYTES {
-            return Err(ReceiptError::PayloadTooLarge(size));
+        let canonical_payload = jcs::to_vec(&value)?;
+        if canonical_payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(ReceiptError::PayloadTooLarge(canonical_payload.len()));
         }
         let Value::Object(payload) = value else {
             return Err(ReceiptError::PayloadNotObject);
@@ -80,7 +82,34 @@ impl ReceiptDraft {
         Ok(Self {
             kind: kind.to_string(),
             payload,
+            canonical_payload,
         })
+    }
+
+    /// RFC 8785 bytes of the payload.
+    pub fn canonical_payload(&self) -> &[u8] {
+        &self.canonical_payload
+    }
+
+    /// The leaf bytes this draft gets at `seq` in `scroll`: the same bytes as
+    /// [`Receipt::leaf_bytes`], assembled from the precomputed canonical payload (member
+    /// order `payload, scroll, seq, submitted_at, submitter, type` is the RFC 8785 order).
+    pub fn leaf_at(&self, scroll: &str, seq: u64, submitted_at: &str, submitter: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.canonical_payload.len() + 160);
+        out.extend_from_slice(b"{\"payload\":");
+        out.extend_from_slice(&self.canonical_payload);
+        out.extend_from_slice(b",\"scroll\":");
+        jcs::write_string(&mut out, scroll);
+        out.extend_from_slice(b",\"seq\":");
+        out.extend_from_slice(jcs::format_f64(seq as f64).as_bytes());
+        out.extend_from_slice(b",\"submitted_at\":");
+        jcs::write_string(&mut out, submitted_at);
+        out.extend_from_slice(b",\"submitter\":");
+        jcs::write_string(&mut out, submitter);
+        out.extend_from_slice(b",\"type\":");
+        jcs::write_string(&mut out, &self.kind);
+        out.push(b'}');
+        out
     }
 }
 
@@ -218,6 +247,31 @@ mod tests {
                 assert_eq!(path, "payload.n.big")
             }
             other => panic!("accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn assembled_leaves_equal_canonicalised_receipts() {
+        let at = "2026-11-23T12:00:00.000001Z";
+        let payload = serde_json::json!({"é": [1.5, -0.0, 1e21], "\u{1}": "\"\\", "a": {"z": null, "b": true}});
+        for (kind, submitter, seq) in [
+            ("t", "key_1", 0u64),
+            ("tÿpe \u{7}\n", "k\"ey", 9_007_199_254_740_992),
+        ] {
+            let draft = ReceiptDraft::new(kind, payload.clone()).unwrap_or_else(|e| panic!("{e}"));
+            let assembled = draft.leaf_at("drills", seq, at, submitter);
+            let r = Receipt {
+                scroll: "drills".into(),
+                seq,
+                kind: kind.into(),
+                payload: draft.payload.clone(),
+                submitted_at: at.into(),
+                submitter: submitter.into(),
+            };
+            assert_eq!(
+                String::from_utf8_lossy(&assembled),
+                String::from_utf8_lossy(&r.leaf_bytes().unwrap_or_default())
+            );
         }
     }
 

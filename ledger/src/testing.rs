@@ -89,6 +89,18 @@ async fn ensure_template(
             .is_some();
         if !exists {
             drop_stale(admin).await?;
+            for row in admin
+                .query(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'vm\\_tpl\\_%'",
+                    &[],
+                )
+                .await?
+            {
+                let old: String = row.get(0);
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)"))
+                    .await;
+            }
             admin
                 .batch_execute(&format!("CREATE DATABASE \"{template}_new\""))
                 .await?;

@@ -162,6 +162,19 @@ async fn application_role_cannot_rewrite_history() {
             }
         }
     }
+    for stmt in [
+        "DELETE FROM scrolls WHERE name = 'drills'",
+        "TRUNCATE scrolls CASCADE",
+    ] {
+        assert!(
+            app.batch_execute(stmt).await.is_err(),
+            "app role ran: {stmt}"
+        );
+        assert!(
+            owner.batch_execute(stmt).await.is_err(),
+            "owner ran: {stmt}"
+        );
+    }
     let n: i64 = owner
         .query_one("SELECT count(*) FROM receipts", &[])
         .await

@@ -1,14 +1,17 @@
 //! Receipts: gap-free batched appends with idempotency keys, and integrity-checked reads.
 //!
-//! An append locks the scroll's head row (`scrolls.next_seq`) for the length of one
+//! Rows are written with `COPY … FROM STDIN BINARY` (the cheapest bulk path). An append
+//! locks the scroll's head row (`scrolls.next_seq`) for the length of one
 //! transaction, so concurrent writers — in one process or many — get consecutive,
 //! gap-free positions, and a failed transaction gives its positions back.
 
 use super::{to_hash, to_i64, to_u64, Store, StoreError};
 use crate::hash::Hash;
-use crate::receipt::{leaf_hash, truncate_micros, Receipt, ReceiptDraft};
+use crate::receipt::{format_timestamp, leaf_hash, truncate_micros, Receipt, ReceiptDraft};
 use chrono::Utc;
 use std::collections::HashMap;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 
 /// One receipt to append.
 #[derive(Debug, Clone)]
@@ -46,6 +49,27 @@ pub enum AppendOutcome {
 }
 
 const SELECT_COLUMNS: &str = "s.name, r.seq, r.leaf, r.leaf_hash";
+
+/// Column types of the `COPY receipts … FROM STDIN BINARY` in an append.
+const COPY_TYPES: [Type; 9] = [
+    Type::INT4,
+    Type::INT8,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BYTEA,
+];
+
+/// Per-row values of a new receipt that are not in its [`StoredReceipt`].
+struct Row {
+    seq: i64,
+    idempotency_key: Option<String>,
+    request_hash: Option<Vec<u8>>,
+    index: usize,
+}
 
 impl Store {
     /// Appends `items` to `scroll` in one transaction. With `all_or_nothing`, any idempotency
@@ -92,14 +116,9 @@ impl Store {
         }
 
         let at = truncate_micros(Utc::now());
+        let stamp = format_timestamp(at);
         let mut outcomes = Vec::with_capacity(items.len());
-        let mut seqs = Vec::new();
-        let mut leaves = Vec::new();
-        let mut hashes = Vec::new();
-        let mut kinds = Vec::new();
-        let mut submitters = Vec::new();
-        let mut idem_keys = Vec::new();
-        let mut req_hashes = Vec::new();
+        let mut rows: Vec<Row> = Vec::with_capacity(items.len());
         for item in items {
             if let Some(key) = &item.idempotency_key {
                 if let Some((req, original)) = seen.get(key) {
@@ -115,41 +134,58 @@ impl Store {
                     continue;
                 }
             }
-            let receipt = Receipt::new(scroll, next_seq, item.draft, at, &item.submitter);
-            let leaf = receipt.leaf_bytes()?;
+            let leaf = item
+                .draft
+                .leaf_at(scroll, next_seq, &stamp, &item.submitter);
             let lh = leaf_hash(&leaf);
-            seqs.push(to_i64(next_seq));
-            leaves.push(leaf.clone());
-            hashes.push(lh.to_vec());
-            kinds.push(receipt.kind.clone());
-            submitters.push(receipt.submitter.clone());
-            idem_keys.push(item.idempotency_key.clone());
-            req_hashes.push(item.request_hash.map(|h| h.to_vec()));
+            let receipt = Receipt::new(scroll, next_seq, item.draft, at, &item.submitter);
             let stored = StoredReceipt {
                 receipt,
                 leaf,
                 leaf_hash: lh,
             };
-            if let Some(key) = item.idempotency_key {
-                seen.insert(key, (item.request_hash.map(|h| h.to_vec()), stored.clone()));
+            let request_hash = item.request_hash.map(|h| h.to_vec());
+            if let Some(key) = &item.idempotency_key {
+                seen.insert(key.clone(), (request_hash.clone(), stored.clone()));
             }
+            rows.push(Row {
+                seq: to_i64(next_seq),
+                idempotency_key: item.idempotency_key,
+                request_hash,
+                index: outcomes.len(),
+            });
             outcomes.push(AppendOutcome::Created(stored));
             next_seq += 1;
         }
 
-        if !seqs.is_empty() {
-            tx.execute(
-                "INSERT INTO receipts (scroll_id, seq, leaf, leaf_hash, type, submitted_at, submitter, \
-                 idempotency_key, request_hash) \
-                 SELECT $1, u.seq, u.leaf, u.leaf_hash, u.type, $2, u.submitter, u.ikey, u.rhash \
-                 FROM UNNEST($3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::text[], \
-                             $8::text[], $9::bytea[]) AS u(seq, leaf, leaf_hash, type, submitter, ikey, rhash)",
-                &[
-                    &scroll_id, &at, &seqs, &leaves, &hashes, &kinds, &submitters, &idem_keys,
-                    &req_hashes,
-                ],
-            )
-            .await?;
+        if !rows.is_empty() {
+            let sink = tx
+                .copy_in(
+                    "COPY receipts (scroll_id, seq, leaf, leaf_hash, type, submitted_at, submitter, \
+                     idempotency_key, request_hash) FROM STDIN BINARY",
+                )
+                .await?;
+            let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+            tokio::pin!(writer);
+            for row in &rows {
+                let AppendOutcome::Created(stored) = &outcomes[row.index] else {
+                    continue;
+                };
+                let hash: &[u8] = &stored.leaf_hash;
+                let values: [&(dyn ToSql + Sync); 9] = [
+                    &scroll_id,
+                    &row.seq,
+                    &stored.leaf,
+                    &hash,
+                    &stored.receipt.kind,
+                    &at,
+                    &stored.receipt.submitter,
+                    &row.idempotency_key,
+                    &row.request_hash,
+                ];
+                writer.as_mut().write(&values).await?;
+            }
+            writer.finish().await?;
             tx.execute(
                 "UPDATE scrolls SET next_seq = $2 WHERE id = $1",
                 &[&scroll_id, &to_i64(next_seq)],

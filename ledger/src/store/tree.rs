@@ -1,7 +1,8 @@
-//! The stored Merkle tree of each scroll, as 256-wide tiles of node hashes (C2SP tlog-tiles
-//! layout): tile level `L` holds the nodes at height `8·L`. Any full subtree's root is the
-//! root of at most 128 consecutive entries of one tile, so roots and proofs for any size up
-//! to the integrated size read O(log n) small rows and never the whole tree.
+//! The stored Merkle tree of each scroll, as 16-wide tiles of node hashes (the C2SP
+//! tlog-tiles layout with height 4): tile level `L` holds the nodes at height `4·L`. Any full
+//! subtree's root is the root of at most 8 consecutive entries of one tile, so roots and
+//! proofs for any size up to the integrated size read O(log n) rows of at most 512 bytes
+//! (small enough to stay inline, never TOASTed) in one query, and never the whole tree.
 
 use super::{to_hash, to_i64, to_u64, Store, StoreError};
 use crate::hash::{subtree_root, Hash};
@@ -14,8 +15,9 @@ use sha3::Sha3_256;
 use std::collections::{BTreeSet, HashMap};
 
 /// Entries per tile.
-pub const TILE_WIDTH: u64 = 256;
-const TILE_BITS: u32 = 8;
+pub const TILE_WIDTH: u64 = 1 << TILE_BITS;
+/// Tree levels per tile level.
+pub const TILE_BITS: u32 = 4;
 
 /// Where a full subtree's root lives: which tile, and which run of entries in it.
 fn locate(node: NodeId) -> (TileKey, usize, usize) {
@@ -27,28 +29,50 @@ fn locate(node: NodeId) -> (TileKey, usize, usize) {
     ((tile_level as i16, to_i64(tile)), offset, 1usize << rest)
 }
 
-/// Reads the tiles holding `nodes` and computes each node's hash.
-async fn node_hashes(
+/// In one query: the integrated tree size and the tiles holding `nodes`.
+async fn read_tiles(
     client: &impl GenericClient,
     scroll_id: i32,
     nodes: &[NodeId],
-) -> Result<HashMap<NodeId, Hash>, StoreError> {
+) -> Result<(u64, HashMap<TileKey, Vec<u8>>), StoreError> {
     let keys: BTreeSet<TileKey> = nodes.iter().map(|n| locate(*n).0).collect();
     let levels: Vec<i16> = keys.iter().map(|k| k.0).collect();
     let idxs: Vec<i64> = keys.iter().map(|k| k.1).collect();
     let rows = client
         .query(
-            "SELECT t.level, t.idx, t.hashes FROM tree_tiles t \
-             JOIN UNNEST($2::smallint[], $3::bigint[]) AS k(level, idx) \
-               ON t.level = k.level AND t.idx = k.idx \
-             WHERE t.scroll_id = $1",
+            "SELECT tr.size, t.level, t.idx, t.hashes FROM trees tr \
+             LEFT JOIN LATERAL ( \
+               SELECT t.level, t.idx, t.hashes FROM tree_tiles t \
+               JOIN UNNEST($2::smallint[], $3::bigint[]) AS k(level, idx) \
+                 ON t.level = k.level AND t.idx = k.idx \
+               WHERE t.scroll_id = tr.scroll_id) t ON true \
+             WHERE tr.scroll_id = $1",
             &[&scroll_id, &levels, &idxs],
         )
         .await?;
-    let tiles: HashMap<TileKey, Vec<u8>> = rows
-        .into_iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect();
+    let size = rows
+        .first()
+        .map(|r| to_u64(r.get(0)))
+        .ok_or_else(|| StoreError::UnknownScroll(format!("id {scroll_id}")))?;
+    let mut tiles = HashMap::with_capacity(rows.len());
+    for r in rows {
+        if let (Some(level), Some(idx), Some(hashes)) = (
+            r.get::<_, Option<i16>>(1),
+            r.get::<_, Option<i64>>(2),
+            r.get::<_, Option<Vec<u8>>>(3),
+        ) {
+            tiles.insert((level, idx), hashes);
+        }
+    }
+    Ok((size, tiles))
+}
+
+/// The hash of each node, from the tiles that hold them.
+fn node_hashes(
+    scroll_id: i32,
+    nodes: &[NodeId],
+    tiles: &HashMap<TileKey, Vec<u8>>,
+) -> Result<HashMap<NodeId, Hash>, StoreError> {
     let mut out = HashMap::with_capacity(nodes.len());
     for node in nodes {
         let (key, offset, count) = locate(*node);
@@ -69,19 +93,19 @@ async fn node_hashes(
     Ok(out)
 }
 
-/// Roots of each range, reading all the nodes they need in one query.
+/// Roots of each range, reading all the nodes they need (and the tree size) in one query;
+/// fails with [`StoreError::BeyondTree`] if `size` exceeds the integrated size.
 async fn range_roots(
     client: &impl GenericClient,
     scroll_id: i32,
+    size: u64,
     ranges: &[(u64, u64)],
 ) -> Result<Vec<Hash>, StoreError> {
     let per_range: Vec<Vec<NodeId>> = ranges.iter().map(|(a, b)| range_nodes(*a, *b)).collect();
     let all: Vec<NodeId> = per_range.iter().flatten().copied().collect();
-    let hashes = if all.is_empty() {
-        HashMap::new()
-    } else {
-        node_hashes(client, scroll_id, &all).await?
-    };
+    let (available, tiles) = read_tiles(client, scroll_id, &all).await?;
+    check_size(size, available)?;
+    let hashes = node_hashes(scroll_id, &all, &tiles)?;
     per_range
         .iter()
         .map(|nodes| {
@@ -229,8 +253,7 @@ impl Store {
     /// Root of the scroll's first `size` leaves, from stored tiles.
     pub async fn tree_root(&self, scroll_id: i32, size: u64) -> Result<Hash, StoreError> {
         let client = self.pool().get().await?;
-        check_size(size, tree_size_of(&client, scroll_id).await?)?;
-        let roots = range_roots(&client, scroll_id, &[(0, size)]).await?;
+        let roots = range_roots(&client, scroll_id, size, &[(0, size)]).await?;
         roots
             .into_iter()
             .next()
@@ -244,15 +267,14 @@ impl Store {
         index: u64,
         size: u64,
     ) -> Result<InclusionProof, StoreError> {
-        let client = self.pool().get().await?;
-        check_size(size, tree_size_of(&client, scroll_id).await?)?;
         if index >= size {
             return Err(StoreError::BeyondTree {
                 requested: index + 1,
                 available: size,
             });
         }
-        let path = range_roots(&client, scroll_id, &inclusion_ranges(index, size)).await?;
+        let client = self.pool().get().await?;
+        let path = range_roots(&client, scroll_id, size, &inclusion_ranges(index, size)).await?;
         Ok(InclusionProof {
             leaf_index: index,
             tree_size: size,
@@ -267,10 +289,9 @@ impl Store {
         from: u64,
         to: u64,
     ) -> Result<ConsistencyProof, StoreError> {
-        let client = self.pool().get().await?;
-        check_size(to, tree_size_of(&client, scroll_id).await?)?;
         check_size(from, to)?;
-        let path = range_roots(&client, scroll_id, &consistency_ranges(from, to)).await?;
+        let client = self.pool().get().await?;
+        let path = range_roots(&client, scroll_id, to, &consistency_ranges(from, to)).await?;
         Ok(ConsistencyProof {
             from_size: from,
             to_size: to,
