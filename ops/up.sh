@@ -64,21 +64,30 @@ export VAULTMESH_REDIS_URL=redis://127.0.0.1:$VM_REDIS_PORT
 export VAULTMESH_MESH_ID=$MESH_ID
 unset VAULTMESH_API_ADDR VAULTMESH_METRICS_ADDR
 
+# Services run in their own sessions, so only this script's SIGTERM stops them (in order,
+# with a deadline); a broken stdout pipe (e.g. `ops/up.sh | tee log`) must not kill the
+# script half-way through stopping them.
+trap '' PIPE
 pids=()
 stop_all() {
     trap - INT TERM EXIT
     if [ "${#pids[@]}" -gt 0 ]; then
         kill -TERM "${pids[@]}" 2>/dev/null || true
+        for _ in $(seq 1 150); do
+            kill -0 "${pids[@]}" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "${pids[@]}" 2>/dev/null || true
         wait "${pids[@]}" 2>/dev/null || true
     fi
-    vm_log "stopped"
+    vm_log "stopped" || true
 }
 trap 'stop_all; exit 0' INT TERM
 trap stop_all EXIT
 
-"$BIN/vaultmesh-portal" --api-addr "127.0.0.1:$PORTAL_PORT" --metrics-addr "0.0.0.0:$PORTAL_METRICS" & pids+=($!)
-"$BIN/vaultmesh-guardian" --api-addr "127.0.0.1:$GUARDIAN_PORT" --metrics-addr "0.0.0.0:$GUARDIAN_METRICS" & pids+=($!)
-"$BIN/vaultmesh-oracle" --api-addr "127.0.0.1:$ORACLE_PORT" --metrics-addr "0.0.0.0:$ORACLE_METRICS" & pids+=($!)
+setsid "$BIN/vaultmesh-portal" --api-addr "127.0.0.1:$PORTAL_PORT" --metrics-addr "0.0.0.0:$PORTAL_METRICS" & pids+=($!)
+setsid "$BIN/vaultmesh-guardian" --api-addr "127.0.0.1:$GUARDIAN_PORT" --metrics-addr "0.0.0.0:$GUARDIAN_METRICS" & pids+=($!)
+setsid "$BIN/vaultmesh-oracle" --api-addr "127.0.0.1:$ORACLE_PORT" --metrics-addr "0.0.0.0:$ORACLE_METRICS" & pids+=($!)
 
 for port in "$PORTAL_PORT" "$GUARDIAN_PORT" "$ORACLE_PORT"; do
     vm_wait "service on :$port" curl -sf "http://127.0.0.1:$port/v1/health"

@@ -71,8 +71,8 @@ impl Shutdown {
         let this = self.clone();
         tokio::spawn(async move {
             wait_for_os_signal().await;
-            tracing::info!("stop signal received, shutting down");
             this.trigger();
+            tracing::info!("stop signal received, shutting down");
         });
     }
 }

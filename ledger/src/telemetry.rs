@@ -3,7 +3,8 @@
 use tracing_subscriber::EnvFilter;
 
 /// Installs the JSON log subscriber with `filter` (falls back to `info` if invalid).
-/// Calling it twice is harmless.
+/// Calling it twice is harmless. A failing log write (e.g. stderr is a closed pipe) is
+/// dropped silently: reporting it would `eprintln!`, which panics on that same stderr.
 pub fn init_logging(filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -13,5 +14,6 @@ pub fn init_logging(filter: &str) {
         .with_span_list(false)
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .try_init();
 }
