@@ -82,10 +82,12 @@ impl ServiceContext {
             &["state"],
         )?;
         registry.register(Box::new(pool_gauge.clone()))?;
+        let db_location = crate::config::redacted(&config.database_url);
+        let db_tag = hex::encode(&crate::hash::Sha3Hasher::plain(db_location.as_bytes())[..6]);
         let cache = Cache::new(
             config.redis_url.as_deref(),
             CacheOptions {
-                prefix: format!("vm:{}:", config.mesh_id),
+                prefix: format!("vm:{}:{db_tag}:", config.mesh_id),
                 ..CacheOptions::default()
             },
             Some(cache_errors),

@@ -128,6 +128,23 @@ fn write_object(
     Ok(())
 }
 
+/// Rewrites every number in `value` to its canonical (ECMAScript) text, so that the value
+/// serialises to the same numbers as its canonical form. Fails like [`to_vec`].
+pub fn normalize_numbers(value: &mut Value) -> Result<(), CanonicalError> {
+    match value {
+        Value::Number(n) => {
+            let text = number_text(n, "")?;
+            if let Ok(canonical) = text.parse::<Number>() {
+                *n = canonical;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter_mut().try_for_each(normalize_numbers),
+        Value::Object(map) => map.values_mut().try_for_each(normalize_numbers),
+        _ => Ok(()),
+    }
+}
+
 /// Orders member names by UTF-16 code units, as RFC 8785 §3.2.3 requires.
 pub fn utf16_cmp(a: &str, b: &str) -> Ordering {
     a.encode_utf16().cmp(b.encode_utf16())

@@ -70,8 +70,9 @@ impl ReceiptDraft {
         let Value::Object(map) = payload else {
             return Err(ReceiptError::PayloadNotObject);
         };
-        let value = Value::Object(map);
+        let mut value = Value::Object(map);
         jcs::check_numbers(&value, "payload")?;
+        jcs::normalize_numbers(&mut value)?;
         let canonical_payload = jcs::to_vec(&value)?;
         if canonical_payload.len() > MAX_PAYLOAD_BYTES {
             return Err(ReceiptError::PayloadTooLarge(canonical_payload.len()));
@@ -248,6 +249,17 @@ mod tests {
             }
             other => panic!("accepted: {other:?}"),
         }
+    }
+
+    #[test]
+    fn payload_numbers_are_stored_in_canonical_form() {
+        let v: Value =
+            serde_json::from_str(r#"{"a":1.50,"b":[1E2,-0.0,1e-7]}"#).unwrap_or_default();
+        let d = ReceiptDraft::new("t", v).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            serde_json::to_string(&d.payload).unwrap_or_default(),
+            r#"{"a":1.5,"b":[100,0,1e-7]}"#
+        );
     }
 
     #[test]

@@ -1,11 +1,17 @@
-//! VaultMesh portal: the receipt API: submission, reads, proofs and checkpoints (SPEC §4).
-//!
-//! Receipt ingest and read routes land with the portal issue; this crate currently serves the
-//! shared health, readiness, status and metrics endpoints.
+//! VaultMesh portal: the receipt API — group-committed durable ingest, reads, proofs,
+//! checkpoints and anchors (SPEC §4), with bearer-key auth and per-route metrics.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod options;
 
 use ledger::config::{CommonConfig, ServiceDefaults};
 use ledger::context::{ServiceContext, StartError};
-use ledger::service::{no_routes, RunningService, Shutdown};
+use ledger::service::{RunningService, Shutdown};
+pub use options::PortalArgs;
 
 /// Service name, used in logs, metrics and `/v1/health`.
 pub const SERVICE: &str = "portal";
@@ -15,8 +21,23 @@ pub fn defaults() -> ServiceDefaults {
     ledger::context::defaults(8080)
 }
 
-/// Starts the portal and returns once it is listening.
+/// Starts the portal with default portal options.
 pub async fn start(config: CommonConfig, shutdown: Shutdown) -> Result<RunningService, StartError> {
+    start_with(config, PortalArgs::default(), shutdown).await
+}
+
+/// Starts the portal and returns once it is listening.
+pub async fn start_with(
+    config: CommonConfig,
+    opts: PortalArgs,
+    shutdown: Shutdown,
+) -> Result<RunningService, StartError> {
     let ctx = ServiceContext::init(SERVICE, config, shutdown).await?;
-    ctx.serve(no_routes()).await
+    metrics::register(&ctx.registry)?;
+    let vkey = match &opts.guardian_vkey_file {
+        Some(path) => Some(std::fs::read_to_string(path)?.trim().to_string()),
+        None => None,
+    };
+    let portal = api::Portal::new(ctx.clone(), opts, vkey);
+    ctx.serve(api::routes(portal)).await
 }

@@ -10,7 +10,7 @@ mod scrolls;
 pub mod tree;
 
 pub use anchors::{SinkResult, StoredAnchor};
-pub use api_keys::{ApiKey, NewApiKey, Role};
+pub use api_keys::{token_hash, ApiKey, NewApiKey, Role};
 pub use checkpoints::StoredCheckpoint;
 pub use migrate::{migrate, MIGRATIONS_DIGEST};
 pub use receipts::{AppendOutcome, NewReceipt, StoredReceipt};

@@ -1,0 +1,134 @@
+//! Bearer API keys: who is calling, and what their role allows.
+
+use crate::error::ApiError;
+use crate::metrics::AUTH_REJECTIONS;
+use ledger::store::{ApiKey, Role, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::RwLock;
+
+/// Verified keys by token hash, with when they were verified.
+type KeyCache = Arc<RwLock<HashMap<[u8; 32], (ApiKey, Instant)>>>;
+
+/// Verifies bearer tokens against stored key hashes, remembering hits for a short TTL.
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Store,
+    ttl: Duration,
+    cache: KeyCache,
+}
+
+impl Authenticator {
+    /// An authenticator caching verified keys for `ttl` (zero: never cache).
+    pub fn new(store: Store, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            cache: Arc::new(RwLock::new(HashMap::new())),
+        }
+    }
+
+    /// The key behind an `Authorization` header value. Rejections are counted and logged
+    /// without the token.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<ApiKey, ApiError> {
+        let Some(value) = header else {
+            return Err(reject(
+                "missing",
+                "an Authorization: Bearer <api key> header is required",
+            ));
+        };
+        let Some(token) = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 256)
+        else {
+            return Err(reject(
+                "malformed",
+                "the Authorization header must be `Bearer <api key>`",
+            ));
+        };
+        let hash = ledger::store::token_hash(token);
+        if !self.ttl.is_zero() {
+            if let Some((key, at)) = self.cache.read().await.get(&hash) {
+                if at.elapsed() < self.ttl {
+                    return Ok(key.clone());
+                }
+            }
+        }
+        match self.store.api_key_by_token(token).await {
+            Ok(Some(key)) => {
+                if !self.ttl.is_zero() {
+                    let mut cache = self.cache.write().await;
+                    if cache.len() > 10_000 {
+                        cache.clear();
+                    }
+                    cache.insert(hash, (key.clone(), Instant::now()));
+                }
+                Ok(key)
+            }
+            Ok(None) => Err(reject("invalid", "unknown or revoked API key")),
+            Err(e) => Err(ApiError::from(e)),
+        }
+    }
+}
+
+fn reject(reason: &str, message: &str) -> ApiError {
+    AUTH_REJECTIONS.with_label_values(&[reason]).inc();
+    tracing::warn!(reason, "request rejected: authentication failed");
+    ApiError::Unauthorized(message.to_string())
+}
+
+fn forbid(key: &ApiKey, reason: &str, message: String) -> ApiError {
+    AUTH_REJECTIONS.with_label_values(&[reason]).inc();
+    tracing::warn!(key_id = %key.id, role = %key.role, reason, "request rejected: not allowed");
+    ApiError::Forbidden(message)
+}
+
+/// Writers (limited to their scrolls) and admins may write to `scroll`.
+pub fn may_write(key: &ApiKey, scroll: &str) -> Result<(), ApiError> {
+    match key.role {
+        Role::Admin => Ok(()),
+        Role::Writer => match &key.scrolls {
+            Some(list) if !list.iter().any(|s| s == scroll) => Err(forbid(
+                key,
+                "scroll",
+                format!("key {} may not write to scroll {scroll:?}", key.id),
+            )),
+            _ => Ok(()),
+        },
+        Role::Reader => Err(forbid(
+            key,
+            "role",
+            format!("key {} is a reader and cannot write", key.id),
+        )),
+    }
+}
+
+/// Readers and admins may read receipt contents.
+pub fn may_read(key: &ApiKey) -> Result<(), ApiError> {
+    match key.role {
+        Role::Admin | Role::Reader => Ok(()),
+        Role::Writer => Err(forbid(
+            key,
+            "role",
+            format!(
+                "key {} is a writer; reading receipts needs a reader key",
+                key.id
+            ),
+        )),
+    }
+}
+
+/// Only admins administer.
+pub fn must_be_admin(key: &ApiKey) -> Result<(), ApiError> {
+    match key.role {
+        Role::Admin => Ok(()),
+        _ => Err(forbid(
+            key,
+            "role",
+            format!("key {} is not an admin", key.id),
+        )),
+    }
+}

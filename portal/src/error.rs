@@ -1,0 +1,149 @@
+//! The portal's one mapping from errors to HTTP statuses and JSON error bodies.
+
+use ledger::receipt::ReceiptError;
+use ledger::service::json_error;
+use ledger::store::StoreError;
+use warp::http::StatusCode;
+
+/// Every way a portal request can fail, each with exactly one status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed or invalid input (400).
+    #[error("{message}")]
+    BadRequest {
+        /// Stable error code.
+        code: &'static str,
+        /// Explanation naming the field at fault.
+        message: String,
+    },
+    /// Missing or invalid API key (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid key, wrong role or scroll (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such scroll, receipt, checkpoint or anchor (404).
+    #[error("{message}")]
+    NotFound {
+        /// Stable error code.
+        code: &'static str,
+        /// What was not found.
+        message: String,
+    },
+    /// Idempotency key reused with another body, or the resource exists (409).
+    #[error("{message}")]
+    Conflict {
+        /// Stable error code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// A body without Content-Length (411).
+    #[error("a Content-Length header is required")]
+    LengthRequired,
+    /// Body over the limit (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A stored row failed its integrity check (500): never served as good.
+    #[error("{0}")]
+    Integrity(String),
+    /// Postgres unreachable or failing (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// A 400 with `code` and `message`.
+    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 404 with `code` and `message`.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::NotFound {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Integrity(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable code in the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. }
+            | ApiError::NotFound { code, .. }
+            | ApiError::Conflict { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::LengthRequired => "length_required",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Integrity(_) => "integrity_error",
+            ApiError::Unavailable(_) => "database_unavailable",
+        }
+    }
+
+    /// The JSON error response.
+    pub fn response(&self) -> warp::reply::Response {
+        json_error(self.status(), self.code(), &self.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownScroll(s) => {
+                ApiError::not_found("unknown_scroll", format!("no scroll named {s:?}"))
+            }
+            StoreError::ScrollExists(s) => ApiError::Conflict {
+                code: "scroll_exists",
+                message: format!("scroll {s:?} already exists"),
+            },
+            StoreError::IdempotencyConflict(k) => ApiError::Conflict {
+                code: "idempotency_conflict",
+                message: format!(
+                    "Idempotency-Key {k:?} was already used with a different request body"
+                ),
+            },
+            StoreError::BeyondTree {
+                requested,
+                available,
+            } => ApiError::bad(
+                "beyond_tree",
+                format!("size {requested} is beyond the available tree size {available}"),
+            ),
+            StoreError::Canonical(c) => ApiError::bad("invalid_number", c.to_string()),
+            StoreError::Integrity(m) => ApiError::Integrity(m),
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<ReceiptError> for ApiError {
+    fn from(e: ReceiptError) -> Self {
+        let code = match &e {
+            ReceiptError::BadScrollName(_) => "invalid_scroll_name",
+            ReceiptError::BadType => "invalid_type",
+            ReceiptError::PayloadNotObject => "invalid_payload",
+            ReceiptError::PayloadTooLarge(_) => "payload_too_large",
+            ReceiptError::Number(_) => "invalid_number",
+        };
+        ApiError::bad(code, e.to_string())
+    }
+}

@@ -1,0 +1,54 @@
+//! Portal-specific options (flags and `VAULTMESH_*` environment variables).
+
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options only the portal has.
+#[derive(Debug, Clone, Args)]
+pub struct PortalArgs {
+    /// Largest accepted body for a single receipt, in bytes.
+    #[arg(long, env = "VAULTMESH_MAX_RECEIPT_BODY", default_value_t = 256 * 1024)]
+    pub max_receipt_body: u64,
+    /// Largest accepted body for a batch, in bytes.
+    #[arg(long, env = "VAULTMESH_MAX_BATCH_BODY", default_value_t = 16 * 1024 * 1024)]
+    pub max_batch_body: u64,
+    /// Most receipts in one batch request.
+    #[arg(long, env = "VAULTMESH_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// Most receipts coalesced into one group-commit transaction per scroll.
+    #[arg(long, env = "VAULTMESH_GROUP_COMMIT_MAX", default_value_t = 2000)]
+    pub group_commit_max: usize,
+    /// How long a group commit waits for more receipts once it has one, in microseconds.
+    #[arg(long, env = "VAULTMESH_GROUP_COMMIT_WAIT_US", default_value_t = 200)]
+    pub group_commit_wait_us: u64,
+    /// Seconds a verified API key is remembered in-process (revocations take effect
+    /// within this time; 0 checks Postgres on every request).
+    #[arg(long, env = "VAULTMESH_AUTH_CACHE_SECS", default_value_t = 5)]
+    pub auth_cache_secs: u64,
+    /// File with the guardian's verifier key (signed-note vkey), served at /v1/keys/guardian
+    /// and put into proof bundles.
+    #[arg(long, env = "VAULTMESH_GUARDIAN_VKEY_FILE", value_name = "FILE")]
+    pub guardian_vkey_file: Option<PathBuf>,
+}
+
+impl Default for PortalArgs {
+    fn default() -> Self {
+        Self {
+            max_receipt_body: 256 * 1024,
+            max_batch_body: 16 * 1024 * 1024,
+            max_batch: 1000,
+            group_commit_max: 2000,
+            group_commit_wait_us: 200,
+            auth_cache_secs: 5,
+            guardian_vkey_file: None,
+        }
+    }
+}
+
+impl PortalArgs {
+    /// The group-commit wait as a duration.
+    pub fn group_commit_wait(&self) -> Duration {
+        Duration::from_micros(self.group_commit_wait_us)
+    }
+}
