@@ -356,3 +356,70 @@ where
     assert_eq!(code, 200);
     running.stop().await;
 }
+
+/// A throwaway `redis-server` on its own loopback port, killed on drop.
+pub struct RedisServer {
+    /// Its port.
+    pub port: u16,
+    child: tokio::process::Child,
+}
+
+impl RedisServer {
+    /// Starts one on `port` (0 picks a free port) and waits until it accepts connections.
+    pub async fn start(port: u16) -> Self {
+        let port = if port == 0 { closed_port().await } else { port };
+        let child = match tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => panic!("redis-server: {e}"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Self { port, child }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (SIGKILL) and waits until it is gone.
+    pub async fn kill(self) {
+        self.kill_ref().await;
+    }
+
+    /// Kills it (SIGKILL) in place and waits until it is gone.
+    pub async fn kill_ref(&self) {
+        let pid = self.child.id().map(|p| p.to_string()).unwrap_or_default();
+        let _ = tokio::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_ok()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not die"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -2,9 +2,8 @@
 //! killed and restarted under it. Callers never see an error.
 
 use ledger::cache::{Cache, CacheOptions, CacheState};
-use ledger::testing::{closed_port, redis_url};
+use ledger::testing::{closed_port, redis_url, RedisServer};
 use prometheus::{IntCounterVec, Opts};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn counter() -> IntCounterVec {
@@ -57,38 +56,10 @@ async fn a_closed_port_degrades_without_failing_callers() {
     assert_eq!(disabled.get("x").await, None);
 }
 
-async fn spawn_redis(port: u16) -> tokio::process::Child {
-    let child = tokio::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("redis-server: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "redis-server did not listen");
-        tokio::task::yield_now().await;
-    }
-    child
-}
-
 #[tokio::test]
 async fn redis_killed_and_restarted_under_the_cache() {
-    let port = closed_port().await;
-    let mut server = spawn_redis(port).await;
+    let server = RedisServer::start(0).await;
+    let port = server.port;
     let errors = counter();
     let cache = Cache::new(
         Some(&format!("redis://127.0.0.1:{port}")),
@@ -99,8 +70,7 @@ async fn redis_killed_and_restarted_under_the_cache() {
     cache.put("k", b"v1").await;
     assert_eq!(cache.get("k").await.as_deref(), Some(&b"v1"[..]));
 
-    server.kill().await.unwrap_or_else(|e| panic!("{e}"));
-    let _ = server.wait().await;
+    server.kill().await;
     for _ in 0..10 {
         assert_eq!(cache.get("k").await, None, "a dead server is a miss");
         cache.put("k", b"v2").await;
@@ -118,7 +88,7 @@ async fn redis_killed_and_restarted_under_the_cache() {
             >= 1
     );
 
-    let _server = spawn_redis(port).await;
+    let _server = RedisServer::start(port).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         cache.put("k", b"v3").await;
