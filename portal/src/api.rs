@@ -288,6 +288,13 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
         .and(warp::get())
         .and(with(p.clone()))
         .then(|epoch: String, p: Portal| observe("GET", "/v1/anchors/{epoch}", anchor(p, epoch)));
+    let openapi = warp::path!("v1" / "openapi.json")
+        .and(warp::get())
+        .then(|| {
+            observe("GET", "/v1/openapi.json", async {
+                Ok(json_reply(StatusCode::OK, &crate::openapi::document()))
+            })
+        });
     let vkey = warp::path!("v1" / "keys" / "guardian")
         .and(warp::get())
         .and(with(p))
@@ -319,6 +326,8 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
         .or(anchor)
         .unify()
         .or(vkey)
+        .unify()
+        .or(openapi)
         .unify()
 }
 

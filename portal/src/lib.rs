@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod options;
 
 use ledger::config::{CommonConfig, ServiceDefaults};

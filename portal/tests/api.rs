@@ -814,3 +814,87 @@ async fn tampered_receipts_are_a_500_not_data() {
     assert!(portal::metrics::INTEGRITY_FAILURES.get() > before);
     p.stop().await;
 }
+
+/// Every (method, route, status) the portal has served in this test binary — read back
+/// from its own request metrics after a sweep over every route — is in the OpenAPI document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_every_route_and_status_served() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let k = keys(&db).await;
+    let p = start(&db, opts()).await;
+    let (s, doc) = call(p.api_addr, "GET", "/v1/openapi.json", None, &[], "").await;
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let ok = r#"{"type":"t","payload":{}}"#;
+    let sweep: Vec<(&str, &str, Option<&str>, &str)> = vec![
+        ("POST", "/v1/scrolls/drills/receipts", Some(&k.writer), ok),
+        ("POST", "/v1/scrolls/drills/receipts", Some(&k.reader), ok),
+        ("POST", "/v1/scrolls/drills/receipts", None, ok),
+        (
+            "POST",
+            "/v1/scrolls/drills/receipts/batch",
+            Some(&k.writer),
+            r#"{"receipts":[]}"#,
+        ),
+        ("GET", "/v1/scrolls", None, ""),
+        ("POST", "/v1/scrolls", Some(&k.admin), r#"{"name":"Bad"}"#),
+        ("GET", "/v1/scrolls/drills/receipts", Some(&k.reader), ""),
+        ("GET", "/v1/scrolls/nope/receipts/0", Some(&k.reader), ""),
+        ("GET", "/v1/receipts/00", Some(&k.reader), ""),
+        ("GET", "/v1/scrolls/drills/checkpoint", None, ""),
+        ("GET", "/v1/scrolls/drills/proof/inclusion", None, ""),
+        (
+            "GET",
+            "/v1/scrolls/drills/proof/consistency?from=0",
+            None,
+            "",
+        ),
+        (
+            "GET",
+            "/v1/scrolls/drills/receipts/0/bundle",
+            Some(&k.reader),
+            "",
+        ),
+        ("GET", "/v1/anchors?limit=0", None, ""),
+        ("GET", "/v1/anchors/1", None, ""),
+        ("GET", "/v1/keys/guardian", None, ""),
+    ];
+    for (method, path, token, body) in sweep {
+        call(p.api_addr, method, path, token, &[], body).await;
+    }
+    let declared: std::collections::HashSet<(String, String, u16)> =
+        portal::openapi::declared().into_iter().collect();
+    let (_, metrics) = ledger::testing::http(p.metrics_addr, "GET", "/metrics")
+        .await
+        .unwrap_or_default();
+    let mut seen = 0;
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("vaultmesh_http_requests_total{"))
+    {
+        let label = |name: &str| {
+            line.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_string()
+        };
+        let key = (
+            label("method"),
+            label("path"),
+            label("status").parse::<u16>().unwrap_or(0),
+        );
+        assert!(
+            declared.contains(&key),
+            "served but not in openapi.json: {key:?}"
+        );
+        let paths = doc["paths"]
+            .as_object()
+            .map(|m| m.contains_key(&key.1))
+            .unwrap_or(false);
+        assert!(paths, "{key:?} path missing from the document");
+        seen += 1;
+    }
+    assert!(seen >= 16, "the sweep produced {seen} series");
+    p.stop().await;
+}
