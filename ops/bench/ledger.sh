@@ -26,29 +26,9 @@ OUT=$(mktemp -d)
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"
 "$BIN" bench hashing --leaves "$LEAVES" --runs "$RUNS" | tee "$OUT/hashing.json"
 
-# Raw baseline: the receipts row shape (same columns, ~300-byte leaf, 32-byte hash, PK and
-# leaf-hash index), 500 rows per INSERT, 8 clients — what one append transaction writes.
-psql -X -q "$(vm_owner_url $DB)" <<'SQL'
-CREATE TABLE bench_rows (LIKE receipts INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
-ALTER TABLE bench_rows ADD PRIMARY KEY (scroll_id, seq);
-CREATE INDEX ON bench_rows (leaf_hash);
-CREATE SEQUENCE bench_seq;
-SQL
-cat > "$OUT/insert.sql" <<'SQL'
-INSERT INTO bench_rows (scroll_id, seq, leaf, leaf_hash, type, submitted_at, submitter)
-SELECT 1, s, convert_to(repeat('x', 300) || s::text, 'UTF8'),
-       decode(md5(s::text) || md5(s::text || 'x'), 'hex'), 'drill_completed', now(), 'key_bench'
-FROM (SELECT nextval('bench_seq') AS s FROM generate_series(1, 500)) AS g;
-SQL
-PGB=$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -n 1); PGB=${PGB:-pgbench}
-pg_rates=()
-for _ in $(seq 1 "$RUNS"); do
-    tps=$("$PGB" -n -c 8 -j 2 -t $((APPEND_TOTAL / 500 / 8)) -f "$OUT/insert.sql" "$(vm_owner_url $DB)" 2>/dev/null \
-        | awk '/^tps = /{print $3}')
-    pg_rates+=("$(awk -v t="$tps" 'BEGIN{printf "%.0f", t*500}')")
-done
-pg_median=$(printf '%s\n' "${pg_rates[@]}" | sort -n | awk '{a[NR]=$1} END{print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}')
-echo "{\"bench\":\"pgbench_insert\",\"rows_per_statement\":500,\"clients\":8,\"rows_per_s_median\":$pg_median,\"rows_per_s_runs\":[$(IFS=,; echo "${pg_rates[*]}")]}" | tee "$OUT/pgbench.json"
+. ops/lib/pgbench.sh
+pg_median=$(vm_pgbench_rows_per_s "$DB" "$RUNS" "$APPEND_TOTAL")
+echo "{\"bench\":\"pgbench_insert\",\"rows_per_statement\":500,\"clients\":8,\"rows_per_s_median\":$pg_median}" | tee "$OUT/pgbench.json"
 
 "$BIN" bench append --database-url "$APP" --writers 8 --batch 500 --scrolls 1 --total "$APPEND_TOTAL" --runs "$RUNS" | tee "$OUT/append1.json"
 "$BIN" bench append --database-url "$APP" --writers 8 --batch 500 --scrolls 12 --total "$APPEND_TOTAL" --runs "$RUNS" | tee "$OUT/append12.json"

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::RwLock;
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -147,7 +148,7 @@ fn json_reply(status: StatusCode, body: &Value) -> Response {
 }
 
 /// All portal routes.
-pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
     let submit = warp::path!("v1" / "scrolls" / String / "receipts")
         .and(warp::post())
         .and(with(p.clone()))
@@ -166,7 +167,8 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
                     submit_one(p, scroll, auth, key, body),
                 )
             },
-        );
+        )
+        .boxed();
     let batch = warp::path!("v1" / "scrolls" / String / "receipts" / "batch")
         .and(warp::post())
         .and(with(p.clone()))
@@ -180,11 +182,13 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
                     submit_batch(p, scroll, auth, body),
                 )
             },
-        );
+        )
+        .boxed();
     let list_scrolls = warp::path!("v1" / "scrolls")
         .and(warp::get())
         .and(with(p.clone()))
-        .then(|p: Portal| observe("GET", "/v1/scrolls", list_scrolls(p)));
+        .then(|p: Portal| observe("GET", "/v1/scrolls", list_scrolls(p)))
+        .boxed();
     let create_scroll = warp::path!("v1" / "scrolls")
         .and(warp::post())
         .and(with(p.clone()))
@@ -194,7 +198,8 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
             |p: Portal, auth: Option<String>, body: Result<Bytes, ApiError>| {
                 observe("POST", "/v1/scrolls", create_scroll(p, auth, body))
             },
-        );
+        )
+        .boxed();
     let list_receipts = warp::path!("v1" / "scrolls" / String / "receipts")
         .and(warp::get())
         .and(with(p.clone()))
@@ -208,7 +213,8 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
                     list_receipts(p, scroll, auth, q),
                 )
             },
-        );
+        )
+        .boxed();
     let get_receipt = warp::path!("v1" / "scrolls" / String / "receipts" / String)
         .and(warp::get())
         .and(with(p.clone()))
@@ -221,7 +227,8 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
                     get_receipt(p, scroll, seq, auth),
                 )
             },
-        );
+        )
+        .boxed();
     let by_hash = warp::path!("v1" / "receipts" / String)
         .and(warp::get())
         .and(with(p.clone()))
@@ -232,7 +239,8 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
                 "/v1/receipts/{leaf_hash}",
                 receipt_by_hash(p, hash, auth),
             )
-        });
+        })
+        .boxed();
     let checkpoint = warp::path!("v1" / "scrolls" / String / "checkpoint")
         .and(warp::get())
         .and(with(p.clone()))
@@ -243,7 +251,8 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
                 "/v1/scrolls/{scroll}/checkpoint",
                 checkpoint(p, scroll, accept),
             )
-        });
+        })
+        .boxed();
     let inclusion = warp::path!("v1" / "scrolls" / String / "proof" / "inclusion")
         .and(warp::get())
         .and(with(p.clone()))
@@ -254,7 +263,8 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
                 "/v1/scrolls/{scroll}/proof/inclusion",
                 inclusion(p, scroll, q),
             )
-        });
+        })
+        .boxed();
     let consistency = warp::path!("v1" / "scrolls" / String / "proof" / "consistency")
         .and(warp::get())
         .and(with(p.clone()))
@@ -265,7 +275,8 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
                 "/v1/scrolls/{scroll}/proof/consistency",
                 consistency(p, scroll, q),
             )
-        });
+        })
+        .boxed();
     let bundle = warp::path!("v1" / "scrolls" / String / "receipts" / String / "bundle")
         .and(warp::get())
         .and(with(p.clone()))
@@ -278,27 +289,32 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
                     bundle(p, scroll, seq, auth),
                 )
             },
-        );
+        )
+        .boxed();
     let anchors = warp::path!("v1" / "anchors")
         .and(warp::get())
         .and(with(p.clone()))
         .and(warp::query::<HashMap<String, String>>())
-        .then(|p: Portal, q: HashMap<String, String>| observe("GET", "/v1/anchors", anchors(p, q)));
+        .then(|p: Portal, q: HashMap<String, String>| observe("GET", "/v1/anchors", anchors(p, q)))
+        .boxed();
     let anchor = warp::path!("v1" / "anchors" / String)
         .and(warp::get())
         .and(with(p.clone()))
-        .then(|epoch: String, p: Portal| observe("GET", "/v1/anchors/{epoch}", anchor(p, epoch)));
+        .then(|epoch: String, p: Portal| observe("GET", "/v1/anchors/{epoch}", anchor(p, epoch)))
+        .boxed();
     let openapi = warp::path!("v1" / "openapi.json")
         .and(warp::get())
         .then(|| {
             observe("GET", "/v1/openapi.json", async {
                 Ok(json_reply(StatusCode::OK, &crate::openapi::document()))
             })
-        });
+        })
+        .boxed();
     let vkey = warp::path!("v1" / "keys" / "guardian")
         .and(warp::get())
         .and(with(p))
-        .then(|p: Portal| observe("GET", "/v1/keys/guardian", guardian_key(p)));
+        .then(|p: Portal| observe("GET", "/v1/keys/guardian", guardian_key(p)))
+        .boxed();
 
     submit
         .or(batch)
@@ -329,6 +345,7 @@ pub fn routes(p: Portal) -> impl Filter<Extract = (Response,), Error = Rejection
         .unify()
         .or(openapi)
         .unify()
+        .boxed()
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {

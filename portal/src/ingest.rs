@@ -1,7 +1,9 @@
-//! Group commit: concurrent single-receipt submissions to a scroll are coalesced into one
-//! append transaction (bounded by a row count and a short wait); a request is answered only
-//! after that transaction has committed. Batch requests are all-or-nothing and run in a
-//! transaction of their own, so one batch's idempotency conflict cannot fail another's.
+//! Group commit: concurrent submissions to a scroll — single receipts and batches — are
+//! coalesced into one append transaction (bounded by a row count and a short wait); a
+//! request is answered only after that transaction has committed. A request is never split
+//! across transactions, so a batch stays all or nothing; batch items carry no idempotency
+//! keys, so the only per-item outcome (an idempotency conflict) concerns single requests,
+//! and one request's conflict never fails another's.
 
 use crate::error::ApiError;
 use crate::metrics::{RECEIPTS_TOTAL, RECEIPT_WRITE_DURATION, RECEIPT_WRITE_ERRORS};
@@ -11,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-type Reply = oneshot::Sender<Result<AppendOutcome, ApiError>>;
+type Reply = oneshot::Sender<Result<Vec<AppendOutcome>, ApiError>>;
 
 struct Job {
-    item: NewReceipt,
+    items: Vec<NewReceipt>,
     reply: Reply,
 }
 
@@ -41,8 +43,28 @@ impl Ingest {
 
     /// Appends one receipt through the scroll's group commit; returns once durable.
     pub async fn submit(&self, scroll: &str, item: NewReceipt) -> Result<AppendOutcome, ApiError> {
+        self.submit_many(scroll, vec![item])
+            .await?
+            .pop()
+            .ok_or_else(|| ApiError::Unavailable("the write returned no outcome".into()))
+    }
+
+    /// Appends a batch (no idempotency keys), all or nothing; returns once durable.
+    pub async fn submit_batch(
+        &self,
+        scroll: &str,
+        items: Vec<NewReceipt>,
+    ) -> Result<Vec<AppendOutcome>, ApiError> {
+        self.submit_many(scroll, items).await
+    }
+
+    async fn submit_many(
+        &self,
+        scroll: &str,
+        items: Vec<NewReceipt>,
+    ) -> Result<Vec<AppendOutcome>, ApiError> {
         let (reply, answer) = oneshot::channel();
-        let mut job = Job { item, reply };
+        let mut job = Job { items, reply };
         for _ in 0..2 {
             let sender = self.queue(scroll).await;
             match sender.send(job).await {
@@ -60,18 +82,6 @@ impl Ingest {
         Err(ApiError::Unavailable(
             "the scroll's committer is not running".into(),
         ))
-    }
-
-    /// Appends a batch, all or nothing, in its own transaction.
-    pub async fn submit_batch(
-        &self,
-        scroll: &str,
-        items: Vec<NewReceipt>,
-    ) -> Result<Vec<AppendOutcome>, ApiError> {
-        let start = Instant::now();
-        let result = self.store.append_receipts(scroll, items, true).await;
-        record(scroll, start, result.as_ref().map(Vec::as_slice));
-        result.map_err(ApiError::from)
     }
 
     async fn queue(&self, scroll: &str) -> mpsc::Sender<Job> {
@@ -102,31 +112,45 @@ async fn committer(
     wait: Duration,
 ) {
     while let Some(first) = rx.recv().await {
+        let mut rows = first.items.len();
         let mut jobs = vec![first];
-        while jobs.len() < max_rows {
+        while rows < max_rows {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(j) => {
+                    rows += j.items.len();
+                    jobs.push(j);
+                }
                 Err(_) => break,
             }
         }
-        if jobs.len() < max_rows && !wait.is_zero() {
+        if rows < max_rows && !wait.is_zero() {
             let deadline = tokio::time::Instant::now() + wait;
-            while jobs.len() < max_rows {
+            while rows < max_rows {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(j)) => jobs.push(j),
+                    Ok(Some(j)) => {
+                        rows += j.items.len();
+                        jobs.push(j);
+                    }
                     _ => break,
                 }
             }
         }
-        let (items, replies): (Vec<NewReceipt>, Vec<Reply>) =
-            jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
+        let mut sizes = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut items = Vec::with_capacity(rows);
+        for j in jobs {
+            sizes.push(j.items.len());
+            replies.push(j.reply);
+            items.extend(j.items);
+        }
         let start = Instant::now();
         let result = store.append_receipts(&scroll, items, false).await;
         record(&scroll, start, result.as_ref().map(Vec::as_slice));
         match result {
             Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                let mut outcomes = outcomes.into_iter();
+                for (reply, n) in replies.into_iter().zip(sizes) {
+                    let _ = reply.send(Ok(outcomes.by_ref().take(n).collect()));
                 }
             }
             Err(e) => {

@@ -3,6 +3,7 @@
 
 mod append;
 mod hashing;
+mod ingest;
 mod proofs;
 
 use clap::Subcommand;
@@ -16,6 +17,8 @@ pub enum BenchCommand {
     Append(append::Args),
     /// Roots and proofs from stored tiles on a large tree, in microseconds.
     Proofs(proofs::Args),
+    /// HTTP ingest through a running portal: receipts/s and latency quantiles.
+    Ingest(ingest::Args),
 }
 
 /// Runs one benchmark.
@@ -24,6 +27,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Hashing(a) => hashing::run(&a),
         BenchCommand::Append(a) => append::run(&a).await,
         BenchCommand::Proofs(a) => proofs::run(&a).await,
+        BenchCommand::Ingest(a) => ingest::run(&a).await,
     }
 }
 

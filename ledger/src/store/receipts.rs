@@ -83,13 +83,26 @@ impl Store {
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let head = tx
-            .query_opt(
-                "SELECT id, next_seq FROM scrolls WHERE name = $1 FOR UPDATE",
-                &[&scroll],
-            )
-            .await?
-            .ok_or_else(|| StoreError::UnknownScroll(scroll.to_string()))?;
+        let keyless = items.iter().all(|i| i.idempotency_key.is_none());
+        // Without idempotency keys every item is written, so the head row can be locked and
+        // the positions allocated in one statement; otherwise lock, look the keys up, and
+        // advance the head after the insert.
+        let head = if keyless {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE scrolls SET next_seq = next_seq + $2 WHERE name = $1 \
+                     RETURNING id, next_seq - $2",
+                )
+                .await?;
+            tx.query_opt(&stmt, &[&scroll, &to_i64(items.len() as u64)])
+                .await?
+        } else {
+            let stmt = tx
+                .prepare_cached("SELECT id, next_seq FROM scrolls WHERE name = $1 FOR UPDATE")
+                .await?;
+            tx.query_opt(&stmt, &[&scroll]).await?
+        };
+        let head = head.ok_or_else(|| StoreError::UnknownScroll(scroll.to_string()))?;
         let scroll_id: i32 = head.get(0);
         let mut next_seq = to_u64(head.get(1));
 
@@ -99,14 +112,14 @@ impl Store {
             .collect();
         let mut seen: HashMap<String, (Option<Vec<u8>>, StoredReceipt)> = HashMap::new();
         if !keys.is_empty() {
-            let rows = tx
-                .query(
+            let stmt = tx
+                .prepare_cached(
                     "SELECT r.idempotency_key, r.request_hash, s.name, r.seq, r.leaf, r.leaf_hash \
                      FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
                      WHERE r.scroll_id = $1 AND r.idempotency_key = ANY($2)",
-                    &[&scroll_id, &keys],
                 )
                 .await?;
+            let rows = tx.query(&stmt, &[&scroll_id, &keys]).await?;
             for row in rows {
                 let key: String = row.get(0);
                 let req: Option<Vec<u8>> = row.get(1);
@@ -159,12 +172,13 @@ impl Store {
         }
 
         if !rows.is_empty() {
-            let sink = tx
-                .copy_in(
+            let copy = tx
+                .prepare_cached(
                     "COPY receipts (scroll_id, seq, leaf, leaf_hash, type, submitted_at, submitter, \
                      idempotency_key, request_hash) FROM STDIN BINARY",
                 )
                 .await?;
+            let sink = tx.copy_in(&copy).await?;
             let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
             tokio::pin!(writer);
             for row in &rows {
@@ -186,11 +200,12 @@ impl Store {
                 writer.as_mut().write(&values).await?;
             }
             writer.finish().await?;
-            tx.execute(
-                "UPDATE scrolls SET next_seq = $2 WHERE id = $1",
-                &[&scroll_id, &to_i64(next_seq)],
-            )
-            .await?;
+        }
+        if !keyless && !rows.is_empty() {
+            let stmt = tx
+                .prepare_cached("UPDATE scrolls SET next_seq = $2 WHERE id = $1")
+                .await?;
+            tx.execute(&stmt, &[&scroll_id, &to_i64(next_seq)]).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
