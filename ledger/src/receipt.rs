@@ -11,6 +11,22 @@ pub const MAX_TYPE_CHARS: usize = 128;
 /// Maximum canonical size of a payload, in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
+/// The scrolls every mesh starts with (SPEC §6), created by the first migration.
+pub const PRECREATED_SCROLLS: [&str; 12] = [
+    "drills",
+    "compliance",
+    "guardian",
+    "treasury",
+    "mesh",
+    "offsec",
+    "identity",
+    "observability",
+    "automation",
+    "psi",
+    "federation",
+    "governance",
+];
+
 /// Why a submitted receipt or scroll name is invalid. Each names the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiptError {

@@ -3,6 +3,7 @@
 
 use ledger::hash::{Hash, Sha3Hasher, TreeHasher};
 use ledger::merkle::{verify_consistency, verify_inclusion, MemoryTree};
+use ledger::testing::Rng;
 use sha2::Sha256;
 use sha3::Sha3_256;
 
@@ -72,17 +73,6 @@ fn leaves(n: usize) -> Vec<Hash> {
     (0..n)
         .map(|i| Sha3Hasher::leaf(&(i as u64).to_be_bytes()))
         .collect()
-}
-
-/// Small deterministic generator so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 #[test]

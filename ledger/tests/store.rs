@@ -9,7 +9,7 @@ use ledger::note::NoteSigner;
 use ledger::proofchain::{AnchorRecord, AnchoredScroll, GENESIS_PREV};
 use ledger::receipt::{leaf_hash, ReceiptDraft};
 use ledger::store::{AppendOutcome, NewReceipt, Role, StoreError};
-use ledger::testing::TestDb;
+use ledger::testing::{Rng, TestDb};
 use sha3::Sha3_256;
 use std::collections::HashSet;
 
@@ -299,16 +299,6 @@ async fn tampered_rows_are_never_served_as_good() {
         .receipt("drills", 2)
         .await
         .is_ok_and(|r| r.is_some()));
-}
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 #[tokio::test]
@@ -625,20 +615,7 @@ async fn scrolls_can_be_created_once() {
         .map(|s| s.name)
         .collect();
     assert_eq!(names.len(), 12);
-    for pre in [
-        "drills",
-        "compliance",
-        "guardian",
-        "treasury",
-        "mesh",
-        "offsec",
-        "identity",
-        "observability",
-        "automation",
-        "psi",
-        "federation",
-        "governance",
-    ] {
+    for pre in ledger::receipt::PRECREATED_SCROLLS {
         assert!(names.iter().any(|n| n == pre), "{pre} pre-created");
     }
     let s = db

@@ -3,6 +3,7 @@
 //! quantiles of the requests.
 
 use super::quantile;
+use ledger::receipt::PRECREATED_SCROLLS;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -34,21 +35,6 @@ pub struct Args {
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
 }
-
-const SCROLLS: [&str; 12] = [
-    "drills",
-    "compliance",
-    "guardian",
-    "treasury",
-    "mesh",
-    "offsec",
-    "identity",
-    "observability",
-    "automation",
-    "psi",
-    "federation",
-    "governance",
-];
 
 /// One HTTP/1.1 keep-alive connection.
 struct Conn {
@@ -106,7 +92,7 @@ pub async fn run(a: &Args) -> anyhow::Result<()> {
     let end = start + Duration::from_secs(a.seconds);
     let mut tasks = Vec::new();
     for c in 0..a.clients {
-        let scroll = SCROLLS[c % a.scrolls.clamp(1, 12)];
+        let scroll = PRECREATED_SCROLLS[c % a.scrolls.clamp(1, PRECREATED_SCROLLS.len())];
         let path = if a.batch > 1 {
             format!("/v1/scrolls/{scroll}/receipts/batch")
         } else {

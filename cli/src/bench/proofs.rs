@@ -3,6 +3,7 @@
 use super::{median, quantile};
 use ledger::hash::{Hash, Sha3Hasher};
 use ledger::store::{PoolOptions, Store};
+use ledger::testing::Rng;
 use std::time::Instant;
 
 /// Options of `bench proofs`.
@@ -17,16 +18,6 @@ pub struct Args {
     /// Queries per kind.
     #[arg(long, default_value_t = 2000)]
     samples: usize,
-}
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 /// Runs the benchmark.
