@@ -181,6 +181,22 @@ pub async fn unreachable_database_url() -> String {
     )
 }
 
+/// Waits until something accepts connections on `addr`, failing the test after `timeout`.
+pub async fn wait_until_listening(
+    addr: std::net::SocketAddr,
+    what: &str,
+    timeout: std::time::Duration,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not listen on {addr}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A loopback port that was free a moment ago and has no listener now.
 pub async fn closed_port() -> u16 {
     match tokio::net::TcpListener::bind("127.0.0.1:0").await {
@@ -392,17 +408,12 @@ impl RedisServer {
             Ok(c) => c,
             Err(e) => panic!("redis-server: {e}"),
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not listen on {port}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        wait_until_listening(
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            "redis-server",
+            std::time::Duration::from_secs(10),
+        )
+        .await;
         Self { port, child }
     }
 

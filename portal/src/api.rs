@@ -13,7 +13,7 @@ use ledger::hash::{from_hex, to_hex, Sha3Hasher};
 use ledger::receipt::{validate_scroll_name, ReceiptDraft};
 use ledger::store::{AppendOutcome, NewReceipt, StoredReceipt};
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,7 +41,7 @@ pub struct Portal {
     pub opts: PortalArgs,
     /// The guardian's vkey, if configured.
     pub vkey: Option<String>,
-    known_scrolls: Arc<RwLock<HashSet<String>>>,
+    known_scrolls: Arc<RwLock<HashMap<String, i32>>>,
 }
 
 impl Portal {
@@ -62,20 +62,23 @@ impl Portal {
             auth,
             opts,
             vkey,
-            known_scrolls: Arc::new(RwLock::new(HashSet::new())),
+            known_scrolls: Arc::new(RwLock::new(HashMap::new())),
         }
     }
 
-    /// Validates a scroll name and checks that the scroll exists (scrolls are never
-    /// deleted, so a positive answer is remembered).
-    async fn existing_scroll(&self, name: &str) -> Result<(), ApiError> {
+    /// Validates a scroll name, checks that the scroll exists and returns its id (scrolls are
+    /// never deleted, so a positive answer is remembered).
+    async fn existing_scroll(&self, name: &str) -> Result<i32, ApiError> {
         validate_scroll_name(name)?;
-        if self.known_scrolls.read().await.contains(name) {
-            return Ok(());
+        if let Some(id) = self.known_scrolls.read().await.get(name) {
+            return Ok(*id);
         }
-        self.ctx.store.scroll(name).await?;
-        self.known_scrolls.write().await.insert(name.to_string());
-        Ok(())
+        let info = self.ctx.store.scroll(name).await?;
+        self.known_scrolls
+            .write()
+            .await
+            .insert(name.to_string(), info.id);
+        Ok(info.id)
     }
 }
 
@@ -657,17 +660,24 @@ async fn receipt_by_hash(
     Ok(json_reply(StatusCode::OK, &receipt_json(&r)))
 }
 
+/// The scroll's id and latest signed checkpoint.
 async fn latest_checkpoint(
     p: &Portal,
     scroll: &str,
-) -> Result<ledger::store::StoredCheckpoint, ApiError> {
-    p.existing_scroll(scroll).await?;
-    p.ctx.store.latest_checkpoint(scroll).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "no_checkpoint",
-            format!("scroll {scroll:?} has no signed checkpoint yet"),
-        )
-    })
+) -> Result<(i32, ledger::store::StoredCheckpoint), ApiError> {
+    let id = p.existing_scroll(scroll).await?;
+    let cp = p
+        .ctx
+        .store
+        .latest_checkpoint(scroll)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "no_checkpoint",
+                format!("scroll {scroll:?} has no signed checkpoint yet"),
+            )
+        })?;
+    Ok((id, cp))
 }
 
 async fn checkpoint(
@@ -675,7 +685,7 @@ async fn checkpoint(
     scroll: String,
     accept: Option<String>,
 ) -> Result<Response, ApiError> {
-    let cp = latest_checkpoint(&p, &scroll).await?;
+    let (_, cp) = latest_checkpoint(&p, &scroll).await?;
     if accept.is_some_and(|a| a.contains("application/json")) {
         return Ok(json_reply(
             StatusCode::OK,
@@ -695,7 +705,7 @@ async fn inclusion(
 ) -> Result<Response, ApiError> {
     let seq =
         number(&q, "seq")?.ok_or_else(|| ApiError::bad("invalid_query", "seq: is required"))?;
-    let cp = latest_checkpoint(&p, &scroll).await?;
+    let (scroll_id, cp) = latest_checkpoint(&p, &scroll).await?;
     let size = number(&q, "tree_size")?.unwrap_or(cp.tree_size);
     if size > cp.tree_size {
         return Err(ApiError::bad(
@@ -712,8 +722,7 @@ async fn inclusion(
             format!("seq {seq} is not below tree_size {size}"),
         ));
     }
-    let info = p.ctx.store.scroll(&scroll).await?;
-    let proof = p.ctx.store.inclusion_proof(info.id, seq, size).await?;
+    let proof = p.ctx.store.inclusion_proof(scroll_id, seq, size).await?;
     Ok(json_reply(
         StatusCode::OK,
         &serde_json::to_value(&proof).unwrap_or(Value::Null),
@@ -727,7 +736,7 @@ async fn consistency(
 ) -> Result<Response, ApiError> {
     let from =
         number(&q, "from")?.ok_or_else(|| ApiError::bad("invalid_query", "from: is required"))?;
-    let cp = latest_checkpoint(&p, &scroll).await?;
+    let (scroll_id, cp) = latest_checkpoint(&p, &scroll).await?;
     let to = number(&q, "to")?.unwrap_or(cp.tree_size);
     if to > cp.tree_size {
         return Err(ApiError::bad(
@@ -744,8 +753,7 @@ async fn consistency(
             format!("from {from} is greater than to {to}"),
         ));
     }
-    let info = p.ctx.store.scroll(&scroll).await?;
-    let proof = p.ctx.store.consistency_proof(info.id, from, to).await?;
+    let proof = p.ctx.store.consistency_proof(scroll_id, from, to).await?;
     Ok(json_reply(
         StatusCode::OK,
         &serde_json::to_value(&proof).unwrap_or(Value::Null),

@@ -134,11 +134,8 @@ async fn sigkill_under_load_loses_no_acknowledged_receipt() {
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    ledger::testing::wait_until_listening(addr, "portal", Duration::from_secs(20)).await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "portal did not listen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let acked: Arc<Mutex<HashMap<u64, String>>> = Arc::new(Mutex::new(HashMap::new()));
     let mut clients = Vec::new();
     for c in 0..8 {

@@ -10,7 +10,7 @@ async fn portal_lifecycle() {
 #[tokio::test]
 async fn sigterm_stops_the_binary_even_with_a_closed_stderr() {
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let port = ledger::testing::closed_port().await;
     let metrics = ledger::testing::closed_port().await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vaultmesh-portal"))
@@ -26,14 +26,12 @@ async fn sigterm_stops_the_binary_even_with_a_closed_stderr() {
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("spawn: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "portal did not listen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ledger::testing::wait_until_listening(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        "portal",
+        Duration::from_secs(20),
+    )
+    .await;
     drop(child.stderr.take());
     let pid = child.id().unwrap_or_default().to_string();
     let killed = std::process::Command::new("kill")
