@@ -208,6 +208,42 @@ impl Cache {
         .await;
     }
 
+    /// The cached bytes for each key (one round trip), all misses on any failure.
+    pub async fn get_many(&self, keys: &[String]) -> Vec<Option<Vec<u8>>> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let ks: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        let got = self
+            .run("get", |mut c| async move {
+                redis::cmd("MGET")
+                    .arg(&ks)
+                    .query_async::<Vec<Option<Vec<u8>>>>(&mut c)
+                    .await
+            })
+            .await;
+        match got {
+            Some(v) if v.len() == keys.len() => v,
+            _ => vec![None; keys.len()],
+        }
+    }
+
+    /// Caches several immutable items in one round trip. Best effort.
+    pub async fn put_many(&self, items: &[(String, Vec<u8>)]) {
+        if items.is_empty() {
+            return;
+        }
+        let secs = self.inner.opts.immutable_ttl.as_secs().max(1);
+        let mut pipe = redis::pipe();
+        for (k, v) in items {
+            pipe.set_ex(self.key(k), v, secs).ignore();
+        }
+        self.run("put", |mut c| async move {
+            pipe.query_async::<()>(&mut c).await
+        })
+        .await;
+    }
+
     /// Removes an item. Best effort.
     pub async fn delete(&self, key: &str) {
         let k = self.key(key);

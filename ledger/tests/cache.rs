@@ -29,6 +29,14 @@ async fn round_trips_against_real_redis() {
     assert_eq!(cache.get("b").await.as_deref(), Some(&b"short"[..]));
     cache.delete("b").await;
     assert_eq!(cache.get("b").await, None);
+    let items: Vec<(String, Vec<u8>)> = (0..3).map(|i| (format!("m{i}"), vec![i; 4])).collect();
+    cache.put_many(&items[..2]).await;
+    let keys: Vec<String> = items.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(
+        cache.get_many(&keys).await,
+        vec![Some(vec![0; 4]), Some(vec![1; 4]), None]
+    );
+    assert!(cache.get_many(&[]).await.is_empty());
     assert_eq!(cache.state(), CacheState::Up);
 }
 

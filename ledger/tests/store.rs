@@ -94,6 +94,169 @@ async fn eight_concurrent_writers_get_gap_free_positions() {
     assert_eq!(info.size, 8000);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_at_writes_only_when_the_head_matches_and_pipelines() {
+    let db = db().await;
+    let store = &db.store;
+    let items = |from: u64, n: u64| (from..from + n).map(|i| item(i, None, None)).collect();
+    // Wrong expectations write nothing and hand the items back.
+    for wrong in [1, 7] {
+        let back = store
+            .append_at("drills", wrong, items(0, 3))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.err().map(|v| v.len()), Some(3));
+    }
+    assert_eq!(store.scroll("drills").await.map(|s| s.size).ok(), Some(0));
+    // Keyed items are never written this way.
+    let keyed = store
+        .append_at("drills", 0, vec![item(0, Some("k"), None)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(keyed.is_err());
+    // Two groups in flight behind a held head-row lock: the second waits for the first,
+    // then finds the head where it expected it.
+    let mut owner = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    let lock = owner.transaction().await.unwrap_or_else(|e| panic!("{e}"));
+    lock.execute(
+        "SELECT 1 FROM scrolls WHERE name = 'drills' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let watcher = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut tasks = Vec::new();
+    for g in 0..2u64 {
+        let (store, batch) = (store.clone(), items(g * 5, 5));
+        tasks.push(tokio::spawn(async move {
+            store.append_at("drills", g * 5, batch).await
+        }));
+        wait_for_lock_waiters(&watcher, g + 1).await;
+    }
+    lock.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    for t in tasks {
+        let out = t
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.map(|o| o.len()).ok(), Some(5), "both groups written");
+    }
+    let listed = store
+        .list_receipts("drills", 0, 100)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed.len(), 10);
+    for (i, r) in listed.iter().enumerate() {
+        assert_eq!(r.receipt.seq, i as u64, "gap-free and integrity-checked");
+        assert_eq!(
+            r.receipt.payload["i"],
+            serde_json::json!(i),
+            "in submission order"
+        );
+    }
+}
+
+/// Waits until `n` sessions of this database are waiting on a lock.
+async fn wait_for_lock_waiters(client: &tokio_postgres::Client, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let row = client
+            .query_one(
+                "SELECT count(DISTINCT l.pid) FROM pg_locks l \
+                 JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE NOT l.granted AND a.datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if row.get::<_, i64>(0) as u64 >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} lock waiters never appeared"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn proofs_through_the_tile_cache_match_postgres_as_the_tree_grows() {
+    let db = db().await;
+    let prefix = format!("vmtest:tiles:{}:{}:", std::process::id(), db.name);
+    let cache = ledger::cache::Cache::new(
+        Some(&ledger::testing::redis_url()),
+        ledger::cache::CacheOptions {
+            prefix: prefix.clone(),
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cached = db.store.clone().with_tile_cache(cache.clone());
+    let scroll = db
+        .store
+        .scroll("drills")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut memory = MemoryTree::<Sha3_256>::new(Vec::new());
+    let mut size = 0u64;
+    let mut rng = Rng(7);
+    // Grow in uneven steps so cached right-edge tiles are later extended in Postgres.
+    for step in [5u64, 11, 16, 200, 37, 300] {
+        let leaves: Vec<Hash> = (size..size + step)
+            .map(|i| Sha3Hasher::leaf(&i.to_be_bytes()))
+            .collect();
+        for l in &leaves {
+            memory.push(*l);
+        }
+        size = db
+            .store
+            .append_tree(scroll.id, size, leaves)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..20 {
+            let n = 1 + rng.below(size);
+            let i = rng.below(n);
+            for _ in 0..2 {
+                let via_cache = cached
+                    .inclusion_proof(scroll.id, i, n)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let direct = db
+                    .store
+                    .inclusion_proof(scroll.id, i, n)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(via_cache, direct, "inclusion {i} in {n}");
+                let m = rng.below(n + 1);
+                let c1 = cached.consistency_proof(scroll.id, m, n).await;
+                let c2 = db.store.consistency_proof(scroll.id, m, n).await;
+                assert_eq!(c1.ok(), c2.ok(), "consistency {m}..{n}");
+                assert_eq!(cached.tree_root(scroll.id, n).await.ok(), memory.root(n));
+            }
+        }
+        // Even with every tile of the current tree cached, a size beyond it is refused.
+        assert!(matches!(
+            cached.inclusion_proof(scroll.id, 0, size + 1).await,
+            Err(StoreError::BeyondTree { .. })
+        ));
+    }
+    let names: Vec<String> = vec![format!("tile:{}:0:0", scroll.id)];
+    assert_eq!(
+        cache.get_many(&names).await[0].as_ref().map(Vec::len),
+        Some(512),
+        "a full tile was cached"
+    );
+    // A corrupted (short) cached tile is a miss, not an error.
+    cache.put_many(&[(names[0].clone(), vec![0u8; 32])]).await;
+    let direct = db.store.inclusion_proof(scroll.id, 9, size).await.ok();
+    assert_eq!(
+        cached.inclusion_proof(scroll.id, 9, size).await.ok(),
+        direct
+    );
+}
+
 #[tokio::test]
 async fn application_role_cannot_rewrite_history() {
     let db = db().await;

@@ -23,6 +23,10 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+/// How long the latest checkpoint of a scroll is served from the cache: a new checkpoint
+/// shows up within this time (checkpoints are signed about once a second).
+const CHECKPOINT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 /// Largest page of a receipt listing.
@@ -46,11 +50,13 @@ pub struct Portal {
 
 impl Portal {
     /// Handler state over a started service context.
-    pub fn new(ctx: ServiceContext, opts: PortalArgs, vkey: Option<String>) -> Self {
+    pub fn new(mut ctx: ServiceContext, opts: PortalArgs, vkey: Option<String>) -> Self {
+        ctx.store = ctx.store.clone().with_tile_cache(ctx.cache.clone());
         let ingest = Ingest::new(
             ctx.store.clone(),
             opts.group_commit_max,
             opts.group_commit_wait(),
+            usize::from(opts.group_commit_depth),
         );
         let auth = Authenticator::new(
             ctx.store.clone(),
@@ -666,6 +672,16 @@ async fn latest_checkpoint(
     scroll: &str,
 ) -> Result<(i32, ledger::store::StoredCheckpoint), ApiError> {
     let id = p.existing_scroll(scroll).await?;
+    let cache_key = format!("checkpoint:{scroll}");
+    if let Some(cp) = p
+        .ctx
+        .cache
+        .get(&cache_key)
+        .await
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        return Ok((id, cp));
+    }
     let cp = p
         .ctx
         .store
@@ -677,6 +693,12 @@ async fn latest_checkpoint(
                 format!("scroll {scroll:?} has no signed checkpoint yet"),
             )
         })?;
+    if let Ok(bytes) = serde_json::to_vec(&cp) {
+        p.ctx
+            .cache
+            .put_ttl(&cache_key, &bytes, CHECKPOINT_CACHE_TTL)
+            .await;
+    }
     Ok((id, cp))
 }
 

@@ -4,14 +4,20 @@
 //! across transactions, so a batch stays all or nothing; batch items carry no idempotency
 //! keys, so the only per-item outcome (an idempotency conflict) concerns single requests,
 //! and one request's conflict never fails another's.
+//!
+//! Keyless groups are written in one round trip at the position the committer expects the
+//! scroll's head to be at ([`Store::append_at`]); up to `depth` groups are in flight, each
+//! waiting in Postgres for the previous one's head-row lock. When the expectation is wrong
+//! (another portal wrote, or a write failed) the group falls back to the locking path, so
+//! positions stay gap-free whatever happens.
 
 use crate::error::ApiError;
 use crate::metrics::{RECEIPTS_TOTAL, RECEIPT_WRITE_DURATION, RECEIPT_WRITE_ERRORS};
-use ledger::store::{AppendOutcome, NewReceipt, Store};
+use ledger::store::{AppendOutcome, NewReceipt, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 
 type Reply = oneshot::Sender<Result<Vec<AppendOutcome>, ApiError>>;
 
@@ -24,19 +30,30 @@ struct Job {
 #[derive(Clone)]
 pub struct Ingest {
     store: Store,
+    shape: GroupShape,
+    queues: Arc<Mutex<HashMap<String, mpsc::Sender<Job>>>>,
+}
+
+/// How a committer forms and sends groups.
+#[derive(Clone, Copy)]
+struct GroupShape {
     max_rows: usize,
     wait: Duration,
-    queues: Arc<Mutex<HashMap<String, mpsc::Sender<Job>>>>,
+    depth: usize,
 }
 
 impl Ingest {
     /// Group commit over `store` with at most `max_rows` per transaction, waiting up to
-    /// `wait` for more submissions once one has arrived.
-    pub fn new(store: Store, max_rows: usize, wait: Duration) -> Self {
+    /// `wait` for more submissions once one has arrived, and up to `depth` transactions in
+    /// flight per scroll.
+    pub fn new(store: Store, max_rows: usize, wait: Duration, depth: usize) -> Self {
         Self {
             store,
-            max_rows: max_rows.max(1),
-            wait,
+            shape: GroupShape {
+                max_rows: max_rows.max(1),
+                wait,
+                depth: depth.max(1),
+            },
             queues: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -91,83 +108,162 @@ impl Ingest {
                 return q.clone();
             }
         }
-        let (tx, rx) = mpsc::channel(self.max_rows * 4);
+        let (tx, rx) = mpsc::channel(self.shape.max_rows * 4);
         tokio::spawn(committer(
             self.store.clone(),
             scroll.to_string(),
             rx,
-            self.max_rows,
-            self.wait,
+            self.shape,
         ));
         queues.insert(scroll.to_string(), tx.clone());
         tx
     }
 }
 
-async fn committer(
-    store: Store,
-    scroll: String,
-    mut rx: mpsc::Receiver<Job>,
-    max_rows: usize,
-    wait: Duration,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut rows = first.items.len();
-        let mut jobs = vec![first];
-        while rows < max_rows {
-            match rx.try_recv() {
-                Ok(j) => {
+/// The committer's belief about the scroll's next position: `None` until a write tells it,
+/// and again after a mismatch (another writer moved the head, or a write failed).
+type HeadGuess = Arc<std::sync::Mutex<Option<u64>>>;
+
+async fn committer(store: Store, scroll: String, mut rx: mpsc::Receiver<Job>, shape: GroupShape) {
+    let head: HeadGuess = Arc::new(std::sync::Mutex::new(None));
+    let slots = Arc::new(Semaphore::new(shape.depth));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        let (items, replies) = gather(first, &mut rx, shape).await;
+        let keyless = items.iter().all(|i| i.idempotency_key.is_none());
+        let expected = if keyless {
+            advance(&head, items.len() as u64)
+        } else {
+            None
+        };
+        let (store, scroll, head) = (store.clone(), scroll.clone(), head.clone());
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let result = commit_group(&store, &scroll, &head, expected, items).await;
+            record(&scroll, start, result.as_ref().map(Vec::as_slice));
+            answer(replies, result);
+            drop(slot);
+        });
+    }
+}
+
+/// Collects jobs after `first` until `max_rows` or until `wait` passes without filling up.
+async fn gather(
+    first: Job,
+    rx: &mut mpsc::Receiver<Job>,
+    shape: GroupShape,
+) -> (Vec<NewReceipt>, Vec<(Reply, usize)>) {
+    let mut rows = first.items.len();
+    let mut jobs = vec![first];
+    while rows < shape.max_rows {
+        match rx.try_recv() {
+            Ok(j) => {
+                rows += j.items.len();
+                jobs.push(j);
+            }
+            Err(_) => break,
+        }
+    }
+    if rows < shape.max_rows && !shape.wait.is_zero() {
+        let deadline = tokio::time::Instant::now() + shape.wait;
+        while rows < shape.max_rows {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(j)) => {
                     rows += j.items.len();
                     jobs.push(j);
                 }
-                Err(_) => break,
+                _ => break,
             }
         }
-        if rows < max_rows && !wait.is_zero() {
-            let deadline = tokio::time::Instant::now() + wait;
-            while rows < max_rows {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(j)) => {
-                        rows += j.items.len();
-                        jobs.push(j);
-                    }
-                    _ => break,
-                }
-            }
-        }
-        let mut sizes = Vec::with_capacity(jobs.len());
-        let mut replies = Vec::with_capacity(jobs.len());
-        let mut items = Vec::with_capacity(rows);
-        for j in jobs {
-            sizes.push(j.items.len());
-            replies.push(j.reply);
-            items.extend(j.items);
-        }
-        let start = Instant::now();
-        let result = store.append_receipts(&scroll, items, false).await;
-        record(&scroll, start, result.as_ref().map(Vec::as_slice));
-        match result {
-            Ok(outcomes) => {
-                let mut outcomes = outcomes.into_iter();
-                for (reply, n) in replies.into_iter().zip(sizes) {
-                    let _ = reply.send(Ok(outcomes.by_ref().take(n).collect()));
-                }
+    }
+    let mut replies = Vec::with_capacity(jobs.len());
+    let mut items = Vec::with_capacity(rows);
+    for j in jobs {
+        replies.push((j.reply, j.items.len()));
+        items.extend(j.items);
+    }
+    (items, replies)
+}
+
+/// Takes the next `n` positions from the guess, if there is one.
+fn advance(head: &HeadGuess, n: u64) -> Option<u64> {
+    let mut guess = head
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let at = *guess;
+    *guess = at.map(|g| g + n);
+    at
+}
+
+fn set_guess(head: &HeadGuess, value: Option<u64>) {
+    *head
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = value;
+}
+
+/// Writes one group: in one round trip at the guessed position when there is a guess,
+/// otherwise (or when the guess was wrong) through the locking path, which always works.
+async fn commit_group(
+    store: &Store,
+    scroll: &str,
+    head: &HeadGuess,
+    expected: Option<u64>,
+    items: Vec<NewReceipt>,
+) -> Result<Vec<AppendOutcome>, StoreError> {
+    let items = match expected {
+        Some(at) => match store.append_at(scroll, at, items).await {
+            Ok(Ok(outcomes)) => return Ok(outcomes),
+            Ok(Err(items)) => {
+                set_guess(head, None);
+                items
             }
             Err(e) => {
-                let err = ApiError::from(e);
-                for reply in replies {
-                    let _ = reply.send(Err(err.clone()));
-                }
+                set_guess(head, None);
+                return Err(e);
+            }
+        },
+        None => items,
+    };
+    let outcomes = store.append_receipts(scroll, items, false).await?;
+    let next = outcomes.iter().rev().find_map(|o| match o {
+        AppendOutcome::Created(r) => Some(r.receipt.seq + 1),
+        _ => None,
+    });
+    if next.is_some() {
+        let mut guess = head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guess.is_none() {
+            *guess = next;
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Hands each request its share of the group's outcomes, or the group's error.
+fn answer(replies: Vec<(Reply, usize)>, result: Result<Vec<AppendOutcome>, StoreError>) {
+    match result {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for (reply, n) in replies {
+                let _ = reply.send(Ok(outcomes.by_ref().take(n).collect()));
+            }
+        }
+        Err(e) => {
+            let err = ApiError::from(e);
+            for (reply, _) in replies {
+                let _ = reply.send(Err(err.clone()));
             }
         }
     }
 }
 
-fn record(
-    scroll: &str,
-    start: Instant,
-    result: Result<&[AppendOutcome], &ledger::store::StoreError>,
-) {
+fn record(scroll: &str, start: Instant, result: Result<&[AppendOutcome], &StoreError>) {
     match result {
         Ok(outcomes) => {
             RECEIPT_WRITE_DURATION

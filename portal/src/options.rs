@@ -22,6 +22,11 @@ pub struct PortalArgs {
     /// How long a group commit waits for more receipts once it has one, in microseconds.
     #[arg(long, env = "VAULTMESH_GROUP_COMMIT_WAIT_US", default_value_t = 200)]
     pub group_commit_wait_us: u64,
+    /// Group-commit transactions in flight per scroll: the next group is sent while the
+    /// previous one commits (it waits for the scroll's head-row lock, then matches).
+    #[arg(long, env = "VAULTMESH_GROUP_COMMIT_DEPTH", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub group_commit_depth: u16,
     /// Seconds a verified API key is remembered in-process (revocations take effect
     /// within this time; 0 checks Postgres on every request).
     #[arg(long, env = "VAULTMESH_AUTH_CACHE_SECS", default_value_t = 5)]
@@ -40,6 +45,7 @@ impl Default for PortalArgs {
             max_batch: 1000,
             group_commit_max: 2000,
             group_commit_wait_us: 200,
+            group_commit_depth: 2,
             auth_cache_secs: 5,
             guardian_vkey_file: None,
         }

@@ -5,7 +5,7 @@ use crate::hash::Hash;
 use chrono::{DateTime, Utc};
 
 /// A checkpoint row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoredCheckpoint {
     /// Scroll name.
     pub scroll: String,

@@ -94,6 +94,7 @@ impl Default for PoolOptions {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    tile_cache: Option<crate::cache::Cache>,
 }
 
 impl Store {
@@ -118,7 +119,18 @@ impl Store {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            tile_cache: None,
+        })
+    }
+
+    /// This store, reading tree tiles for roots and proofs through `cache` first (tile
+    /// entries never change once written, so a cached tile is good for as many entries as
+    /// it holds). For serving proofs; verification should read Postgres directly.
+    pub fn with_tile_cache(mut self, cache: crate::cache::Cache) -> Self {
+        self.tile_cache = Some(cache);
+        self
     }
 
     /// The underlying pool (for pool-state metrics and ad-hoc queries).

@@ -211,6 +211,91 @@ impl Store {
         Ok(outcomes)
     }
 
+    /// Appends keyless `items` to `scroll` at positions `expected..`, in one statement and one
+    /// round trip (an implicit transaction), provided the scroll's head is exactly at
+    /// `expected` when the statement takes the head-row lock. Otherwise nothing is written
+    /// and the items come back (`Err(items)`), for the caller to retry with
+    /// [`Store::append_receipts`]. Several of these may be in flight for one scroll with
+    /// consecutive expectations: each waits for the previous one's lock and then matches.
+    pub async fn append_at(
+        &self,
+        scroll: &str,
+        expected: u64,
+        items: Vec<NewReceipt>,
+    ) -> Result<Result<Vec<AppendOutcome>, Vec<NewReceipt>>, StoreError> {
+        if items.is_empty() || items.iter().any(|i| i.idempotency_key.is_some()) {
+            return Ok(Err(items));
+        }
+        let at = truncate_micros(Utc::now());
+        let stamp = format_timestamp(at);
+        let mut leaves = Vec::with_capacity(items.len());
+        let mut hashes = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let leaf = item
+                .draft
+                .leaf_at(scroll, expected + i as u64, &stamp, &item.submitter);
+            hashes.push(leaf_hash(&leaf));
+            leaves.push(leaf);
+        }
+        let hash_refs: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+        let kinds: Vec<&str> = items.iter().map(|i| i.draft.kind.as_str()).collect();
+        let submitters: Vec<&str> = items.iter().map(|i| i.submitter.as_str()).collect();
+        let client = self.pool().get().await?;
+        let stmt = client
+            .prepare_cached(
+                "WITH locked AS (SELECT id, next_seq FROM scrolls WHERE name = $1 FOR UPDATE), \
+                 head AS (UPDATE scrolls s SET next_seq = locked.next_seq + $3 FROM locked \
+                   WHERE s.id = locked.id AND locked.next_seq = $2 RETURNING s.id) \
+                 INSERT INTO receipts (scroll_id, seq, leaf, leaf_hash, type, submitted_at, submitter) \
+                 SELECT head.id, $2 + t.n - 1, t.leaf, t.leaf_hash, t.type, $4, t.submitter \
+                 FROM head, unnest($5::bytea[], $6::bytea[], $7::text[], $8::text[]) \
+                   WITH ORDINALITY AS t(leaf, leaf_hash, type, submitter, n)",
+            )
+            .await?;
+        let written = client
+            .execute(
+                &stmt,
+                &[
+                    &scroll,
+                    &to_i64(expected),
+                    &to_i64(items.len() as u64),
+                    &at,
+                    &leaves,
+                    &hash_refs,
+                    &kinds,
+                    &submitters,
+                ],
+            )
+            .await?;
+        if written == 0 {
+            return Ok(Err(items));
+        }
+        if written != items.len() as u64 {
+            return Err(StoreError::Integrity(format!(
+                "{scroll}: append at {expected} wrote {written} of {} rows",
+                items.len()
+            )));
+        }
+        Ok(Ok(items
+            .into_iter()
+            .zip(leaves.into_iter().zip(hashes))
+            .enumerate()
+            .map(|(i, (item, (leaf, lh)))| {
+                AppendOutcome::Created(StoredReceipt {
+                    receipt: Receipt::new(
+                        scroll,
+                        expected + i as u64,
+                        item.draft,
+                        at,
+                        &item.submitter,
+                    ),
+                    leaf,
+                    leaf_hash: lh,
+                })
+            })
+            .collect()))
+    }
+
     /// The receipt at `seq` in `scroll`, integrity-checked.
     pub async fn receipt(
         &self,

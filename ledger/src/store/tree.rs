@@ -29,13 +29,12 @@ fn locate(node: NodeId) -> (TileKey, usize, usize) {
     ((tile_level as i16, to_i64(tile)), offset, 1usize << rest)
 }
 
-/// In one query: the integrated tree size and the tiles holding `nodes`.
+/// In one query: the integrated tree size and the tiles at `keys`.
 async fn read_tiles(
     client: &impl GenericClient,
     scroll_id: i32,
-    nodes: &[NodeId],
+    keys: &BTreeSet<TileKey>,
 ) -> Result<(u64, HashMap<TileKey, Vec<u8>>), StoreError> {
-    let keys: BTreeSet<TileKey> = nodes.iter().map(|n| locate(*n).0).collect();
     let levels: Vec<i16> = keys.iter().map(|k| k.0).collect();
     let idxs: Vec<i64> = keys.iter().map(|k| k.1).collect();
     let rows = client
@@ -93,34 +92,81 @@ fn node_hashes(
     Ok(out)
 }
 
-/// Roots of each range, reading all the nodes they need (and the tree size) in one query;
-/// fails with [`StoreError::BeyondTree`] if `size` exceeds the integrated size.
-async fn range_roots(
-    client: &impl GenericClient,
-    scroll_id: i32,
-    size: u64,
-    ranges: &[(u64, u64)],
-) -> Result<Vec<Hash>, StoreError> {
-    let per_range: Vec<Vec<NodeId>> = ranges.iter().map(|(a, b)| range_nodes(*a, *b)).collect();
-    let all: Vec<NodeId> = per_range.iter().flatten().copied().collect();
-    let (available, tiles) = read_tiles(client, scroll_id, &all).await?;
-    check_size(size, available)?;
-    let hashes = node_hashes(scroll_id, &all, &tiles)?;
-    per_range
-        .iter()
-        .map(|nodes| {
-            let hs: Vec<Hash> = nodes
+/// Whether `tiles` holds every entry `node` needs.
+fn covers(tiles: &HashMap<TileKey, Vec<u8>>, node: NodeId) -> bool {
+    let (key, offset, count) = locate(node);
+    tiles
+        .get(&key)
+        .is_some_and(|t| t.len() >= (offset + count) * 32)
+}
+
+fn tile_cache_key(scroll_id: i32, key: TileKey) -> String {
+    format!("tile:{scroll_id}:{}:{}", key.0, key.1)
+}
+
+impl Store {
+    /// Roots of each range, reading the nodes they need from the tile cache and the rest
+    /// (with the tree size) in one query; fails with [`StoreError::BeyondTree`] if `size`
+    /// exceeds the integrated size. When the cache holds every node, the size needs no
+    /// check: a node is only ever stored once all its leaves are integrated.
+    async fn range_roots(
+        &self,
+        scroll_id: i32,
+        size: u64,
+        ranges: &[(u64, u64)],
+    ) -> Result<Vec<Hash>, StoreError> {
+        let per_range: Vec<Vec<NodeId>> = ranges.iter().map(|(a, b)| range_nodes(*a, *b)).collect();
+        let all: Vec<NodeId> = per_range.iter().flatten().copied().collect();
+        let mut tiles: HashMap<TileKey, Vec<u8>> = HashMap::new();
+        if let Some(cache) = &self.tile_cache {
+            let keys: Vec<TileKey> = all
                 .iter()
-                .map(|n| {
-                    hashes
-                        .get(n)
-                        .copied()
-                        .ok_or_else(|| StoreError::Integrity(format!("node {n:?} missing")))
-                })
-                .collect::<Result<_, _>>()?;
-            Ok(fold_range::<Sha3_256>(&hs))
-        })
-        .collect()
+                .map(|n| locate(*n).0)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let names: Vec<String> = keys.iter().map(|k| tile_cache_key(scroll_id, *k)).collect();
+            for (key, hit) in keys.into_iter().zip(cache.get_many(&names).await) {
+                if let Some(bytes) = hit {
+                    tiles.insert(key, bytes);
+                }
+            }
+        }
+        let missing: BTreeSet<TileKey> = all
+            .iter()
+            .filter(|n| !covers(&tiles, **n))
+            .map(|n| locate(*n).0)
+            .collect();
+        if !missing.is_empty() || all.is_empty() {
+            let client = self.pool().get().await?;
+            let (available, fetched) = read_tiles(&client, scroll_id, &missing).await?;
+            check_size(size, available)?;
+            if let Some(cache) = &self.tile_cache {
+                let items: Vec<(String, Vec<u8>)> = fetched
+                    .iter()
+                    .map(|(k, v)| (tile_cache_key(scroll_id, *k), v.clone()))
+                    .collect();
+                cache.put_many(&items).await;
+            }
+            tiles.extend(fetched);
+        }
+        let hashes = node_hashes(scroll_id, &all, &tiles)?;
+        per_range
+            .iter()
+            .map(|nodes| {
+                let hs: Vec<Hash> = nodes
+                    .iter()
+                    .map(|n| {
+                        hashes
+                            .get(n)
+                            .copied()
+                            .ok_or_else(|| StoreError::Integrity(format!("node {n:?} missing")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(fold_range::<Sha3_256>(&hs))
+            })
+            .collect()
+    }
 }
 
 async fn tree_size_of(client: &impl GenericClient, scroll_id: i32) -> Result<u64, StoreError> {
@@ -252,8 +298,7 @@ impl Store {
 
     /// Root of the scroll's first `size` leaves, from stored tiles.
     pub async fn tree_root(&self, scroll_id: i32, size: u64) -> Result<Hash, StoreError> {
-        let client = self.pool().get().await?;
-        let roots = range_roots(&client, scroll_id, size, &[(0, size)]).await?;
+        let roots = self.range_roots(scroll_id, size, &[(0, size)]).await?;
         roots
             .into_iter()
             .next()
@@ -273,8 +318,9 @@ impl Store {
                 available: size,
             });
         }
-        let client = self.pool().get().await?;
-        let path = range_roots(&client, scroll_id, size, &inclusion_ranges(index, size)).await?;
+        let path = self
+            .range_roots(scroll_id, size, &inclusion_ranges(index, size))
+            .await?;
         Ok(InclusionProof {
             leaf_index: index,
             tree_size: size,
@@ -290,8 +336,9 @@ impl Store {
         to: u64,
     ) -> Result<ConsistencyProof, StoreError> {
         check_size(from, to)?;
-        let client = self.pool().get().await?;
-        let path = range_roots(&client, scroll_id, to, &consistency_ranges(from, to)).await?;
+        let path = self
+            .range_roots(scroll_id, to, &consistency_ranges(from, to))
+            .await?;
         Ok(ConsistencyProof {
             from_size: from,
             to_size: to,
