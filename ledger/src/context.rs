@@ -82,10 +82,25 @@ impl ServiceContext {
             &["state"],
         )?;
         registry.register(Box::new(pool_gauge.clone()))?;
+        // Cache keys name the database by location and incarnation; when Postgres is down at
+        // start the incarnation is unknown and the cache stays off rather than risk serving
+        // another incarnation's entries.
         let db_location = crate::config::redacted(&config.database_url);
-        let db_tag = hex::encode(&crate::hash::Sha3Hasher::plain(db_location.as_bytes())[..6]);
+        let oid = match store.database_oid().await {
+            Ok(oid) => Some(oid),
+            Err(e) => {
+                tracing::warn!(service = name, error = %e, "database unreachable at start; the cache is off until restart");
+                None
+            }
+        };
+        let db_tag = hex::encode(
+            &crate::hash::Sha3Hasher::plain(
+                format!("{db_location}#{}", oid.unwrap_or(0)).as_bytes(),
+            )[..6],
+        );
+        let redis_url = config.redis_url.as_deref().filter(|_| oid.is_some());
         let cache = Cache::new(
-            config.redis_url.as_deref(),
+            redis_url,
             CacheOptions {
                 prefix: format!("vm:{}:{db_tag}:", config.mesh_id),
                 ..CacheOptions::default()
@@ -179,6 +194,19 @@ impl ServiceContext {
         F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
         F::Extract: Reply,
     {
+        self.serve_counted(routes, None).await
+    }
+
+    /// [`ServiceContext::serve`], with `connections` following the API's open connections.
+    pub async fn serve_counted<F>(
+        &self,
+        routes: F,
+        connections: Option<prometheus::Gauge>,
+    ) -> Result<RunningService, StartError>
+    where
+        F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
+        F::Extract: Reply,
+    {
         let api = service::bind(self.config.api_addr).await?;
         let metrics_listener = service::bind(self.config.metrics_addr).await?;
         let pool_ctx = self.clone();
@@ -186,9 +214,12 @@ impl ServiceContext {
             std::sync::Arc::new(move || pool_ctx.refresh_pool_gauge());
         let api_routes = self.base_routes().or(routes);
         let running = RunningService::start(
-            api,
+            service::Api {
+                listener: api,
+                filter: api_routes,
+                connections,
+            },
             metrics_listener,
-            api_routes,
             self.registry.clone(),
             on_scrape,
             self.shutdown.clone(),

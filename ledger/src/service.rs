@@ -3,7 +3,11 @@
 //! with a deadline.
 
 use crate::metrics;
-use prometheus::Registry;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use prometheus::{Gauge, Registry};
 use serde::Serialize;
 use std::convert::Infallible;
 use std::future::Future;
@@ -106,27 +110,85 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServiceError> {
         .map_err(|source| ServiceError::Bind { addr, source })
 }
 
-/// Serves `filter` on `listener` until `shutdown`, then lets in-flight requests finish
-/// for at most `grace` before dropping them.
-pub async fn serve<F>(listener: TcpListener, filter: F, shutdown: Shutdown, grace: Duration)
-where
+/// Serves `filter` on `listener` until `shutdown`, then lets open requests finish for at
+/// most `grace`. With `connections`, the gauge follows the number of open TCP connections.
+pub async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    shutdown: Shutdown,
+    grace: Duration,
+    connections: Option<Gauge>,
+) where
     F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
     F::Extract: Reply,
 {
-    let server = warp::serve(filter.recover(recover_rejection))
-        .incoming(listener)
-        .graceful(shutdown.wait())
-        .run();
-    tokio::pin!(server);
-    tokio::select! {
-        _ = &mut server => return,
-        _ = shutdown.wait() => {}
+    let service = warp::service(filter.recover(recover_rejection));
+    let graceful = GracefulShutdown::new();
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let open = connections.clone().map(OpenConnection::new);
+        let service = TowerToHyperService::new(service.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _open = open;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
     }
-    if tokio::time::timeout(grace, server).await.is_err() {
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             grace_secs = grace.as_secs(),
             "shutdown deadline passed, dropping open connections"
         );
+    }
+}
+
+/// A client that hung up before being accepted is not worth a log line; anything else (such
+/// as running out of file descriptors) is logged and paced.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Counts one open connection in a gauge for as long as it lives.
+struct OpenConnection(Gauge);
+
+impl OpenConnection {
+    fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -143,12 +205,22 @@ pub struct RunningService {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// A service's API: where it listens, what it serves, and an optional gauge of its open
+/// connections.
+pub struct Api<F> {
+    /// Bound listener.
+    pub listener: TcpListener,
+    /// Routes.
+    pub filter: F,
+    /// Follows the number of open connections.
+    pub connections: Option<Gauge>,
+}
+
 impl RunningService {
     /// Starts the API and metrics servers on already-bound listeners.
     pub fn start<F>(
-        api: TcpListener,
+        api: Api<F>,
         metrics_listener: TcpListener,
-        api_filter: F,
         registry: Registry,
         on_scrape: ScrapeHook,
         shutdown: Shutdown,
@@ -158,15 +230,22 @@ impl RunningService {
         F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
         F::Extract: Reply,
     {
-        let api_addr = api.local_addr()?;
+        let api_addr = api.listener.local_addr()?;
         let metrics_addr = metrics_listener.local_addr()?;
         let tasks = vec![
-            tokio::spawn(serve(api, api_filter, shutdown.clone(), grace)),
+            tokio::spawn(serve(
+                api.listener,
+                api.filter,
+                shutdown.clone(),
+                grace,
+                api.connections,
+            )),
             tokio::spawn(serve(
                 metrics_listener,
                 metrics_route(registry, on_scrape),
                 shutdown.clone(),
                 grace,
+                None,
             )),
         ];
         Ok(Self {

@@ -193,7 +193,9 @@ async fn proofs_through_the_tile_cache_match_postgres_as_the_tree_grows() {
         None,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let cached = db.store.clone().with_tile_cache(cache.clone());
+    let cached = db.store.clone().with_tile_cache(cache.clone(), 0);
+    // A memo smaller than the tree, so that entries are also evicted.
+    let memoed = db.store.clone().with_tile_cache(cache.clone(), 8);
     let scroll = db
         .store
         .scroll("drills")
@@ -218,7 +220,7 @@ async fn proofs_through_the_tile_cache_match_postgres_as_the_tree_grows() {
         for _ in 0..20 {
             let n = 1 + rng.below(size);
             let i = rng.below(n);
-            for _ in 0..2 {
+            for cached in [&cached, &memoed, &memoed] {
                 let via_cache = cached
                     .inclusion_proof(scroll.id, i, n)
                     .await
@@ -237,10 +239,12 @@ async fn proofs_through_the_tile_cache_match_postgres_as_the_tree_grows() {
             }
         }
         // Even with every tile of the current tree cached, a size beyond it is refused.
-        assert!(matches!(
-            cached.inclusion_proof(scroll.id, 0, size + 1).await,
-            Err(StoreError::BeyondTree { .. })
-        ));
+        for cached in [&cached, &memoed] {
+            assert!(matches!(
+                cached.inclusion_proof(scroll.id, 0, size + 1).await,
+                Err(StoreError::BeyondTree { .. })
+            ));
+        }
     }
     let names: Vec<String> = vec![format!("tile:{}:0:0", scroll.id)];
     assert_eq!(

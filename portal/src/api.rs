@@ -5,13 +5,13 @@
 use crate::auth::{may_read, may_write, must_be_admin, Authenticator};
 use crate::error::ApiError;
 use crate::ingest::Ingest;
-use crate::metrics::{InFlight, HTTP_REQUESTS_TOTAL, HTTP_REQUEST_DURATION, INTEGRITY_FAILURES};
+use crate::metrics::{HTTP_REQUESTS_TOTAL, HTTP_REQUEST_DURATION, INTEGRITY_FAILURES};
 use crate::options::PortalArgs;
 use bytes::Bytes;
 use ledger::context::ServiceContext;
 use ledger::hash::{from_hex, to_hex, Sha3Hasher};
 use ledger::receipt::{validate_scroll_name, ReceiptDraft};
-use ledger::store::{AppendOutcome, NewReceipt, StoredReceipt};
+use ledger::store::{AppendOutcome, NewReceipt, StoredCheckpoint, StoredReceipt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,9 +23,11 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-/// How long the latest checkpoint of a scroll is served from the cache: a new checkpoint
-/// shows up within this time (checkpoints are signed about once a second).
+/// How long the latest checkpoint of a scroll is served from Redis: a new checkpoint shows
+/// up within this time (checkpoints are signed about once a second).
 const CHECKPOINT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a checkpoint just read is reused from process memory, before Redis is asked.
+const CHECKPOINT_MEMO_TTL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 200;
@@ -46,12 +48,34 @@ pub struct Portal {
     /// The guardian's vkey, if configured.
     pub vkey: Option<String>,
     known_scrolls: Arc<RwLock<HashMap<String, i32>>>,
+    /// Latest checkpoint per scroll as last read, with when it was read.
+    recent_checkpoints: Arc<std::sync::RwLock<HashMap<String, (Instant, StoredCheckpoint)>>>,
 }
 
 impl Portal {
+    fn recent_checkpoint(&self, scroll: &str) -> Option<StoredCheckpoint> {
+        let memo = self
+            .recent_checkpoints
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        memo.get(scroll)
+            .filter(|(at, _)| at.elapsed() < CHECKPOINT_MEMO_TTL)
+            .map(|(_, cp)| cp.clone())
+    }
+
+    fn remember_checkpoint(&self, cp: &StoredCheckpoint) {
+        self.recent_checkpoints
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(cp.scroll.clone(), (Instant::now(), cp.clone()));
+    }
+
     /// Handler state over a started service context.
     pub fn new(mut ctx: ServiceContext, opts: PortalArgs, vkey: Option<String>) -> Self {
-        ctx.store = ctx.store.clone().with_tile_cache(ctx.cache.clone());
+        ctx.store = ctx
+            .store
+            .clone()
+            .with_tile_cache(ctx.cache.clone(), opts.proof_tile_memo);
         let ingest = Ingest::new(
             ctx.store.clone(),
             opts.group_commit_max,
@@ -69,6 +93,7 @@ impl Portal {
             opts,
             vkey,
             known_scrolls: Arc::new(RwLock::new(HashMap::new())),
+            recent_checkpoints: Arc::new(std::sync::RwLock::new(HashMap::new())),
         }
     }
 
@@ -93,7 +118,6 @@ async fn observe<Fut>(method: &'static str, template: &'static str, fut: Fut) ->
 where
     Fut: Future<Output = Result<Response, ApiError>>,
 {
-    let _in_flight = InFlight::start();
     let start = Instant::now();
     let response = match fut.await {
         Ok(r) => r,
@@ -667,19 +691,20 @@ async fn receipt_by_hash(
 }
 
 /// The scroll's id and latest signed checkpoint.
-async fn latest_checkpoint(
-    p: &Portal,
-    scroll: &str,
-) -> Result<(i32, ledger::store::StoredCheckpoint), ApiError> {
+async fn latest_checkpoint(p: &Portal, scroll: &str) -> Result<(i32, StoredCheckpoint), ApiError> {
     let id = p.existing_scroll(scroll).await?;
+    if let Some(cp) = p.recent_checkpoint(scroll) {
+        return Ok((id, cp));
+    }
     let cache_key = format!("checkpoint:{scroll}");
     if let Some(cp) = p
         .ctx
         .cache
         .get(&cache_key)
         .await
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| serde_json::from_slice::<StoredCheckpoint>(&b).ok())
     {
+        p.remember_checkpoint(&cp);
         return Ok((id, cp));
     }
     let cp = p
@@ -699,6 +724,7 @@ async fn latest_checkpoint(
             .put_ttl(&cache_key, &bytes, CHECKPOINT_CACHE_TTL)
             .await;
     }
+    p.remember_checkpoint(&cp);
     Ok((id, cp))
 }
 

@@ -40,5 +40,9 @@ pub async fn start_with(
         None => None,
     };
     let portal = api::Portal::new(ctx.clone(), opts, vkey);
-    ctx.serve(api::routes(portal)).await
+    ctx.serve_counted(
+        api::routes(portal),
+        Some(metrics::ACTIVE_CONNECTIONS.clone()),
+    )
+    .await
 }

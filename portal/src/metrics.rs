@@ -34,7 +34,7 @@ lazy_static! {
             .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         &["method", "path"]
     ).unwrap_or_else(|_| unreachable!());
-    /// HTTP requests being served right now.
+    /// Open TCP connections to the API port.
     pub static ref ACTIVE_CONNECTIONS: Gauge = Gauge::new(
         "vaultmesh_active_connections",
         "Active connections"
@@ -63,21 +63,4 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(INTEGRITY_FAILURES.clone()))?;
     registry.register(Box::new(AUTH_REJECTIONS.clone()))?;
     Ok(())
-}
-
-/// Keeps `vaultmesh_active_connections` counting one request while alive.
-pub struct InFlight;
-
-impl InFlight {
-    /// Counts a request in.
-    pub fn start() -> Self {
-        ACTIVE_CONNECTIONS.inc();
-        InFlight
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        ACTIVE_CONNECTIONS.dec();
-    }
 }

@@ -27,6 +27,9 @@ pub struct PortalArgs {
     #[arg(long, env = "VAULTMESH_GROUP_COMMIT_DEPTH", default_value_t = 2,
           value_parser = clap::value_parser!(u16).range(1..=16))]
     pub group_commit_depth: u16,
+    /// Full proof tiles (512 bytes each) kept in process memory in front of Redis.
+    #[arg(long, env = "VAULTMESH_PROOF_TILE_MEMO", default_value_t = 32_768)]
+    pub proof_tile_memo: usize,
     /// Seconds a verified API key is remembered in-process (revocations take effect
     /// within this time; 0 checks Postgres on every request).
     #[arg(long, env = "VAULTMESH_AUTH_CACHE_SECS", default_value_t = 5)]
@@ -46,6 +49,7 @@ impl Default for PortalArgs {
             group_commit_max: 2000,
             group_commit_wait_us: 200,
             group_commit_depth: 2,
+            proof_tile_memo: 32_768,
             auth_cache_secs: 5,
             guardian_vkey_file: None,
         }

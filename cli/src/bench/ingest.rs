@@ -2,12 +2,11 @@
 //! for a fixed time, optionally at a fixed total rate; reports receipts/s and latency
 //! quantiles of the requests.
 
+use super::connection::Conn;
 use super::quantile;
 use ledger::receipt::PRECREATED_SCROLLS;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 /// Options of `bench ingest`.
@@ -34,54 +33,6 @@ pub struct Args {
     /// Total requests per second across all clients (0: as fast as possible).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
-}
-
-/// One HTTP/1.1 keep-alive connection.
-struct Conn {
-    reader: BufReader<TcpStream>,
-}
-
-impl Conn {
-    async fn open(addr: &str) -> std::io::Result<Self> {
-        let s = TcpStream::connect(addr).await?;
-        s.set_nodelay(true)?;
-        Ok(Self {
-            reader: BufReader::new(s),
-        })
-    }
-
-    async fn post(&mut self, head: &str, body: &[u8]) -> std::io::Result<u16> {
-        let stream = self.reader.get_mut();
-        let mut req = format!("{head}Content-Length: {}\r\n\r\n", body.len()).into_bytes();
-        req.extend_from_slice(body);
-        stream.write_all(&req).await?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line).await?;
-        let status = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            if self.reader.read_line(&mut line).await? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0u8; len];
-        self.reader.read_exact(&mut body).await?;
-        Ok(status)
-    }
 }
 
 /// Runs the load and prints one JSON line.
@@ -131,7 +82,7 @@ pub async fn run(a: &Args) -> anyhow::Result<()> {
                 };
                 i += 1;
                 let t = Instant::now();
-                match conn.post(&head, body.as_bytes()).await {
+                match conn.request(&head, body.as_bytes()).await {
                     Ok(201) => mine.push(t.elapsed().as_secs_f64() * 1000.0),
                     Ok(_) => {
                         errs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -2,9 +2,12 @@
 //! median over `--runs` repetitions, for `ops/bench/ledger.sh` to tabulate.
 
 mod append;
+mod connection;
 mod hashing;
 mod ingest;
 mod proofs;
+mod reads;
+mod seed;
 
 use clap::Subcommand;
 
@@ -19,6 +22,10 @@ pub enum BenchCommand {
     Proofs(proofs::Args),
     /// HTTP ingest through a running portal: receipts/s and latency quantiles.
     Ingest(ingest::Args),
+    /// Fill a scroll with receipts, integrate them and sign a checkpoint over them.
+    Seed(seed::Args),
+    /// HTTP GET load on a running service (health, proofs, reads): requests/s and latency.
+    Reads(reads::Args),
 }
 
 /// Runs one benchmark.
@@ -28,6 +35,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Append(a) => append::run(&a).await,
         BenchCommand::Proofs(a) => proofs::run(&a).await,
         BenchCommand::Ingest(a) => ingest::run(&a).await,
+        BenchCommand::Seed(a) => seed::run(&a).await,
+        BenchCommand::Reads(a) => reads::run(&a).await,
     }
 }
 

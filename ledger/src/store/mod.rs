@@ -94,7 +94,7 @@ impl Default for PoolOptions {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
-    tile_cache: Option<crate::cache::Cache>,
+    tile_cache: Option<(crate::cache::Cache, std::sync::Arc<tree::TileMemo>)>,
 }
 
 impl Store {
@@ -125,11 +125,12 @@ impl Store {
         })
     }
 
-    /// This store, reading tree tiles for roots and proofs through `cache` first (tile
-    /// entries never change once written, so a cached tile is good for as many entries as
-    /// it holds). For serving proofs; verification should read Postgres directly.
-    pub fn with_tile_cache(mut self, cache: crate::cache::Cache) -> Self {
-        self.tile_cache = Some(cache);
+    /// This store, reading tree tiles for roots and proofs through up to `memo_tiles` full
+    /// tiles in process memory (512 bytes each) and then `cache` (tile entries never change
+    /// once written, so a cached tile is good for as many entries as it holds). For serving
+    /// proofs; verification should read Postgres directly.
+    pub fn with_tile_cache(mut self, cache: crate::cache::Cache, memo_tiles: usize) -> Self {
+        self.tile_cache = Some((cache, std::sync::Arc::new(tree::TileMemo::new(memo_tiles))));
         self
     }
 
@@ -139,6 +140,20 @@ impl Store {
     }
 
     /// Round-trips a trivial query: the readiness check.
+    /// The database's object id: it changes when a database of the same name is dropped and
+    /// created again, so cache keys that include it never outlive the data they copy.
+    pub async fn database_oid(&self) -> Result<u32, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT oid FROM pg_database WHERE datname = current_database()",
+                &[],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Checks that a pooled connection answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         client.simple_query("SELECT 1").await?;

@@ -104,6 +104,57 @@ fn tile_cache_key(scroll_id: i32, key: TileKey) -> String {
     format!("tile:{scroll_id}:{}:{}", key.0, key.1)
 }
 
+/// Bytes of a full tile: only these are kept in process memory (they never change).
+const FULL_TILE_BYTES: usize = 32 * TILE_WIDTH as usize;
+
+/// An in-process, bounded map of full tiles in front of Redis: the hot upper levels of every
+/// proof are served without a round trip. When full, the oldest entry makes room.
+pub(crate) struct TileMemo {
+    inner: std::sync::Mutex<MemoInner>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct MemoInner {
+    tiles: HashMap<(i32, TileKey), std::sync::Arc<[u8]>>,
+    order: std::collections::VecDeque<(i32, TileKey)>,
+}
+
+impl TileMemo {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            inner: std::sync::Mutex::new(MemoInner::default()),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, scroll_id: i32, key: TileKey) -> Option<std::sync::Arc<[u8]>> {
+        self.lock().tiles.get(&(scroll_id, key)).cloned()
+    }
+
+    fn put(&self, scroll_id: i32, key: TileKey, bytes: &[u8]) {
+        if bytes.len() != FULL_TILE_BYTES || self.capacity == 0 {
+            return;
+        }
+        let mut memo = self.lock();
+        if memo.tiles.insert((scroll_id, key), bytes.into()).is_some() {
+            return;
+        }
+        memo.order.push_back((scroll_id, key));
+        while memo.order.len() > self.capacity {
+            if let Some(oldest) = memo.order.pop_front() {
+                memo.tiles.remove(&oldest);
+            }
+        }
+    }
+}
+
 impl Store {
     /// Roots of each range, reading the nodes they need from the tile cache and the rest
     /// (with the tree size) in one query; fails with [`StoreError::BeyondTree`] if `size`
@@ -118,17 +169,25 @@ impl Store {
         let per_range: Vec<Vec<NodeId>> = ranges.iter().map(|(a, b)| range_nodes(*a, *b)).collect();
         let all: Vec<NodeId> = per_range.iter().flatten().copied().collect();
         let mut tiles: HashMap<TileKey, Vec<u8>> = HashMap::new();
-        if let Some(cache) = &self.tile_cache {
-            let keys: Vec<TileKey> = all
-                .iter()
-                .map(|n| locate(*n).0)
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let names: Vec<String> = keys.iter().map(|k| tile_cache_key(scroll_id, *k)).collect();
-            for (key, hit) in keys.into_iter().zip(cache.get_many(&names).await) {
-                if let Some(bytes) = hit {
-                    tiles.insert(key, bytes);
+        if let Some((cache, memo)) = &self.tile_cache {
+            let mut keys: Vec<TileKey> = Vec::new();
+            for key in all.iter().map(|n| locate(*n).0).collect::<BTreeSet<_>>() {
+                match memo.get(scroll_id, key) {
+                    Some(bytes) => {
+                        tiles.insert(key, bytes.to_vec());
+                    }
+                    None => keys.push(key),
+                }
+            }
+            let uncovered = all.iter().any(|n| !covers(&tiles, *n));
+            if uncovered {
+                let names: Vec<String> =
+                    keys.iter().map(|k| tile_cache_key(scroll_id, *k)).collect();
+                for (key, hit) in keys.into_iter().zip(cache.get_many(&names).await) {
+                    if let Some(bytes) = hit {
+                        memo.put(scroll_id, key, &bytes);
+                        tiles.insert(key, bytes);
+                    }
                 }
             }
         }
@@ -141,10 +200,13 @@ impl Store {
             let client = self.pool().get().await?;
             let (available, fetched) = read_tiles(&client, scroll_id, &missing).await?;
             check_size(size, available)?;
-            if let Some(cache) = &self.tile_cache {
+            if let Some((cache, memo)) = &self.tile_cache {
                 let items: Vec<(String, Vec<u8>)> = fetched
                     .iter()
-                    .map(|(k, v)| (tile_cache_key(scroll_id, *k), v.clone()))
+                    .map(|(k, v)| {
+                        memo.put(scroll_id, *k, v);
+                        (tile_cache_key(scroll_id, *k), v.clone())
+                    })
                     .collect();
                 cache.put_many(&items).await;
             }

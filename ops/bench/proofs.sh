@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Proof serving over HTTP on a large scroll (SPEC §12): fills a scroll with RECEIPTS
+# receipts and signs a checkpoint over them, starts a release portal (Redis on), then per
+# run measures /v1/health throughput (the baseline), inclusion-proof throughput at random
+# positions, and inclusion/consistency latency on one connection. Server-side latency is
+# read from the portal's own request-duration histogram.
+# Usage: ops/bench/proofs.sh [RUNS]   (env: RECEIPTS default 1000000, SECS per run default 8)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. ops/lib/stack.sh
+RUNS=${1:-3}
+SECS=${SECS:-8}
+RECEIPTS=${RECEIPTS:-1000000}
+DB=vaultmesh_bench_proofs
+PORT=18090
+SCROLL=bench-proofs
+
+vm_ensure_stack
+cargo build --release --locked --bins --quiet
+BIN=target/release
+vm_psql_super -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB OWNER vaultmesh"
+"$BIN/vaultmesh" migrate --database-url "$(vm_owner_url $DB)" 2>/dev/null
+OUT=$(mktemp -d)
+"$BIN/vaultmesh" keygen --out "$OUT/guardian.key" --vkey-out "$OUT/guardian.vkey" >/dev/null
+echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"
+"$BIN/vaultmesh" bench seed --database-url "$(vm_app_url $DB)" --scroll $SCROLL \
+    --receipts "$RECEIPTS" --signing-key "$OUT/guardian.key" | tee "$OUT/seed.json"
+
+"$BIN/vaultmesh-portal" --api-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$((PORT + 1)) \
+    --database-url "$(vm_app_url $DB)" --guardian-vkey-file "$OUT/guardian.vkey" \
+    --log warn 2>"$OUT/portal.log" &
+PORTAL=$!
+trap 'kill $PORTAL 2>/dev/null || true; vm_psql_super -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+vm_wait portal curl -sf "http://127.0.0.1:$PORT/v1/health"
+
+load() { "$BIN/vaultmesh" bench reads --addr 127.0.0.1:$PORT --seconds "$SECS" "$@"; }
+INCL="/v1/scrolls/$SCROLL/proof/inclusion?seq={seq}"
+CONS="/v1/scrolls/$SCROLL/proof/consistency?from={seq}"
+for r in $(seq 1 "$RUNS"); do
+    load --label health --clients 64 | tee -a "$OUT/health.jsonl"
+    load --label inclusion --clients 64 --path "$INCL" --seq-below "$RECEIPTS" | tee -a "$OUT/inclusion.jsonl"
+    load --label inclusion_1 --clients 1 --path "$INCL" --seq-below "$RECEIPTS" | tee -a "$OUT/inclusion1.jsonl"
+    load --label consistency_1 --clients 1 --path "$CONS" --seq-below "$RECEIPTS" | tee -a "$OUT/consistency1.jsonl"
+done
+curl -sf "http://127.0.0.1:$((PORT + 1))/metrics" > "$OUT/metrics.txt"
+rss_kib=$(awk '/VmHWM/{print $2}' /proc/$PORTAL/status)
+
+python3 - "$OUT" "$rss_kib" <<'PY'
+import json, re, statistics, sys, pathlib
+out, rss = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+def runs(name): return [json.loads(l) for l in (out / f"{name}.jsonl").read_text().splitlines()]
+def med(name, key): return statistics.median(r[key] for r in runs(name))
+health, incl = med("health", "requests_per_s"), med("inclusion", "requests_per_s")
+print(f"health, 64 clients:        {health:9.0f} req/s, p50 {med('health', 'p50_ms'):.2f} ms")
+print(f"inclusion, 64 clients:     {incl:9.0f} req/s = {incl / health:.2f}x health (target 0.5x), p50 {med('inclusion', 'p50_ms'):.2f} ms, p99 {med('inclusion', 'p99_ms'):.2f} ms")
+for name, label in [("inclusion1", "inclusion, 1 client"), ("consistency1", "consistency, 1 client")]:
+    print(f"{label + ':':26s} {med(name, 'requests_per_s'):9.0f} req/s, client p50 {med(name, 'p50_ms'):.3f} ms, p99 {med(name, 'p99_ms'):.3f} ms")
+# Server-side: the portal's histogram of inclusion requests (all runs, both concurrencies).
+buckets = {}
+for line in (out / "metrics.txt").read_text().splitlines():
+    m = re.match(r'vaultmesh_http_request_duration_seconds_bucket\{(.*)\} (\S+)', line)
+    if m and 'proof/inclusion' in m.group(1):
+        le = re.search(r'le="([^"]+)"', m.group(1)).group(1)
+        buckets[le] = buckets.get(le, 0) + float(m.group(2))
+total = buckets.get("+Inf", 0)
+for le in ["0.0005", "0.001", "0.0025"]:
+    if total and le in buckets:
+        print(f"server-side inclusion requests <= {float(le) * 1000:g} ms: {100 * buckets[le] / total:.1f}% of {total:.0f}")
+print(f"portal peak RSS: {rss / 1024:.1f} MiB")
+PY
