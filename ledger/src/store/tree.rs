@@ -5,7 +5,7 @@
 //! (small enough to stay inline, never TOASTed) in one query, and never the whole tree.
 
 use super::{to_hash, to_i64, to_u64, Store, StoreError};
-use crate::hash::{subtree_root, Hash};
+use crate::hash::{subtree_root, Hash, Sha3Hasher};
 use crate::merkle::{
     consistency_ranges, fold_range, inclusion_ranges, range_nodes, ConsistencyProof,
     InclusionProof, NodeId,
@@ -66,16 +66,80 @@ async fn read_tiles(
     Ok((size, tiles))
 }
 
-/// The hash of each node, from the tiles that hold them.
-fn node_hashes(
-    scroll_id: i32,
-    nodes: &[NodeId],
-    tiles: &HashMap<TileKey, Vec<u8>>,
-) -> Result<HashMap<NodeId, Hash>, StoreError> {
-    let mut out = HashMap::with_capacity(nodes.len());
-    for node in nodes {
-        let (key, offset, count) = locate(*node);
-        let bytes = tiles.get(&key).ok_or_else(|| {
+/// Root of a run of 1, 2, 4 or 8 consecutive 32-byte entries (a perfect subtree).
+fn perfect_root(entries: &[u8]) -> Hash {
+    let mut level = [[0u8; 32]; 8];
+    let mut n = 0;
+    for (slot, chunk) in level.iter_mut().zip(entries.chunks_exact(32)) {
+        slot.copy_from_slice(chunk);
+        n += 1;
+    }
+    while n > 1 {
+        for i in 0..n / 2 {
+            level[i] = Sha3Hasher::node(&level[2 * i], &level[2 * i + 1]);
+        }
+        n /= 2;
+    }
+    level[0]
+}
+
+/// A full tile with the nodes inside it: its 16 entries, then the 8, 4 and 2 nodes of the
+/// three heights above them, so that any node a proof needs from it is a lookup.
+struct ExpandedTile([Hash; 30]);
+
+/// Where each height's nodes start in an [`ExpandedTile`].
+const EXPANDED_START: [usize; 4] = [0, 16, 24, 28];
+
+impl ExpandedTile {
+    fn new(full: &[u8]) -> Self {
+        let mut nodes = [[0u8; 32]; 30];
+        for (slot, chunk) in nodes.iter_mut().zip(full.chunks_exact(32)) {
+            slot.copy_from_slice(chunk);
+        }
+        for h in 1..4 {
+            let (below, here) = (EXPANDED_START[h - 1], EXPANDED_START[h]);
+            for i in 0..(16 >> h) {
+                nodes[here + i] =
+                    Sha3Hasher::node(&nodes[below + 2 * i], &nodes[below + 2 * i + 1]);
+            }
+        }
+        Self(nodes)
+    }
+
+    /// The root of `count` (a power of two ≤ 8) entries from `offset`.
+    fn node(&self, offset: usize, count: usize) -> Option<Hash> {
+        let height = count.trailing_zeros() as usize;
+        let start = EXPANDED_START.get(height)?;
+        self.0.get(start + (offset >> height)).copied()
+    }
+}
+
+/// Tiles gathered for one request: expanded ones from the memo, raw bytes from Redis or
+/// Postgres.
+#[derive(Default)]
+struct Tiles {
+    expanded: HashMap<TileKey, std::sync::Arc<ExpandedTile>>,
+    raw: HashMap<TileKey, Vec<u8>>,
+}
+
+impl Tiles {
+    /// Whether every entry `node` needs is here.
+    fn covers(&self, node: NodeId) -> bool {
+        let (key, offset, count) = locate(node);
+        self.expanded.contains_key(&key)
+            || self
+                .raw
+                .get(&key)
+                .is_some_and(|t| t.len() >= (offset + count) * 32)
+    }
+
+    /// The hash of `node`.
+    fn node_hash(&self, scroll_id: i32, node: NodeId) -> Result<Hash, StoreError> {
+        let (key, offset, count) = locate(node);
+        if let Some(h) = self.expanded.get(&key).and_then(|t| t.node(offset, count)) {
+            return Ok(h);
+        }
+        let bytes = self.raw.get(&key).ok_or_else(|| {
             StoreError::Integrity(format!("scroll {scroll_id}: tile {key:?} is missing"))
         })?;
         let slice = bytes
@@ -83,21 +147,8 @@ fn node_hashes(
             .ok_or_else(|| {
                 StoreError::Integrity(format!("scroll {scroll_id}: tile {key:?} is too short"))
             })?;
-        let entries: Vec<Hash> = slice
-            .chunks_exact(32)
-            .map(|c| to_hash(c, "tile entry"))
-            .collect::<Result<_, _>>()?;
-        out.insert(*node, subtree_root::<Sha3_256>(&entries));
+        Ok(perfect_root(slice))
     }
-    Ok(out)
-}
-
-/// Whether `tiles` holds every entry `node` needs.
-fn covers(tiles: &HashMap<TileKey, Vec<u8>>, node: NodeId) -> bool {
-    let (key, offset, count) = locate(node);
-    tiles
-        .get(&key)
-        .is_some_and(|t| t.len() >= (offset + count) * 32)
 }
 
 fn tile_cache_key(scroll_id: i32, key: TileKey) -> String {
@@ -116,7 +167,7 @@ pub(crate) struct TileMemo {
 
 #[derive(Default)]
 struct MemoInner {
-    tiles: HashMap<(i32, TileKey), std::sync::Arc<[u8]>>,
+    tiles: HashMap<(i32, TileKey), std::sync::Arc<ExpandedTile>>,
     order: std::collections::VecDeque<(i32, TileKey)>,
 }
 
@@ -134,7 +185,7 @@ impl TileMemo {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn get(&self, scroll_id: i32, key: TileKey) -> Option<std::sync::Arc<[u8]>> {
+    fn get(&self, scroll_id: i32, key: TileKey) -> Option<std::sync::Arc<ExpandedTile>> {
         self.lock().tiles.get(&(scroll_id, key)).cloned()
     }
 
@@ -142,8 +193,9 @@ impl TileMemo {
         if bytes.len() != FULL_TILE_BYTES || self.capacity == 0 {
             return;
         }
+        let tile = std::sync::Arc::new(ExpandedTile::new(bytes));
         let mut memo = self.lock();
-        if memo.tiles.insert((scroll_id, key), bytes.into()).is_some() {
+        if memo.tiles.insert((scroll_id, key), tile).is_some() {
             return;
         }
         memo.order.push_back((scroll_id, key));
@@ -168,32 +220,31 @@ impl Store {
     ) -> Result<Vec<Hash>, StoreError> {
         let per_range: Vec<Vec<NodeId>> = ranges.iter().map(|(a, b)| range_nodes(*a, *b)).collect();
         let all: Vec<NodeId> = per_range.iter().flatten().copied().collect();
-        let mut tiles: HashMap<TileKey, Vec<u8>> = HashMap::new();
+        let mut tiles = Tiles::default();
         if let Some((cache, memo)) = &self.tile_cache {
             let mut keys: Vec<TileKey> = Vec::new();
             for key in all.iter().map(|n| locate(*n).0).collect::<BTreeSet<_>>() {
                 match memo.get(scroll_id, key) {
-                    Some(bytes) => {
-                        tiles.insert(key, bytes.to_vec());
+                    Some(tile) => {
+                        tiles.expanded.insert(key, tile);
                     }
                     None => keys.push(key),
                 }
             }
-            let uncovered = all.iter().any(|n| !covers(&tiles, *n));
-            if uncovered {
+            if all.iter().any(|n| !tiles.covers(*n)) {
                 let names: Vec<String> =
                     keys.iter().map(|k| tile_cache_key(scroll_id, *k)).collect();
                 for (key, hit) in keys.into_iter().zip(cache.get_many(&names).await) {
                     if let Some(bytes) = hit {
                         memo.put(scroll_id, key, &bytes);
-                        tiles.insert(key, bytes);
+                        tiles.raw.insert(key, bytes);
                     }
                 }
             }
         }
         let missing: BTreeSet<TileKey> = all
             .iter()
-            .filter(|n| !covers(&tiles, **n))
+            .filter(|n| !tiles.covers(**n))
             .map(|n| locate(*n).0)
             .collect();
         if !missing.is_empty() || all.is_empty() {
@@ -210,9 +261,12 @@ impl Store {
                     .collect();
                 cache.put_many(&items).await;
             }
-            tiles.extend(fetched);
+            tiles.raw.extend(fetched);
         }
-        let hashes = node_hashes(scroll_id, &all, &tiles)?;
+        let hashes: HashMap<NodeId, Hash> = all
+            .iter()
+            .map(|n| Ok((*n, tiles.node_hash(scroll_id, *n)?)))
+            .collect::<Result<_, StoreError>>()?;
         per_range
             .iter()
             .map(|nodes| {
@@ -483,8 +537,24 @@ async fn write_leaves(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::Sha3Hasher;
     use crate::merkle::MemoryTree;
+
+    /// Every node inside a full tile, read from its expansion or folded from raw entries,
+    /// equals the rs_merkle root of the same entries.
+    #[test]
+    fn expanded_tiles_and_folds_agree_with_rs_merkle() {
+        let entries: Vec<Hash> = (0u8..16).map(|i| Sha3Hasher::leaf(&[i])).collect();
+        let raw: Vec<u8> = entries.concat();
+        let tile = ExpandedTile::new(&raw);
+        for height in 0..4 {
+            let count = 1usize << height;
+            for offset in (0..16).step_by(count) {
+                let want = subtree_root::<Sha3_256>(&entries[offset..offset + count]);
+                assert_eq!(tile.node(offset, count), Some(want), "{offset}+{count}");
+                assert_eq!(perfect_root(&raw[offset * 32..(offset + count) * 32]), want);
+            }
+        }
+    }
 
     /// Applies appends to an in-memory tile map and checks every node against memory.
     #[test]
