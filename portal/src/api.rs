@@ -206,13 +206,18 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(with(p.clone()))
         .and(auth_header())
+        .and(warp::header::optional::<String>("idempotency-key"))
         .and(limited_body(p.opts.max_batch_body))
         .then(
-            |scroll: String, p: Portal, auth: Option<String>, body: Result<Bytes, ApiError>| {
+            |scroll: String,
+             p: Portal,
+             auth: Option<String>,
+             idem: Option<String>,
+             body: Result<Bytes, ApiError>| {
                 observe(
                     "POST",
                     "/v1/scrolls/{scroll}/receipts/batch",
-                    submit_batch(p, scroll, auth, body),
+                    submit_batch(p, scroll, auth, idem, body),
                 )
             },
         )
@@ -449,14 +454,7 @@ async fn submit_one(
     validate_scroll_name(&scroll)?;
     may_write(&key, &scroll)?;
     p.existing_scroll(&scroll).await?;
-    if let Some(k) = &idempotency_key {
-        if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY {
-            return Err(ApiError::bad(
-                "invalid_idempotency_key",
-                format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
-            ));
-        }
-    }
+    validate_idempotency_key(idempotency_key.as_deref())?;
     let (draft, request_hash) = parse_submission(parse_json(&body)?, "body")?;
     let item = NewReceipt {
         draft,
@@ -473,10 +471,31 @@ async fn submit_one(
     }
 }
 
+/// Header values are visible ASCII, so no client key can contain this separator between a
+/// batch's key and an item's index.
+const BATCH_ITEM_SEPARATOR: char = '\u{1f}';
+
+fn validate_idempotency_key(key: Option<&str>) -> Result<(), ApiError> {
+    match key {
+        Some(k)
+            if k.is_empty()
+                || k.len() > MAX_IDEMPOTENCY_KEY
+                || k.contains(BATCH_ITEM_SEPARATOR) =>
+        {
+            Err(ApiError::bad(
+                "invalid_idempotency_key",
+                format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible characters"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn submit_batch(
     p: Portal,
     scroll: String,
     auth: Option<String>,
+    idempotency_key: Option<String>,
     body: Result<Bytes, ApiError>,
 ) -> Result<Response, ApiError> {
     let body = body?;
@@ -484,6 +503,7 @@ async fn submit_batch(
     validate_scroll_name(&scroll)?;
     may_write(&key, &scroll)?;
     p.existing_scroll(&scroll).await?;
+    validate_idempotency_key(idempotency_key.as_deref())?;
     let v = parse_json(&body)?;
     let Value::Object(mut m) = v else {
         return Err(ApiError::bad(
@@ -514,8 +534,10 @@ async fn submit_batch(
         ));
     }
     let mut items = Vec::with_capacity(list.len());
+    let mut request = Vec::with_capacity(list.len() * 32);
     for (i, v) in list.into_iter().enumerate() {
-        let (draft, _) = parse_submission(v, &format!("body.receipts[{i}]"))?;
+        let (draft, item_hash) = parse_submission(v, &format!("body.receipts[{i}]"))?;
+        request.extend_from_slice(&item_hash);
         items.push(NewReceipt {
             draft,
             submitter: key.id.clone(),
@@ -523,7 +545,22 @@ async fn submit_batch(
             request_hash: None,
         });
     }
-    let outcomes = p.ingest.submit_batch(&scroll, items).await?;
+    let outcomes = match idempotency_key {
+        None => p.ingest.submit_batch(&scroll, items).await?,
+        Some(k) => {
+            // Each item is keyed by the batch key and its index, and remembers the hash of
+            // the whole batch, so a replay matches only the identical batch.
+            let batch_hash = Sha3Hasher::plain(&request);
+            for (i, item) in items.iter_mut().enumerate() {
+                item.idempotency_key = Some(format!("{k}{BATCH_ITEM_SEPARATOR}{i}"));
+                item.request_hash = Some(batch_hash);
+            }
+            p.ingest.submit_keyed_batch(&scroll, items).await?
+        }
+    };
+    let replayed = outcomes
+        .iter()
+        .all(|o| matches!(o, AppendOutcome::Replayed(_)));
     let receipts: Vec<Value> = outcomes
         .iter()
         .filter_map(|o| match o {
@@ -531,10 +568,12 @@ async fn submit_batch(
             AppendOutcome::Conflict(_) => None,
         })
         .collect();
-    Ok(json_reply(
-        StatusCode::CREATED,
-        &json!({ "receipts": receipts }),
-    ))
+    let status = if replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(json_reply(status, &json!({ "receipts": receipts })))
 }
 
 async fn list_scrolls(p: Portal) -> Result<Response, ApiError> {

@@ -1,9 +1,10 @@
 //! Group commit: concurrent submissions to a scroll — single receipts and batches — are
 //! coalesced into one append transaction (bounded by a row count and a short wait); a
 //! request is answered only after that transaction has committed. A request is never split
-//! across transactions, so a batch stays all or nothing; batch items carry no idempotency
-//! keys, so the only per-item outcome (an idempotency conflict) concerns single requests,
-//! and one request's conflict never fails another's.
+//! across transactions, so a batch stays all or nothing; batches in the group carry no
+//! idempotency keys (keyed batches are written on their own, [`Ingest::submit_keyed_batch`]),
+//! so the only per-item outcome (an idempotency conflict) concerns single requests, and one
+//! request's conflict never fails another's.
 //!
 //! Keyless groups are written in one round trip at the position the committer expects the
 //! scroll's head to be at ([`Store::append_at`]); up to `depth` groups are in flight, each
@@ -73,6 +74,21 @@ impl Ingest {
         items: Vec<NewReceipt>,
     ) -> Result<Vec<AppendOutcome>, ApiError> {
         self.submit_many(scroll, items).await
+    }
+
+    /// Appends a batch whose items carry idempotency keys in its own transaction, all or
+    /// nothing: a key seen with another request fails the whole batch (409), and a replay of
+    /// the same batch returns the original receipts. (Outside the group commit, whose
+    /// per-item outcomes could split a batch.)
+    pub async fn submit_keyed_batch(
+        &self,
+        scroll: &str,
+        items: Vec<NewReceipt>,
+    ) -> Result<Vec<AppendOutcome>, ApiError> {
+        let start = Instant::now();
+        let result = self.store.append_receipts(scroll, items, true).await;
+        record(scroll, start, result.as_ref().map(Vec::as_slice));
+        result.map_err(ApiError::from)
     }
 
     async fn submit_many(

@@ -15,7 +15,7 @@ struct Op {
 
 const OPS: &[Op] = &[
     Op { method: "post", path: "/v1/scrolls/{scroll}/receipts", summary: "Submit one receipt (writer); 201 once durable, 200 for an idempotent replay", auth: true, body: Some("Submission"), query: &[], statuses: &[200, 201, 400, 401, 403, 404, 409, 411, 413, 503] },
-    Op { method: "post", path: "/v1/scrolls/{scroll}/receipts/batch", summary: "Submit up to max_batch receipts, all or nothing (writer)", auth: true, body: Some("Batch"), query: &[], statuses: &[201, 400, 401, 403, 404, 411, 413, 503] },
+    Op { method: "post", path: "/v1/scrolls/{scroll}/receipts/batch", summary: "Submit up to max_batch receipts, all or nothing (writer); with Idempotency-Key, a replay of the same batch answers 200 with the original receipts", auth: true, body: Some("Batch"), query: &[], statuses: &[200, 201, 400, 401, 403, 404, 409, 411, 413, 503] },
     Op { method: "get", path: "/v1/scrolls", summary: "List scrolls with sizes and latest checkpoint", auth: false, body: None, query: &[], statuses: &[200, 503] },
     Op { method: "post", path: "/v1/scrolls", summary: "Create a scroll (admin)", auth: true, body: Some("NewScroll"), query: &[], statuses: &[201, 400, 401, 403, 409, 411, 413, 503] },
     Op { method: "get", path: "/v1/scrolls/{scroll}/receipts", summary: "Page through a scroll's receipts (reader)", auth: true, body: None, query: &[("from", false), ("limit", false)], statuses: &[200, 400, 401, 403, 404, 500, 503] },
@@ -76,7 +76,7 @@ pub fn document() -> Value {
         params.extend(op.query.iter().map(|(name, required)| {
             json!({"name": name, "in": "query", "required": required, "schema": {"type": "integer", "minimum": 0}})
         }));
-        if op.path == "/v1/scrolls/{scroll}/receipts" && op.method == "post" {
+        if op.path.starts_with("/v1/scrolls/{scroll}/receipts") && op.method == "post" {
             params.push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 200}}));
         }
         let mut responses = Map::new();

@@ -591,6 +591,76 @@ async fn two_portals_sixteen_clients_one_scroll_stay_gap_free() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_batches_replay_whole_across_instances_and_conflict_whole() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let k = keys(&db).await;
+    let a = start(&db, opts()).await;
+    let b = start(&db, opts()).await;
+    let batch = |n: u32, tag: &str| {
+        let items: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"type":"t","payload":{{"i":{i},"tag":"{tag}"}}}}"#))
+            .collect();
+        format!(r#"{{"receipts":[{}]}}"#, items.join(","))
+    };
+    let path = "/v1/scrolls/drills/receipts/batch";
+    // A keyless single first, so the batch does not start at 0.
+    let (s, _) = call(
+        a.api_addr,
+        "POST",
+        "/v1/scrolls/drills/receipts",
+        Some(&k.writer),
+        &[],
+        r#"{"type":"t","payload":{}}"#,
+    )
+    .await;
+    assert_eq!(s, 201);
+    let key = [("idempotency-key", "nightly-export-7")];
+    let (s, first) = call(
+        a.api_addr,
+        "POST",
+        path,
+        Some(&k.writer),
+        &key,
+        &batch(5, "x"),
+    )
+    .await;
+    assert_eq!(s, 201, "{first}");
+    let seqs: Vec<u64> = first["receipts"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|r| r["seq"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    // The same batch, differently formatted, on the other instance: the originals, 200.
+    let spaced = batch(5, "x").replace(',', ", ");
+    let (s, again) = call(b.api_addr, "POST", path, Some(&k.writer), &key, &spaced).await;
+    assert_eq!(
+        (s, &again),
+        (200, &first),
+        "replay returns the original batch"
+    );
+    // Same key, other content or other length: 409, nothing written.
+    for other in [batch(5, "y"), batch(6, "x"), batch(4, "x")] {
+        let (s, e) = call(b.api_addr, "POST", path, Some(&k.writer), &key, &other).await;
+        assert_eq!(s, 409, "{e}");
+        assert_eq!(e["error"]["code"], "idempotency_conflict");
+    }
+    // A single request may use the same key string: keys of batch items never collide.
+    let (s, single) = call(
+        a.api_addr,
+        "POST",
+        "/v1/scrolls/drills/receipts",
+        Some(&k.writer),
+        &key,
+        r#"{"type":"t","payload":{}}"#,
+    )
+    .await;
+    assert_eq!((s, single["seq"].as_u64()), (201, Some(6)));
+    assert_eq!(total_receipts(&db).await, 7);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proofs_checkpoints_bundles_and_anchors() {
     let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
     let k = keys(&db).await;
