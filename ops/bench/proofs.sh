@@ -39,10 +39,13 @@ CONS="/v1/scrolls/$SCROLL/proof/consistency?from={seq}"
 for r in $(seq 1 "$RUNS"); do
     load --label health --clients 64 | tee -a "$OUT/health.jsonl"
     load --label inclusion --clients 64 --path "$INCL" --seq-below "$RECEIPTS" | tee -a "$OUT/inclusion.jsonl"
+done
+curl -sf "http://127.0.0.1:$((PORT + 1))/metrics" > "$OUT/metrics64.txt"
+for r in $(seq 1 "$RUNS"); do
     load --label inclusion_1 --clients 1 --path "$INCL" --seq-below "$RECEIPTS" | tee -a "$OUT/inclusion1.jsonl"
     load --label consistency_1 --clients 1 --path "$CONS" --seq-below "$RECEIPTS" | tee -a "$OUT/consistency1.jsonl"
 done
-curl -sf "http://127.0.0.1:$((PORT + 1))/metrics" > "$OUT/metrics.txt"
+curl -sf "http://127.0.0.1:$((PORT + 1))/metrics" > "$OUT/metrics1.txt"
 rss_kib=$(awk '/VmHWM/{print $2}' /proc/$PORTAL/status)
 
 python3 - "$OUT" "$rss_kib" <<'PY'
@@ -55,16 +58,21 @@ print(f"health, 64 clients:        {health:9.0f} req/s, p50 {med('health', 'p50_
 print(f"inclusion, 64 clients:     {incl:9.0f} req/s = {incl / health:.2f}x health (target 0.5x), p50 {med('inclusion', 'p50_ms'):.2f} ms, p99 {med('inclusion', 'p99_ms'):.2f} ms")
 for name, label in [("inclusion1", "inclusion, 1 client"), ("consistency1", "consistency, 1 client")]:
     print(f"{label + ':':26s} {med(name, 'requests_per_s'):9.0f} req/s, client p50 {med(name, 'p50_ms'):.3f} ms, p99 {med(name, 'p99_ms'):.3f} ms")
-# Server-side: the portal's histogram of inclusion requests (all runs, both concurrencies).
-buckets = {}
-for line in (out / "metrics.txt").read_text().splitlines():
-    m = re.match(r'vaultmesh_http_request_duration_seconds_bucket\{(.*)\} (\S+)', line)
-    if m and 'proof/inclusion' in m.group(1):
-        le = re.search(r'le="([^"]+)"', m.group(1)).group(1)
-        buckets[le] = buckets.get(le, 0) + float(m.group(2))
-total = buckets.get("+Inf", 0)
-for le in ["0.0005", "0.001", "0.0025"]:
-    if total and le in buckets:
-        print(f"server-side inclusion requests <= {float(le) * 1000:g} ms: {100 * buckets[le] / total:.1f}% of {total:.0f}")
+# Server-side: the portal's own histogram of inclusion requests, for the 64-client runs
+# and (by difference) for the one-client runs.
+def inclusion_buckets(name):
+    out_b = {}
+    for line in (out / name).read_text().splitlines():
+        m = re.match(r'vaultmesh_http_request_duration_seconds_bucket\{(.*)\} (\S+)', line)
+        if m and 'proof/inclusion' in m.group(1):
+            le = re.search(r'le="([^"]+)"', m.group(1)).group(1)
+            out_b[le] = out_b.get(le, 0) + float(m.group(2))
+    return out_b
+b64, b_all = inclusion_buckets("metrics64.txt"), inclusion_buckets("metrics1.txt")
+b1 = {le: b_all[le] - b64.get(le, 0) for le in b_all}
+for label, b in [("64 clients", b64), ("1 client", b1)]:
+    total = b.get("+Inf", 0)
+    shares = ", ".join(f"<= {float(le) * 1000:g} ms: {100 * b[le] / total:.1f}%" for le in ["0.0005", "0.001", "0.0025"] if total and le in b)
+    print(f"server-side inclusion, {label} ({total:.0f} requests): {shares}")
 print(f"portal peak RSS: {rss / 1024:.1f} MiB")
 PY
