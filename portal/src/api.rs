@@ -456,19 +456,77 @@ async fn submit_one(
     p.existing_scroll(&scroll).await?;
     validate_idempotency_key(idempotency_key.as_deref())?;
     let (draft, request_hash) = parse_submission(parse_json(&body)?, "body")?;
+    let remembered = match &idempotency_key {
+        Some(k) => remembered_submission(&p, &scroll, k, &request_hash).await?,
+        None => None,
+    };
+    if let Some(original) = remembered {
+        return Ok(json_reply(StatusCode::OK, &receipt_json(&original)));
+    }
     let item = NewReceipt {
         draft,
         submitter: key.id.clone(),
-        idempotency_key,
+        idempotency_key: idempotency_key.clone(),
         request_hash: Some(request_hash),
     };
-    match p.ingest.submit(&scroll, item).await? {
-        AppendOutcome::Created(r) => Ok(json_reply(StatusCode::CREATED, &receipt_json(&r))),
-        AppendOutcome::Replayed(r) => Ok(json_reply(StatusCode::OK, &receipt_json(&r))),
-        AppendOutcome::Conflict(k) => Err(ApiError::from(
-            ledger::store::StoreError::IdempotencyConflict(k),
-        )),
+    let (status, stored) = match p.ingest.submit(&scroll, item).await? {
+        AppendOutcome::Created(r) => (StatusCode::CREATED, r),
+        AppendOutcome::Replayed(r) => (StatusCode::OK, r),
+        AppendOutcome::Conflict(k) => {
+            return Err(ApiError::from(
+                ledger::store::StoreError::IdempotencyConflict(k),
+            ))
+        }
+    };
+    if let Some(k) = &idempotency_key {
+        let mut entry = request_hash.to_vec();
+        entry.extend_from_slice(&stored.receipt.seq.to_be_bytes());
+        p.ctx
+            .cache
+            .put(&idempotency_cache_key(&scroll, k), &entry)
+            .await;
+        remember_receipt(&p, &stored).await;
     }
+    Ok(json_reply(status, &receipt_json(&stored)))
+}
+
+fn idempotency_cache_key(scroll: &str, key: &str) -> String {
+    format!(
+        "idem:{scroll}:{}",
+        to_hex(&Sha3Hasher::plain(key.as_bytes()))
+    )
+}
+
+/// Idempotency fast path: a key already used on this scroll (remembered in Redis as the
+/// request hash and position it was written with, which never change) answers a replay with
+/// the original receipt, or a different body with 409, without joining the group commit.
+/// A miss (or Redis down) falls through to the check inside the append transaction.
+async fn remembered_submission(
+    p: &Portal,
+    scroll: &str,
+    key: &str,
+    request_hash: &ledger::hash::Hash,
+) -> Result<Option<StoredReceipt>, ApiError> {
+    let Some(entry) = p.ctx.cache.get(&idempotency_cache_key(scroll, key)).await else {
+        return Ok(None);
+    };
+    let (Some(hash), Some(seq)) = (
+        entry.get(..32),
+        entry
+            .get(32..40)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes),
+    ) else {
+        return Ok(None);
+    };
+    if hash != &request_hash[..] {
+        return Err(ApiError::from(
+            ledger::store::StoreError::IdempotencyConflict(key.to_string()),
+        ));
+    }
+    // Anything odd about the original (such as a failed integrity check) is left to the
+    // authoritative path, which reports it.
+    Ok(cached_receipt(p, scroll, seq).await.ok())
 }
 
 /// Header values are visible ASCII, so no client key can contain this separator between a
@@ -707,10 +765,21 @@ async fn cached_receipt(p: &Portal, scroll: &str, seq: u64) -> Result<StoredRece
             format!("scroll {scroll:?} has no receipt {seq}"),
         )
     })?;
+    remember_receipt(p, &r).await;
+    Ok(r)
+}
+
+/// Caches a stored receipt as its leaf hash followed by its leaf bytes.
+async fn remember_receipt(p: &Portal, r: &StoredReceipt) {
     let mut entry = r.leaf_hash.to_vec();
     entry.extend_from_slice(&r.leaf);
-    p.ctx.cache.put(&cache_key, &entry).await;
-    Ok(r)
+    p.ctx
+        .cache
+        .put(
+            &format!("receipt:{}:{}", r.receipt.scroll, r.receipt.seq),
+            &entry,
+        )
+        .await;
 }
 
 async fn receipt_by_hash(
