@@ -1,19 +1,27 @@
 //! `vaultmesh-guardian` binary.
 
 use clap::Parser;
+use guardian::GuardianArgs;
 use ledger::config::CommonArgs;
 
-/// VaultMesh guardian: integrates receipts into Merkle trees, signs checkpoints, anchors epochs, detects divergence.
+/// VaultMesh guardian: integrates receipts into Merkle trees, signs checkpoints, anchors
+/// epochs into the ProofChain and its sinks. Run two for high availability: one leads.
 #[derive(Parser)]
 #[command(name = "vaultmesh-guardian", version)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    guardian: GuardianArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    ledger::context::run_until_stopped(&cli.common, guardian::defaults(), guardian::start).await?;
+    let opts = cli.guardian;
+    ledger::context::run_until_stopped(&cli.common, guardian::defaults(), move |cfg, sd| {
+        guardian::start_with(cfg, opts, sd)
+    })
+    .await?;
     Ok(())
 }

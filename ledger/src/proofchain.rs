@@ -115,6 +115,17 @@ impl AnchorRecord {
         Ok(rec)
     }
 
+    /// The record as stored and journaled: its JCS text without `sinks` (sink answers are
+    /// kept beside it, not in it).
+    pub fn stored_text(&self) -> Result<String, AnchorError> {
+        let mut v =
+            serde_json::to_value(self).map_err(|_| AnchorError::NotCanonical(self.epoch))?;
+        if let Value::Object(m) = &mut v {
+            m.remove("sinks");
+        }
+        jcs::to_string(&v).map_err(|_| AnchorError::NotCanonical(self.epoch))
+    }
+
     /// The bytes `anchor_hash` covers: JCS of the record without `anchor_hash` and `sinks`.
     pub fn hashed_bytes(&self) -> Result<Vec<u8>, AnchorError> {
         let mut v =

@@ -37,6 +37,18 @@ pub struct TestDb {
     pub store: Store,
 }
 
+/// A new, empty directory under the system temp dir, unique to this process and `tag`.
+pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("vm-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        panic!("scratch dir {}: {e}", dir.display());
+    }
+    dir
+}
+
 /// The admin URL tests use to create databases.
 pub fn admin_url() -> String {
     std::env::var("VAULTMESH_TEST_ADMIN_URL")

@@ -37,13 +37,7 @@ impl Store {
         let at = DateTime::parse_from_rfc3339(&record.anchored_at)
             .map_err(|_| bad("anchored_at"))?
             .with_timezone(&Utc);
-        let mut unsinked = record.clone();
-        unsinked.sinks.clear();
-        let mut value = serde_json::to_value(&unsinked).map_err(|_| bad("record"))?;
-        if let Value::Object(m) = &mut value {
-            m.remove("sinks");
-        }
-        let text = crate::jcs::to_string(&value).map_err(|_| bad("record"))?;
+        let text = record.stored_text().map_err(|_| bad("record"))?;
         let client = self.pool().get().await?;
         client
             .execute(
@@ -69,6 +63,21 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// Epochs, in order, that `sink` has not yet accepted (no successful result row): what a
+    /// sink must catch up on, so a failed epoch is retried rather than lost.
+    pub async fn epochs_pending_for_sink(&self, sink: &str) -> Result<Vec<u64>, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT a.epoch FROM anchors a WHERE NOT EXISTS ( \
+                   SELECT 1 FROM anchor_sinks k WHERE k.epoch = a.epoch AND k.sink = $1 AND k.ok) \
+                 ORDER BY a.epoch",
+                &[&sink],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| super::to_u64(r.get(0))).collect())
     }
 
     /// The record of one epoch, with its sink results.

@@ -21,6 +21,22 @@ pub struct StoredCheckpoint {
 
 const COLUMNS: &str = "s.name, c.tree_size, c.root, c.note, c.created_at";
 
+/// A scroll that needs integrating or a new checkpoint: receipts beyond its tree, or a tree
+/// beyond its latest checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingScroll {
+    /// Database id.
+    pub id: i32,
+    /// Scroll name.
+    pub name: String,
+    /// Receipts written.
+    pub written: u64,
+    /// Receipts integrated into the stored tree.
+    pub integrated: u64,
+    /// Latest checkpoint's size and root, if any.
+    pub checkpoint: Option<(u64, Hash)>,
+}
+
 impl Store {
     /// Stores a signed checkpoint. Idempotent for an identical note at the same size.
     pub async fn insert_checkpoint(
@@ -76,6 +92,41 @@ impl Store {
             )
             .await?;
         row.map(|r| checkpoint_row(&r)).transpose()
+    }
+
+    /// In one query, every scroll with receipts beyond its tree or a tree beyond its latest
+    /// checkpoint (a scroll without a checkpoint is pending, so each gets one, empty or not).
+    pub async fn pending_checkpoints(&self) -> Result<Vec<PendingScroll>, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT s.id, s.name, s.next_seq, t.size, c.tree_size, c.root \
+                 FROM scrolls s JOIN trees t ON t.scroll_id = s.id \
+                 LEFT JOIN LATERAL (SELECT tree_size, root FROM checkpoints \
+                   WHERE scroll_id = s.id ORDER BY tree_size DESC LIMIT 1) c ON true \
+                 WHERE s.next_seq > t.size OR c.tree_size IS NULL OR t.size > c.tree_size \
+                 ORDER BY s.name",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let checkpoint = match (r.get::<_, Option<i64>>(4), r.get::<_, Option<Vec<u8>>>(5))
+                {
+                    (Some(size), Some(root)) => {
+                        Some((to_u64(size), to_hash(&root, "checkpoint root")?))
+                    }
+                    _ => None,
+                };
+                Ok(PendingScroll {
+                    id: r.get(0),
+                    name: r.get(1),
+                    written: to_u64(r.get(2)),
+                    integrated: to_u64(r.get(3)),
+                    checkpoint,
+                })
+            })
+            .collect()
     }
 
     /// The latest checkpoint of every scroll that has one, by scroll name.

@@ -11,7 +11,7 @@ pub mod tree;
 
 pub use anchors::{SinkResult, StoredAnchor};
 pub use api_keys::{token_hash, ApiKey, NewApiKey, Role};
-pub use checkpoints::StoredCheckpoint;
+pub use checkpoints::{PendingScroll, StoredCheckpoint};
 pub use migrate::{migrate, MIGRATIONS_DIGEST};
 pub use receipts::{AppendOutcome, NewReceipt, StoredReceipt};
 pub use scrolls::ScrollInfo;
@@ -151,6 +151,13 @@ impl Store {
             )
             .await?;
         Ok(row.get(0))
+    }
+
+    /// A connection of its own, taken out of the pool for good: for session state such as an
+    /// advisory lock, which must live exactly as long as one connection.
+    pub async fn dedicated_client(&self) -> Result<deadpool_postgres::ClientWrapper, StoreError> {
+        let object = self.pool.get().await?;
+        Ok(deadpool_postgres::Object::take(object))
     }
 
     /// Checks that a pooled connection answers a trivial query.

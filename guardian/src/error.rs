@@ -1,0 +1,30 @@
+//! What can go wrong in the guardian's loops.
+
+use ledger::store::StoreError;
+
+/// A guardian failure; each variant names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardianError {
+    /// Postgres refused or failed an operation.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A checkpoint could not be signed.
+    #[error("signing a checkpoint: {0}")]
+    Sign(#[from] ledger::checkpoint::CheckpointError),
+    /// An anchor record could not be built.
+    #[error("building an anchor record: {0}")]
+    Record(#[from] ledger::proofchain::AnchorError),
+    /// Stored history disagrees with what was signed or anchored.
+    #[error("divergence in {scroll} at size {size}: {detail}")]
+    Divergence {
+        /// Scroll name.
+        scroll: String,
+        /// Tree size concerned.
+        size: u64,
+        /// What differs.
+        detail: String,
+    },
+    /// This guardian does not hold the lock.
+    #[error("this guardian is on standby; the leader anchors")]
+    NotLeader,
+}

@@ -1,0 +1,91 @@
+//! The guardian metrics of the monitoring seed (exact names, types, labels and buckets).
+
+use lazy_static::lazy_static;
+use prometheus::{Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, Opts, Registry};
+
+lazy_static! {
+    /// Epochs every configured sink accepted.
+    pub static ref ANCHORS_TOTAL: Counter = Counter::new(
+        "vaultmesh_guardian_anchors_total",
+        "Total successful anchors"
+    ).unwrap_or_else(|_| unreachable!());
+    /// Failed anchor attempts, by reason (`sink_journal`, `store`, …).
+    pub static ref ANCHOR_FAILURES_TOTAL: CounterVec = CounterVec::new(
+        Opts::new("vaultmesh_guardian_anchor_failures_total", "Anchor failures by reason"),
+        &["reason"]
+    ).unwrap_or_else(|_| unreachable!());
+    /// Duration of one anchor cycle (integrate, build, store, ship to sinks).
+    pub static ref ANCHOR_DURATION: Histogram = Histogram::with_opts(
+        HistogramOpts::new("vaultmesh_guardian_anchor_duration_seconds", "Anchor cycle duration")
+            .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0])
+    ).unwrap_or_else(|_| unreachable!());
+    /// Unix time of the last epoch every sink accepted.
+    pub static ref LAST_ANCHOR_TIMESTAMP: Gauge = Gauge::new(
+        "vaultmesh_guardian_last_anchor_timestamp",
+        "Timestamp of last successful anchor"
+    ).unwrap_or_else(|_| unreachable!());
+    /// The newest stored epoch.
+    pub static ref ANCHOR_EPOCH: Gauge = Gauge::new(
+        "vaultmesh_guardian_anchor_epoch",
+        "Current anchor epoch number"
+    ).unwrap_or_else(|_| unreachable!());
+    /// Receipts integrated since the newest stored epoch, over all scrolls.
+    pub static ref RECEIPTS_SINCE_ANCHOR: Gauge = Gauge::new(
+        "vaultmesh_guardian_receipts_since_anchor",
+        "Receipts added since last anchor"
+    ).unwrap_or_else(|_| unreachable!());
+    /// 0 idle, 1 anchoring, 2 last epoch succeeded, 3 last epoch failed.
+    pub static ref ANCHOR_STATUS: Gauge = Gauge::new(
+        "vaultmesh_guardian_anchor_status",
+        "Current anchor status (0=idle, 1=anchoring, 2=success, 3=failed)"
+    ).unwrap_or_else(|_| unreachable!());
+    /// 1 for each scroll's root in the newest epoch (one series per scroll).
+    pub static ref PROOFCHAIN_ROOT_INFO: GaugeVec = GaugeVec::new(
+        Opts::new("vaultmesh_guardian_proofchain_root_info", "ProofChain root information"),
+        &["scroll", "root_hash"]
+    ).unwrap_or_else(|_| unreachable!());
+    /// 1 once a recomputed root differed from what was signed or anchored, until acknowledged.
+    pub static ref PROOFCHAIN_DIVERGENCE: Gauge = Gauge::new(
+        "vaultmesh_guardian_proofchain_divergence",
+        "ProofChain divergence detected (0=no, 1=yes)"
+    ).unwrap_or_else(|_| unreachable!());
+    /// Notable events (leadership, divergence, anchor failures), by type and severity.
+    pub static ref SENTINEL_EVENTS: CounterVec = CounterVec::new(
+        Opts::new("vaultmesh_guardian_sentinel_events_total", "Sentinel events"),
+        &["event_type", "severity"]
+    ).unwrap_or_else(|_| unreachable!());
+}
+
+/// Status values of `vaultmesh_guardian_anchor_status`.
+pub mod status {
+    /// No epoch has run yet.
+    pub const IDLE: f64 = 0.0;
+    /// An epoch is being built and shipped.
+    pub const ANCHORING: f64 = 1.0;
+    /// The last epoch was stored and every sink accepted it.
+    pub const SUCCESS: f64 = 2.0;
+    /// The last epoch failed (not stored, or a sink refused it).
+    pub const FAILED: f64 = 3.0;
+}
+
+/// Registers every guardian metric in the service's registry.
+pub fn register(registry: &Registry) -> prometheus::Result<()> {
+    registry.register(Box::new(ANCHORS_TOTAL.clone()))?;
+    registry.register(Box::new(ANCHOR_FAILURES_TOTAL.clone()))?;
+    registry.register(Box::new(ANCHOR_DURATION.clone()))?;
+    registry.register(Box::new(LAST_ANCHOR_TIMESTAMP.clone()))?;
+    registry.register(Box::new(ANCHOR_EPOCH.clone()))?;
+    registry.register(Box::new(RECEIPTS_SINCE_ANCHOR.clone()))?;
+    registry.register(Box::new(ANCHOR_STATUS.clone()))?;
+    registry.register(Box::new(PROOFCHAIN_ROOT_INFO.clone()))?;
+    registry.register(Box::new(PROOFCHAIN_DIVERGENCE.clone()))?;
+    registry.register(Box::new(SENTINEL_EVENTS.clone()))?;
+    Ok(())
+}
+
+/// Counts a sentinel event.
+pub fn sentinel(event_type: &str, severity: &str) {
+    SENTINEL_EVENTS
+        .with_label_values(&[event_type, severity])
+        .inc();
+}

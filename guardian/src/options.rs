@@ -1,0 +1,62 @@
+//! Guardian-specific options (flags and `VAULTMESH_*` environment variables).
+
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options only the guardian has.
+#[derive(Debug, Clone, Args)]
+pub struct GuardianArgs {
+    /// Checkpoint signing key: a signed-note private key file made by `vaultmesh keygen`.
+    /// The guardian refuses to start without it (it never invents a key).
+    #[arg(
+        long,
+        env = "VAULTMESH_SIGNING_KEY_FILE",
+        default_value = ".vaultmesh/guardian.key"
+    )]
+    pub signing_key_file: PathBuf,
+    /// Milliseconds between integration passes (integrate new receipts, sign checkpoints).
+    #[arg(long, env = "VAULTMESH_INTEGRATE_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub integrate_interval_ms: u64,
+    /// Most leaves integrated per transaction.
+    #[arg(long, env = "VAULTMESH_INTEGRATE_BATCH", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub integrate_batch: u32,
+    /// Seconds between epochs: each builds, stores and ships one ProofChain anchor record.
+    #[arg(long, env = "VAULTMESH_EPOCH_INTERVAL_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub epoch_interval_secs: u64,
+    /// Journal sink: append-only JSON-lines file of anchor records, fsync'd after each line
+    /// (the off-database copy to keep on WORM storage). Empty disables the sink.
+    #[arg(
+        long,
+        env = "VAULTMESH_JOURNAL_PATH",
+        default_value = ".vaultmesh/proofchain.jsonl"
+    )]
+    pub journal_path: PathBuf,
+}
+
+impl Default for GuardianArgs {
+    fn default() -> Self {
+        Self {
+            signing_key_file: PathBuf::from(".vaultmesh/guardian.key"),
+            integrate_interval_ms: 1000,
+            integrate_batch: 50_000,
+            epoch_interval_secs: 600,
+            journal_path: PathBuf::from(".vaultmesh/proofchain.jsonl"),
+        }
+    }
+}
+
+impl GuardianArgs {
+    /// The integration interval as a duration.
+    pub fn integrate_interval(&self) -> Duration {
+        Duration::from_millis(self.integrate_interval_ms)
+    }
+
+    /// The epoch interval as a duration.
+    pub fn epoch_interval(&self) -> Duration {
+        Duration::from_secs(self.epoch_interval_secs)
+    }
+}

@@ -1,0 +1,112 @@
+//! The guardian's own HTTP routes: its state, and an on-demand epoch for admins.
+
+use crate::error::GuardianError;
+use crate::Guardian;
+use ledger::service::json_error;
+use ledger::store::Role;
+use serde_json::json;
+use std::sync::Arc;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+/// `GET /v1/guardian/state` and `POST /v1/guardian/anchor` (admin key).
+pub fn routes(
+    g: Arc<Guardian>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    let with = move || {
+        let g = g.clone();
+        warp::any().map(move || g.clone())
+    };
+    let state = warp::path!("v1" / "guardian" / "state")
+        .and(warp::get())
+        .and(with())
+        .then(|g: Arc<Guardian>| async move { state(&g).await });
+    let anchor = warp::path!("v1" / "guardian" / "anchor")
+        .and(warp::post())
+        .and(with())
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|g: Arc<Guardian>, auth: Option<String>| async move { anchor(&g, auth).await });
+    state.or(anchor).unify()
+}
+
+async fn state(g: &Guardian) -> Response {
+    let leader = g.leadership.lock().await.is_leader();
+    let latest = g.ctx.store.latest_anchor().await.ok().flatten();
+    warp::reply::json(&json!({
+        "leader": leader,
+        "latest_epoch": latest.as_ref().map(|a| a.record.epoch),
+        "latest_anchor_hash": latest.as_ref().map(|a| a.record.anchor_hash.clone()),
+        "divergence": crate::metrics::PROOFCHAIN_DIVERGENCE.get() > 0.0,
+    }))
+    .into_response()
+}
+
+async fn anchor(g: &Guardian, auth: Option<String>) -> Response {
+    let token = auth
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "an admin API key is required (Authorization: Bearer …)",
+        );
+    };
+    match g.ctx.store.api_key_by_token(token).await {
+        Ok(Some(k)) if k.role == Role::Admin => {}
+        Ok(Some(k)) => {
+            tracing::warn!(key_id = %k.id, "request rejected: anchoring needs the admin role");
+            return json_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "anchoring needs an admin key",
+            );
+        }
+        Ok(None) => {
+            tracing::warn!("request rejected: unknown or revoked API key");
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "unknown or revoked API key",
+            );
+        }
+        Err(e) => {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                &e.to_string(),
+            );
+        }
+    }
+    match g.anchor_now().await {
+        Ok(outcome) => {
+            let status = if outcome.failures.is_empty() {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            let failures: Vec<_> = outcome
+                .failures
+                .iter()
+                .map(|(e, s, r)| json!({"epoch": e, "sink": s, "reason": r}))
+                .collect();
+            warp::reply::with_status(
+                warp::reply::json(&json!({"record": outcome.record, "failures": failures})),
+                status,
+            )
+            .into_response()
+        }
+        Err(GuardianError::NotLeader) => json_error(
+            StatusCode::CONFLICT,
+            "not_leader",
+            "this guardian is on standby; ask the leader",
+        ),
+        Err(e) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "anchor_failed",
+            &e.to_string(),
+        ),
+    }
+}
