@@ -3,6 +3,7 @@
 //! leads (Postgres advisory lock); others stand by and take over.
 
 pub mod anchor;
+pub mod divergence;
 pub mod error;
 pub mod integrate;
 pub mod leader;
@@ -15,6 +16,7 @@ pub use options::GuardianArgs;
 
 use anchor::Anchorer;
 use chrono::{DateTime, Utc};
+use divergence::Finding;
 use error::GuardianError;
 use integrate::Integrator;
 use leader::Leadership;
@@ -44,6 +46,10 @@ pub struct Guardian {
     pub integrator: Integrator,
     /// Epoch anchoring.
     pub anchorer: Anchorer,
+    /// Divergence detection.
+    pub auditor: divergence::Auditor,
+    /// Findings raised so far, by their JSON form, and whether an operator acknowledged them.
+    known_divergence: Mutex<std::collections::HashMap<String, bool>>,
     /// The advisory lock, when held.
     pub leadership: Mutex<Leadership>,
     /// When the next epoch is due (set on becoming leader from the newest stored epoch).
@@ -53,33 +59,99 @@ pub struct Guardian {
 }
 
 impl Guardian {
-    /// One integration pass; divergence is flagged, counted and logged.
+    /// One integration pass; a scroll whose tree is not consistent with its last checkpoint
+    /// is not signed, and raised as divergence.
     pub async fn integrate(&self) -> Result<Vec<integrate::Signed>, GuardianError> {
         let (signed, diverged) = self.integrator.pass().await?;
-        for d in &diverged {
-            if let GuardianError::Divergence {
-                scroll,
-                size,
-                detail,
-            } = d
-            {
-                PROOFCHAIN_DIVERGENCE.set(1.0);
-                sentinel("divergence", "critical");
-                tracing::error!(scroll = %scroll, size, detail = %detail, "divergence detected: not signing this scroll");
-                self.anchorer
-                    .write_event(
-                        "anchor_divergence",
-                        serde_json::json!({"scroll": scroll, "size": size, "detail": detail}),
-                    )
-                    .await;
-            }
-        }
+        let findings: Vec<Finding> = diverged
+            .into_iter()
+            .filter_map(|d| match d {
+                GuardianError::Divergence {
+                    scroll,
+                    size,
+                    detail,
+                } => Some(Finding {
+                    scroll: Some(scroll),
+                    size: Some(size),
+                    detail,
+                }),
+                _ => None,
+            })
+            .collect();
+        self.raise(&findings).await;
         if !signed.is_empty() {
             if let Ok(n) = self.anchorer.receipts_since_anchor().await {
                 RECEIPTS_SINCE_ANCHOR.set(n as f64);
             }
         }
         Ok(signed)
+    }
+
+    /// One full verification pass (see [`divergence`]); findings are raised.
+    pub async fn verify_now(&self) -> Result<Vec<Finding>, GuardianError> {
+        let findings = self.auditor.pass().await?;
+        self.raise(&findings).await;
+        if findings.is_empty() {
+            tracing::info!("verification pass: history intact");
+        }
+        Ok(findings)
+    }
+
+    /// Raises findings not seen before: the divergence gauge goes to 1, and each new finding
+    /// is a sentinel event and an error log naming scroll and size; one `anchor_divergence`
+    /// receipt lists them. Already-known findings keep the gauge as it is.
+    async fn raise(&self, findings: &[Finding]) {
+        let mut known = self.known_divergence.lock().await;
+        let fresh: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| {
+                let key = serde_json::to_string(f).unwrap_or_default();
+                if known.contains_key(&key) {
+                    return false;
+                }
+                known.insert(key, false);
+                true
+            })
+            .collect();
+        if known.values().any(|acked| !acked) {
+            PROOFCHAIN_DIVERGENCE.set(1.0);
+        }
+        drop(known);
+        if fresh.is_empty() {
+            return;
+        }
+        for f in &fresh {
+            sentinel("divergence", "critical");
+            tracing::error!(
+                scroll = f.scroll.as_deref().unwrap_or("-"),
+                size = f.size,
+                detail = %f.detail,
+                "divergence detected"
+            );
+        }
+        self.anchorer
+            .write_event(
+                "anchor_divergence",
+                serde_json::json!({
+                    "findings": fresh.iter().take(50).collect::<Vec<_>>(),
+                    "count": fresh.len(),
+                }),
+            )
+            .await;
+    }
+
+    /// An operator's acknowledgement: every finding raised so far is marked seen and the
+    /// gauge returns to 0; only new findings raise it again (and a restarted guardian
+    /// raises what it finds afresh).
+    pub async fn acknowledge_divergence(&self) -> usize {
+        let mut known = self.known_divergence.lock().await;
+        let n = known.values().filter(|acked| !**acked).count();
+        for acked in known.values_mut() {
+            *acked = true;
+        }
+        PROOFCHAIN_DIVERGENCE.set(0.0);
+        tracing::warn!(acknowledged = n, "divergence acknowledged by an operator");
+        n
     }
 
     /// Integrates, then runs one epoch now. Only the leader anchors.
@@ -91,6 +163,9 @@ impl Guardian {
         self.integrate().await?;
         let outcome = self.anchorer.epoch().await?;
         *self.next_epoch.lock().await = Some(Utc::now() + self.epoch_interval());
+        if let Err(e) = self.verify_now().await {
+            tracing::error!(error = %e, "verification pass failed; retried next epoch");
+        }
         if let Ok(n) = self.anchorer.receipts_since_anchor().await {
             RECEIPTS_SINCE_ANCHOR.set(n as f64);
         }
@@ -121,6 +196,9 @@ impl Guardian {
                 _ => Utc::now() + self.epoch_interval(),
             };
             *self.next_epoch.lock().await = Some(due);
+            if let Err(e) = self.verify_now().await {
+                tracing::error!(error = %e, "verification pass failed; retried next epoch");
+            }
         }
         if let Err(e) = self.integrate().await {
             tracing::error!(error = %e, "integration pass failed; retrying next interval");
@@ -166,7 +244,15 @@ pub async fn start_with(
         )));
     }
     let mesh = ctx.config.mesh_id.clone();
+    let auditor = divergence::Auditor {
+        store: ctx.store.clone(),
+        verifier: signer.verifier(),
+        mesh: mesh.clone(),
+        journal: (!opts.journal_path.as_os_str().is_empty()).then(|| opts.journal_path.clone()),
+    };
     let guardian = Arc::new(Guardian {
+        auditor,
+        known_divergence: Mutex::new(std::collections::HashMap::new()),
         integrator: Integrator {
             store: ctx.store.clone(),
             signer,

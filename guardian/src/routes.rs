@@ -10,7 +10,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-/// `GET /v1/guardian/state` and `POST /v1/guardian/anchor` (admin key).
+/// `GET /v1/guardian/state`, and with an admin key `POST /v1/guardian/anchor` (an epoch
+/// now), `POST /v1/guardian/verify` (a verification pass now) and
+/// `POST /v1/guardian/divergence/ack` (acknowledge the findings raised so far).
 pub fn routes(
     g: Arc<Guardian>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
@@ -27,7 +29,17 @@ pub fn routes(
         .and(with())
         .and(warp::header::optional::<String>("authorization"))
         .then(|g: Arc<Guardian>, auth: Option<String>| async move { anchor(&g, auth).await });
-    state.or(anchor).unify()
+    let verify = warp::path!("v1" / "guardian" / "verify")
+        .and(warp::post())
+        .and(with())
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|g: Arc<Guardian>, auth: Option<String>| async move { verify(&g, auth).await });
+    let ack = warp::path!("v1" / "guardian" / "divergence" / "ack")
+        .and(warp::post())
+        .and(with())
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|g: Arc<Guardian>, auth: Option<String>| async move { acknowledge(&g, auth).await });
+    state.or(anchor).unify().or(verify).unify().or(ack).unify()
 }
 
 async fn state(g: &Guardian) -> Response {
@@ -42,43 +54,74 @@ async fn state(g: &Guardian) -> Response {
     .into_response()
 }
 
-async fn anchor(g: &Guardian, auth: Option<String>) -> Response {
+/// The caller's admin key, or the JSON rejection to send.
+async fn require_admin(g: &Guardian, auth: Option<String>) -> Result<(), Response> {
     let token = auth
         .as_deref()
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return json_error(
+        return Err(json_error(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             "an admin API key is required (Authorization: Bearer …)",
-        );
+        ));
     };
     match g.ctx.store.api_key_by_token(token).await {
-        Ok(Some(k)) if k.role == Role::Admin => {}
+        Ok(Some(k)) if k.role == Role::Admin => Ok(()),
         Ok(Some(k)) => {
-            tracing::warn!(key_id = %k.id, "request rejected: anchoring needs the admin role");
-            return json_error(
+            tracing::warn!(key_id = %k.id, "request rejected: the guardian's admin calls need the admin role");
+            Err(json_error(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "anchoring needs an admin key",
-            );
+                "this call needs an admin key",
+            ))
         }
         Ok(None) => {
             tracing::warn!("request rejected: unknown or revoked API key");
-            return json_error(
+            Err(json_error(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
                 "unknown or revoked API key",
-            );
+            ))
         }
-        Err(e) => {
-            return json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                &e.to_string(),
-            );
-        }
+        Err(e) => Err(json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            &e.to_string(),
+        )),
+    }
+}
+
+async fn verify(g: &Guardian, auth: Option<String>) -> Response {
+    if let Err(r) = require_admin(g, auth).await {
+        return r;
+    }
+    match g.verify_now().await {
+        Ok(findings) => warp::reply::json(&json!({
+            "intact": findings.is_empty(),
+            "findings": findings,
+        }))
+        .into_response(),
+        Err(e) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "verify_failed",
+            &e.to_string(),
+        ),
+    }
+}
+
+async fn acknowledge(g: &Guardian, auth: Option<String>) -> Response {
+    if let Err(r) = require_admin(g, auth).await {
+        return r;
+    }
+    let n = g.acknowledge_divergence().await;
+    warp::reply::json(&json!({"acknowledged": n})).into_response()
+}
+
+async fn anchor(g: &Guardian, auth: Option<String>) -> Response {
+    if let Err(r) = require_admin(g, auth).await {
+        return r;
     }
     match g.anchor_now().await {
         Ok(outcome) => {

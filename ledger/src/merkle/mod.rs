@@ -4,10 +4,12 @@
 //! range decomposes into full (perfect) subtrees, so any node source that can return full
 //! subtree roots — memory, or tiles stored in Postgres — can answer roots and proofs.
 
+pub mod compact;
 pub mod memory;
 pub mod proof;
 pub mod range;
 
+pub use compact::CompactTree;
 pub use memory::MemoryTree;
 pub use proof::{
     verify_consistency, verify_inclusion, ConsistencyProof, InclusionProof, ProofError,

@@ -19,7 +19,7 @@ pub struct StoredCheckpoint {
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "s.name, c.tree_size, c.root, c.note, c.created_at";
+pub(crate) const COLUMNS: &str = "s.name, c.tree_size, c.root, c.note, c.created_at";
 
 /// A scroll that needs integrating or a new checkpoint: receipts beyond its tree, or a tree
 /// beyond its latest checkpoint.
@@ -145,7 +145,7 @@ impl Store {
     }
 }
 
-fn checkpoint_row(r: &tokio_postgres::Row) -> Result<StoredCheckpoint, StoreError> {
+pub(crate) fn checkpoint_row(r: &tokio_postgres::Row) -> Result<StoredCheckpoint, StoreError> {
     let root: Vec<u8> = r.get(2);
     Ok(StoredCheckpoint {
         scroll: r.get(0),

@@ -2,6 +2,7 @@
 
 mod anchors;
 mod api_keys;
+mod audit;
 mod bundles;
 mod checkpoints;
 mod migrate;
@@ -11,6 +12,7 @@ pub mod tree;
 
 pub use anchors::{SinkResult, StoredAnchor};
 pub use api_keys::{token_hash, ApiKey, NewApiKey, Role};
+pub use audit::RawReceipt;
 pub use checkpoints::{PendingScroll, StoredCheckpoint};
 pub use migrate::{migrate, MIGRATIONS_DIGEST};
 pub use receipts::{AppendOutcome, NewReceipt, StoredReceipt};

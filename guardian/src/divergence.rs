@@ -1,0 +1,306 @@
+//! Divergence detection: recompute every scroll's roots from the stored receipt bytes
+//! (streaming, in bounded memory), re-check stored leaf hashes and positions, compare with
+//! every signed checkpoint (signature included) and every anchored root at their sizes,
+//! verify the ProofChain records and links, and compare the journal file with the database.
+
+use crate::error::GuardianError;
+use ledger::checkpoint::Checkpoint;
+use ledger::hash::{from_hex, to_hex, Hash, Sha3Hasher};
+use ledger::merkle::CompactTree;
+use ledger::note::NoteVerifier;
+use ledger::proofchain::{verify_chain, AnchorRecord};
+use ledger::receipt::Receipt;
+use ledger::store::{ScrollInfo, Store};
+use serde::Serialize;
+use sha3::Sha3_256;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Receipt rows read per query while streaming a scroll.
+const PAGE: u32 = 10_000;
+/// Anchor records read per query.
+const ANCHOR_PAGE: u32 = 1_000;
+
+/// One disagreement between stored history and what was signed or anchored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// Scroll concerned, if one.
+    pub scroll: Option<String>,
+    /// Tree size (or epoch, for ProofChain findings) concerned.
+    pub size: Option<u64>,
+    /// What differs.
+    pub detail: String,
+}
+
+fn finding(scroll: Option<&str>, size: Option<u64>, detail: String) -> Finding {
+    Finding {
+        scroll: scroll.map(str::to_string),
+        size,
+        detail,
+    }
+}
+
+/// Where a root was promised: a signed checkpoint or an anchored epoch.
+#[derive(Debug, Clone)]
+struct Promise {
+    what: String,
+    root: Hash,
+}
+
+/// Runs verification passes.
+pub struct Auditor {
+    /// The ledger.
+    pub store: Store,
+    /// The guardian's own verifier key: checkpoint signatures must verify with it.
+    pub verifier: NoteVerifier,
+    /// Mesh id (checkpoint origins).
+    pub mesh: String,
+    /// The journal file, if that sink is configured.
+    pub journal: Option<PathBuf>,
+}
+
+impl Auditor {
+    /// One full pass; returns every finding (empty when history is intact).
+    pub async fn pass(&self) -> Result<Vec<Finding>, GuardianError> {
+        let mut findings = Vec::new();
+        let records = self.records().await?;
+        for r in &records {
+            if let Err(e) = r.verify() {
+                findings.push(finding(
+                    None,
+                    Some(r.epoch),
+                    format!("ProofChain record: {e}"),
+                ));
+            }
+        }
+        if let Err(e) = verify_chain(&records) {
+            findings.push(finding(None, None, format!("ProofChain: {e}")));
+        }
+        for scroll in self.store.list_scrolls().await? {
+            let mut promises: BTreeMap<u64, Vec<Promise>> = BTreeMap::new();
+            for r in &records {
+                if let Some(a) = r.scroll(&scroll.name) {
+                    match from_hex(&a.root) {
+                        Ok(root) => promises.entry(a.tree_size).or_default().push(Promise {
+                            what: format!("epoch {} anchor", r.epoch),
+                            root,
+                        }),
+                        Err(_) => findings.push(finding(
+                            Some(&scroll.name),
+                            Some(a.tree_size),
+                            format!("epoch {} anchors a malformed root", r.epoch),
+                        )),
+                    }
+                }
+            }
+            self.checkpoint_promises(&scroll, &mut promises, &mut findings)
+                .await?;
+            self.recompute(&scroll, &promises, &mut findings).await?;
+        }
+        self.journal(&records, &mut findings).await?;
+        Ok(findings)
+    }
+
+    async fn records(&self) -> Result<Vec<AnchorRecord>, GuardianError> {
+        let mut out = Vec::new();
+        loop {
+            let page = self
+                .store
+                .anchors(out.len() as u64 + 1, ANCHOR_PAGE)
+                .await?;
+            let n = page.len();
+            out.extend(page.into_iter().map(|a| a.record));
+            if n < ANCHOR_PAGE as usize {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Adds each checkpoint's root as a promise, after checking its signature and that the
+    /// signed size and root are the stored ones.
+    async fn checkpoint_promises(
+        &self,
+        scroll: &ScrollInfo,
+        promises: &mut BTreeMap<u64, Vec<Promise>>,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), GuardianError> {
+        let origin = Checkpoint::origin_for(&self.mesh, &scroll.name);
+        for cp in self.store.checkpoints_of(scroll.id).await? {
+            match Checkpoint::verify(&cp.note, &self.verifier, Some(&origin)) {
+                Ok(signed) if signed.size == cp.tree_size && signed.root == cp.root => {}
+                Ok(signed) => findings.push(finding(
+                    Some(&scroll.name),
+                    Some(cp.tree_size),
+                    format!(
+                        "checkpoint row says size {} root {}, its signed note says size {} root {}",
+                        cp.tree_size,
+                        to_hex(&cp.root),
+                        signed.size,
+                        to_hex(&signed.root)
+                    ),
+                )),
+                Err(e) => findings.push(finding(
+                    Some(&scroll.name),
+                    Some(cp.tree_size),
+                    format!("checkpoint signature does not verify: {e}"),
+                )),
+            }
+            promises.entry(cp.tree_size).or_default().push(Promise {
+                what: format!("checkpoint at {}", cp.tree_size),
+                root: cp.root,
+            });
+        }
+        Ok(())
+    }
+
+    /// Streams the scroll's receipts, checking positions, leaf bytes and stored hashes, and
+    /// compares the recomputed root with every promise at its size.
+    async fn recompute(
+        &self,
+        scroll: &ScrollInfo,
+        promises: &BTreeMap<u64, Vec<Promise>>,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), GuardianError> {
+        let name = scroll.name.as_str();
+        let mut tree = CompactTree::<Sha3_256>::default();
+        let mut pending = promises.iter().peekable();
+        let check = |tree: &CompactTree<Sha3_256>, at: &[Promise], findings: &mut Vec<Finding>| {
+            let root = tree.root();
+            for p in at {
+                if p.root != root {
+                    findings.push(finding(
+                        Some(name),
+                        Some(tree.size()),
+                        format!(
+                            "recomputed root {} differs from the {} ({})",
+                            to_hex(&root),
+                            p.what,
+                            to_hex(&p.root)
+                        ),
+                    ));
+                }
+            }
+        };
+        while let Some((size, at)) = pending.next_if(|(s, _)| **s == 0) {
+            let _ = size;
+            check(&tree, at, findings);
+        }
+        'pages: loop {
+            let rows = self
+                .store
+                .raw_receipts(scroll.id, tree.size(), PAGE)
+                .await?;
+            let n = rows.len();
+            for row in rows {
+                let expected = tree.size();
+                if row.seq != expected {
+                    findings.push(finding(
+                        Some(name),
+                        Some(expected),
+                        format!(
+                            "receipt {} found where {expected} was expected (a receipt is missing)",
+                            row.seq
+                        ),
+                    ));
+                    break 'pages;
+                }
+                let recomputed = Sha3Hasher::leaf(&row.leaf);
+                if row.leaf_hash != recomputed {
+                    findings.push(finding(
+                        Some(name),
+                        Some(expected),
+                        format!("receipt {expected}: stored leaf hash does not match its bytes"),
+                    ));
+                }
+                match Receipt::from_leaf(&row.leaf) {
+                    Ok(r) if r.scroll == name && r.seq == expected => {}
+                    Ok(r) => findings.push(finding(
+                        Some(name),
+                        Some(expected),
+                        format!(
+                            "receipt {expected}: its bytes name position {}/{}",
+                            r.scroll, r.seq
+                        ),
+                    )),
+                    Err(e) => findings.push(finding(
+                        Some(name),
+                        Some(expected),
+                        format!("receipt {expected}: bytes are not a receipt: {e}"),
+                    )),
+                }
+                tree.push(recomputed);
+                while let Some((_, at)) = pending.next_if(|(s, _)| **s == tree.size()) {
+                    check(&tree, at, findings);
+                }
+            }
+            if n < PAGE as usize {
+                break;
+            }
+        }
+        for (size, at) in pending {
+            if *size > tree.size() {
+                for p in at {
+                    findings.push(finding(
+                        Some(name),
+                        Some(*size),
+                        format!(
+                            "the {} covers {size} receipts but only {} are stored in sequence",
+                            p.what,
+                            tree.size()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The journal must hold, line by line, the stored text of every epoch it accepted.
+    async fn journal(
+        &self,
+        records: &[AnchorRecord],
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), GuardianError> {
+        let Some(path) = &self.journal else {
+            return Ok(());
+        };
+        let accepted = self.store.epochs_accepted_by_sink("journal").await?;
+        if accepted.is_empty() {
+            return Ok(());
+        }
+        let text = match tokio::fs::read_to_string(path).await {
+            Ok(t) => t,
+            Err(e) => {
+                findings.push(finding(
+                    None,
+                    None,
+                    format!("journal {}: cannot be read: {e}", path.display()),
+                ));
+                return Ok(());
+            }
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let by_epoch: BTreeMap<u64, &AnchorRecord> = records.iter().map(|r| (r.epoch, r)).collect();
+        for epoch in accepted {
+            let line = usize::try_from(epoch)
+                .ok()
+                .and_then(|e| e.checked_sub(1))
+                .and_then(|i| lines.get(i));
+            let stored = by_epoch.get(&epoch).and_then(|r| r.stored_text().ok());
+            match (line, stored) {
+                (Some(l), Some(s)) if *l == s => {}
+                (None, _) => findings.push(finding(
+                    None,
+                    Some(epoch),
+                    format!("journal {} has no line for epoch {epoch}", path.display()),
+                )),
+                _ => findings.push(finding(
+                    None,
+                    Some(epoch),
+                    format!("journal line for epoch {epoch} differs from the stored record"),
+                )),
+            }
+        }
+        Ok(())
+    }
+}
