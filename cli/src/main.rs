@@ -3,6 +3,7 @@
 mod bench;
 mod keys;
 mod signing_key;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Verify a proof bundle offline, or a live log (exit status 1 if anything fails).
+    #[command(subcommand)]
+    Verify(verify::VerifyCommand),
     /// Run benchmarks and print their figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -47,6 +51,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Keygen(args) => signing_key::run(&args)?,
         Command::Keys(cmd) => keys::run(cmd).await?,
         Command::Bench(cmd) => bench::run(cmd).await?,
+        Command::Verify(cmd) => {
+            if !verify::run(cmd).await? {
+                std::process::exit(1);
+            }
+        }
     }
     Ok(())
 }

@@ -64,7 +64,7 @@ pub struct ProofBundle {
 }
 
 /// What a verified bundle proves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BundleVerdict {
     /// Scroll of the receipt.
     pub scroll: String,
