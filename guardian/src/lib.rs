@@ -237,12 +237,7 @@ pub async fn start_with(
     })?;
     let ctx = ServiceContext::init(SERVICE, config, shutdown.clone()).await?;
     metrics::register(&ctx.registry)?;
-    let mut sinks = Vec::new();
-    if !opts.journal_path.as_os_str().is_empty() {
-        sinks.push(sinks::Sink::Journal(sinks::journal::Journal::new(
-            opts.journal_path.clone(),
-        )));
-    }
+    let sinks = configured_sinks(&opts)?;
     let mesh = ctx.config.mesh_id.clone();
     let auditor = divergence::Auditor {
         store: ctx.store.clone(),
@@ -273,6 +268,33 @@ pub async fn start_with(
     let mut running = ctx.serve(routes::routes(guardian.clone())).await?;
     running.add_task(tokio::spawn(run(guardian, shutdown)));
     Ok(running)
+}
+
+/// The sinks the options ask for: the journal unless its path is empty, and the TSA when a
+/// URL is given (its certificate must load).
+fn configured_sinks(opts: &GuardianArgs) -> Result<Vec<sinks::Sink>, StartError> {
+    let mut out = Vec::new();
+    if !opts.journal_path.as_os_str().is_empty() {
+        out.push(sinks::Sink::Journal(sinks::journal::Journal::new(
+            opts.journal_path.clone(),
+        )));
+    }
+    if let Some(url) = &opts.tsa_url {
+        let path = opts.tsa_cert_file.as_ref().ok_or_else(|| {
+            std::io::Error::other("--tsa-url needs --tsa-cert-file (the TSA's certificate)")
+        })?;
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            std::io::Error::other(format!("TSA certificate {}: {e}", path.display()))
+        })?;
+        let tsa = sinks::tsa::Tsa::new(
+            url,
+            &pem,
+            std::time::Duration::from_secs(opts.tsa_timeout_secs),
+        )
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        out.push(sinks::Sink::Tsa(Box::new(tsa)));
+    }
+    Ok(out)
 }
 
 async fn run(g: Arc<Guardian>, shutdown: Shutdown) {

@@ -35,6 +35,16 @@ pub struct GuardianArgs {
         default_value = ".vaultmesh/proofchain.jsonl"
     )]
     pub journal_path: PathBuf,
+    /// RFC 3161 timestamp authority URL; set it to timestamp every epoch (needs
+    /// `--tsa-cert-file`).
+    #[arg(long, env = "VAULTMESH_TSA_URL", requires = "tsa_cert_file")]
+    pub tsa_url: Option<String>,
+    /// PEM certificate the TSA's tokens must verify with (ECDSA P-256 or RSA, SHA-256).
+    #[arg(long, env = "VAULTMESH_TSA_CERT_FILE", value_name = "FILE")]
+    pub tsa_cert_file: Option<PathBuf>,
+    /// Seconds to wait for the TSA.
+    #[arg(long, env = "VAULTMESH_TSA_TIMEOUT_SECS", default_value_t = 10)]
+    pub tsa_timeout_secs: u64,
 }
 
 impl Default for GuardianArgs {
@@ -45,6 +55,9 @@ impl Default for GuardianArgs {
             integrate_batch: 50_000,
             epoch_interval_secs: 600,
             journal_path: PathBuf::from(".vaultmesh/proofchain.jsonl"),
+            tsa_url: None,
+            tsa_cert_file: None,
+            tsa_timeout_secs: 10,
         }
     }
 }

@@ -30,6 +30,8 @@ vm_ensure_packages() {
     command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+    # The test suite's timestamp authority is `openssl ts`.
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     if [ "${#missing[@]}" -gt 0 ]; then
         vm_log "installing ${missing[*]} with apt-get"
         vm_as_root apt-get update -qq

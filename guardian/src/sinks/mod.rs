@@ -1,6 +1,7 @@
 //! External sinks an epoch's anchor record is handed to, and what each answered.
 
 pub mod journal;
+pub mod tsa;
 
 use ledger::proofchain::AnchorRecord;
 use serde_json::Value;
@@ -23,6 +24,8 @@ pub enum SinkError {
 pub enum Sink {
     /// Append-only JSON-lines file.
     Journal(journal::Journal),
+    /// RFC 3161 timestamp authority.
+    Tsa(Box<tsa::Tsa>),
 }
 
 impl Sink {
@@ -30,6 +33,7 @@ impl Sink {
     pub fn name(&self) -> &'static str {
         match self {
             Sink::Journal(_) => "journal",
+            Sink::Tsa(_) => "rfc3161",
         }
     }
 
@@ -37,6 +41,7 @@ impl Sink {
     pub async fn submit(&self, record: &AnchorRecord) -> Result<Value, SinkError> {
         match self {
             Sink::Journal(j) => j.append(record).await,
+            Sink::Tsa(t) => t.stamp(record).await,
         }
     }
 }
