@@ -62,4 +62,9 @@ impl Conn {
         self.reader.read_exact(&mut self.body).await?;
         Ok(status)
     }
+
+    /// The body of the last response.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
 }

@@ -4,6 +4,7 @@
 mod append;
 mod connection;
 mod hashing;
+mod inclusion;
 mod ingest;
 mod proofs;
 mod reads;
@@ -22,6 +23,8 @@ pub enum BenchCommand {
     Proofs(proofs::Args),
     /// HTTP ingest through a running portal: receipts/s and latency quantiles.
     Ingest(ingest::Args),
+    /// Submit → included in a signed checkpoint, at a fixed rate (portal + guardian running).
+    Inclusion(inclusion::Args),
     /// Fill a scroll with receipts, integrate them and sign a checkpoint over them.
     Seed(seed::Args),
     /// HTTP GET load on a running service (health, proofs, reads): requests/s and latency.
@@ -36,6 +39,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Proofs(a) => proofs::run(&a).await,
         BenchCommand::Ingest(a) => ingest::run(&a).await,
         BenchCommand::Seed(a) => seed::run(&a).await,
+        BenchCommand::Inclusion(a) => inclusion::run(&a).await,
         BenchCommand::Reads(a) => reads::run(&a).await,
     }
 }

@@ -2,7 +2,8 @@
 //! so that the guardian's divergence pass can check them itself.
 
 use super::checkpoints::{checkpoint_row, StoredCheckpoint, COLUMNS};
-use super::{to_i64, to_u64, Store, StoreError};
+use super::{to_u64, Store, StoreError};
+use tokio_postgres::types::Type;
 
 /// One stored receipt row, unverified.
 #[derive(Debug, Clone)]
@@ -16,29 +17,37 @@ pub struct RawReceipt {
 }
 
 impl Store {
-    /// Up to `limit` receipt rows of a scroll from `from` on, by `seq`, unverified.
-    pub async fn raw_receipts(
-        &self,
-        scroll_id: i32,
-        from: u64,
-        limit: u32,
-    ) -> Result<Vec<RawReceipt>, StoreError> {
+    /// Streams every receipt row of a scroll, by `seq`, unverified, through one
+    /// `COPY … TO STDOUT BINARY` (one query, bounded memory); `visit` returns `false` to stop.
+    pub async fn scan_receipts<F>(&self, scroll_id: i32, mut visit: F) -> Result<(), StoreError>
+    where
+        F: FnMut(RawReceipt) -> bool,
+    {
+        use futures_util::StreamExt;
         let client = self.pool().get().await?;
-        let rows = client
-            .query(
-                "SELECT seq, leaf, leaf_hash FROM receipts WHERE scroll_id = $1 AND seq >= $2 \
-                 ORDER BY seq LIMIT $3",
-                &[&scroll_id, &to_i64(from), &i64::from(limit)],
-            )
+        let stream = client
+            .copy_out(&format!(
+                "COPY (SELECT seq, leaf, leaf_hash FROM receipts WHERE scroll_id = {scroll_id} \
+                 ORDER BY seq) TO STDOUT BINARY"
+            ))
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| RawReceipt {
-                seq: to_u64(r.get(0)),
-                leaf: r.get(1),
-                leaf_hash: r.get(2),
-            })
-            .collect())
+        let rows = tokio_postgres::binary_copy::BinaryCopyOutStream::new(
+            stream,
+            &[Type::INT8, Type::BYTEA, Type::BYTEA],
+        );
+        futures_util::pin_mut!(rows);
+        while let Some(row) = rows.next().await {
+            let row = row?;
+            let keep_going = visit(RawReceipt {
+                seq: to_u64(row.try_get(0)?),
+                leaf: row.try_get(1)?,
+                leaf_hash: row.try_get(2)?,
+            });
+            if !keep_going {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Every checkpoint of a scroll, by size.
