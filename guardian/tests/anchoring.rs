@@ -74,6 +74,24 @@ async fn post_anchor(addr: SocketAddr, token: Option<&str>) -> (u16, serde_json:
     )
 }
 
+/// Waits until `/metrics` shows `series` at `value`.
+async fn wait_metric(addr: SocketAddr, series: &str, value: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, m) = http(addr, "GET", "/metrics")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if metric(&m, series) == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached {value}: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
@@ -133,6 +151,21 @@ async fn integrates_signs_and_anchors_into_the_proofchain_and_journal() {
         .unwrap_or_else(|e| panic!("{e}"));
     verify_consistency::<Sha3_256>(37, 57, &proof.path, &first.root, &second.root)
         .unwrap_or_else(|e| panic!("{e}"));
+
+    wait_metric(
+        g.metrics_addr,
+        "vaultmesh_guardian_receipts_since_anchor",
+        57.0,
+    )
+    .await;
+    let (_, m) = http(g.metrics_addr, "GET", "/metrics")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        metric(&m, "vaultmesh_guardian_anchor_status"),
+        Some(0.0),
+        "idle before any epoch"
+    );
 
     // On-demand epochs need an admin key.
     let admin = db
@@ -243,5 +276,16 @@ async fn integrates_signs_and_anchors_into_the_proofchain_and_journal() {
         assert_eq!(n, 1, "one root series for {scroll}");
     }
     assert!(m.contains("vaultmesh_guardian_sentinel_events_total{event_type=\"leadership_acquired\",severity=\"info\"} 1"), "{m}");
+
+    // Receipts since the last epoch: four new drills plus the epoch-2 anchor_success event.
+    append(&db.store, "drills", 4).await;
+    checkpoint_at(&db.store, "drills", 61).await;
+    checkpoint_at(&db.store, "guardian", 2).await;
+    wait_metric(
+        g.metrics_addr,
+        "vaultmesh_guardian_receipts_since_anchor",
+        5.0,
+    )
+    .await;
     g.stop().await;
 }
