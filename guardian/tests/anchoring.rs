@@ -3,51 +3,17 @@
 //! the journal, writes its own receipts, and reports it all in its seed metrics.
 //! (One test per binary: the seed's metrics are process-wide.)
 
-use guardian::GuardianArgs;
+mod common;
+
+use common::{api_key, append, checkpoint_at, metric, metrics, post, wait_metric};
 use ledger::checkpoint::Checkpoint;
 use ledger::hash::{to_hex, Hash};
 use ledger::merkle::{verify_consistency, MemoryTree};
-use ledger::note::NoteSigner;
 use ledger::proofchain::{verify_chain, AnchorRecord};
-use ledger::receipt::ReceiptDraft;
-use ledger::store::{NewReceipt, Role, Store};
-use ledger::testing::{http, request, scratch_dir, service_config, TestDb};
+use ledger::store::{Role, Store};
 use sha3::Sha3_256;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-async fn append(store: &Store, scroll: &str, n: u64) {
-    let items = (0..n)
-        .map(|i| NewReceipt {
-            draft: ReceiptDraft::new("drill_completed", serde_json::json!({ "i": i }))
-                .unwrap_or_else(|e| panic!("{e}")),
-            submitter: "key_test".into(),
-            idempotency_key: None,
-            request_hash: None,
-        })
-        .collect();
-    store
-        .append_receipts(scroll, items, true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// Waits until `scroll` has a checkpoint at `size`.
-async fn checkpoint_at(store: &Store, scroll: &str, size: u64) -> ledger::store::StoredCheckpoint {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Some(cp)) = store.latest_checkpoint(scroll).await {
-            if cp.tree_size == size {
-                return cp;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint of {scroll} at {size}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+const PATH: &str = "/v1/guardian/anchor";
 
 async fn memory_root(store: &Store, scroll: &str, size: u64) -> Hash {
     let leaves = store
@@ -59,67 +25,11 @@ async fn memory_root(store: &Store, scroll: &str, size: u64) -> Hash {
         .unwrap_or_else(|| panic!("no root at {size}"))
 }
 
-async fn post_anchor(addr: SocketAddr, token: Option<&str>) -> (u16, serde_json::Value) {
-    let bearer = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = bearer
-        .iter()
-        .map(|b| ("authorization", b.as_str()))
-        .collect();
-    let (status, text) = request(addr, "POST", "/v1/guardian/anchor", &headers, b"")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    )
-}
-
-/// Waits until `/metrics` shows `series` at `value`.
-async fn wait_metric(addr: SocketAddr, series: &str, value: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, m) = http(addr, "GET", "/metrics")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        if metric(&m, series) == Some(value) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} never reached {value}: {m}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integrates_signs_and_anchors_into_the_proofchain_and_journal() {
-    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
-    let dir = scratch_dir("guardian-anchor");
-    let key = dir.join("guardian.key");
-    let signer = NoteSigner::generate_to_file("vaultmesh-test/guardian", &key)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let journal = dir.join("proofchain.jsonl");
-    let opts = GuardianArgs {
-        signing_key_file: key,
-        journal_path: journal.clone(),
-        integrate_interval_ms: 50,
-        epoch_interval_secs: 3600,
-        ..GuardianArgs::default()
-    };
+    let t = common::start(|_, _| {}).await;
+    let (db, g, signer, journal) = (&t.db, &t.g, &t.signer, t.journal.clone());
     append(&db.store, "drills", 37).await;
-    let g = guardian::start_with(
-        service_config(&db.app_url),
-        opts,
-        ledger::service::Shutdown::new(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
 
     // Every scroll gets a signed checkpoint; drills at 37 with the root of its leaves.
     let first = checkpoint_at(&db.store, "drills", 37).await;
@@ -158,9 +68,7 @@ async fn integrates_signs_and_anchors_into_the_proofchain_and_journal() {
         57.0,
     )
     .await;
-    let (_, m) = http(g.metrics_addr, "GET", "/metrics")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let m = metrics(g.metrics_addr).await;
     assert_eq!(
         metric(&m, "vaultmesh_guardian_anchor_status"),
         Some(0.0),
@@ -168,22 +76,12 @@ async fn integrates_signs_and_anchors_into_the_proofchain_and_journal() {
     );
 
     // On-demand epochs need an admin key.
-    let admin = db
-        .store
-        .create_api_key(Role::Admin, None, "t")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .token;
-    let writer = db
-        .store
-        .create_api_key(Role::Writer, None, "t")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .token;
-    assert_eq!(post_anchor(g.api_addr, None).await.0, 401);
-    assert_eq!(post_anchor(g.api_addr, Some("vm_nope")).await.0, 401);
-    assert_eq!(post_anchor(g.api_addr, Some(&writer)).await.0, 403);
-    let (s, one) = post_anchor(g.api_addr, Some(&admin)).await;
+    let admin = t.admin.clone();
+    let writer = api_key(&db.store, Role::Writer).await;
+    assert_eq!(post(g.api_addr, PATH, None).await.0, 401);
+    assert_eq!(post(g.api_addr, PATH, Some("vm_nope")).await.0, 401);
+    assert_eq!(post(g.api_addr, PATH, Some(&writer)).await.0, 403);
+    let (s, one) = post(g.api_addr, PATH, Some(&admin)).await;
     assert_eq!(s, 200, "{one}");
     let rec1: AnchorRecord =
         serde_json::from_value(one["record"].clone()).unwrap_or_else(|e| panic!("{e}"));
@@ -202,7 +100,7 @@ async fn integrates_signs_and_anchors_into_the_proofchain_and_journal() {
     );
 
     // A second epoch links to the first and covers the guardian's own anchor_success event.
-    let (s, two) = post_anchor(g.api_addr, Some(&admin)).await;
+    let (s, two) = post(g.api_addr, PATH, Some(&admin)).await;
     assert_eq!(s, 200, "{two}");
     let stored = db
         .store
@@ -244,10 +142,7 @@ async fn integrates_signs_and_anchors_into_the_proofchain_and_journal() {
     assert_eq!(lines, expected);
 
     // The seed's guardian metrics tell the same story.
-    let (s, m) = http(g.metrics_addr, "GET", "/metrics")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(s, 200);
+    let m = metrics(g.metrics_addr).await;
     assert_eq!(metric(&m, "vaultmesh_guardian_anchor_status"), Some(2.0));
     assert_eq!(metric(&m, "vaultmesh_guardian_anchor_epoch"), Some(2.0));
     assert_eq!(metric(&m, "vaultmesh_guardian_anchors_total"), Some(2.0));
@@ -287,5 +182,5 @@ async fn integrates_signs_and_anchors_into_the_proofchain_and_journal() {
         5.0,
     )
     .await;
-    g.stop().await;
+    t.g.stop().await;
 }

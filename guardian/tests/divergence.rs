@@ -3,99 +3,27 @@
 //! the gauge stays 1 until an operator acknowledges it.
 //! (One test per binary: the seed's metrics are process-wide, so the scenarios run in turn.)
 
-use guardian::GuardianArgs;
+mod common;
+
+use common::{append, metric, metrics, post, post_as_leader, TestGuardian};
 use ledger::receipt::ReceiptDraft;
-use ledger::store::{NewReceipt, Role};
-use ledger::testing::{http, request, scratch_dir, service_config, TestDb};
+use ledger::testing::TestDb;
 use serde_json::Value;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-struct Scenario {
-    db: TestDb,
-    g: ledger::service::RunningService,
-    admin: String,
-    journal: PathBuf,
-}
-
-async fn post(addr: SocketAddr, path: &str, token: &str) -> (u16, Value) {
-    let bearer = format!("Bearer {token}");
-    let (status, text) = request(addr, "POST", path, &[("authorization", &bearer)], b"")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
 
 /// Ten receipts in `drills`, signed at 10 and anchored in epoch 1 (journaled), intact.
-async fn scenario() -> Scenario {
-    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
-    let dir = scratch_dir("guardian-divergence");
-    let key = dir.join("guardian.key");
-    ledger::note::NoteSigner::generate_to_file("vaultmesh-test/guardian", &key)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let journal = dir.join("proofchain.jsonl");
-    let items = (0..10u64)
-        .map(|i| NewReceipt {
-            draft: ReceiptDraft::new("t", serde_json::json!({ "i": i }))
-                .unwrap_or_else(|e| panic!("{e}")),
-            submitter: "key_test".into(),
-            idempotency_key: None,
-            request_hash: None,
-        })
-        .collect();
-    db.store
-        .append_receipts("drills", items, true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let opts = GuardianArgs {
-        signing_key_file: key,
-        journal_path: journal.clone(),
-        integrate_interval_ms: 50,
-        epoch_interval_secs: 3600,
-        ..GuardianArgs::default()
-    };
-    let g = guardian::start_with(
-        service_config(&db.app_url),
-        opts,
-        ledger::service::Shutdown::new(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let admin = db
-        .store
-        .create_api_key(Role::Admin, None, "t")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .token;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (s, body) = post(g.api_addr, "/v1/guardian/anchor", &admin).await;
-        if s == 200
-            && body["record"]["scrolls"].as_array().is_some_and(|a| {
-                a.iter()
-                    .any(|x| x["scroll"] == "drills" && x["tree_size"] == 10)
-            })
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no anchor covering drills at 10: {s} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (s, v) = post(g.api_addr, "/v1/guardian/verify", &admin).await;
+async fn scenario() -> TestGuardian {
+    let t = common::start(|_, _| {}).await;
+    append(&t.db.store, "drills", 10).await;
+    common::checkpoint_at(&t.db.store, "drills", 10).await;
+    let (s, body) = post_as_leader(&t, "/v1/guardian/anchor").await;
+    let covers = body["record"]["scrolls"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|x| x["scroll"] == "drills" && x["tree_size"] == 10)
+    });
+    assert!(s == 200 && covers, "{s} {body}");
+    let (s, v) = post_as_leader(&t, "/v1/guardian/verify").await;
     assert_eq!((s, &v["intact"]), (200, &Value::Bool(true)), "{v}");
-    Scenario {
-        db,
-        g,
-        admin,
-        journal,
-    }
+    t
 }
 
 /// Runs SQL as the schema owner with the append-only triggers switched off (what a
@@ -112,8 +40,8 @@ async fn tamper(db: &TestDb, sql: &str) {
 }
 
 /// One verification pass must report a finding matching `scroll`, `size` and `detail`.
-async fn detected(s: &Scenario, scroll: Option<&str>, size: Option<u64>, detail: &str) {
-    let (status, v) = post(s.g.api_addr, "/v1/guardian/verify", &s.admin).await;
+async fn detected(s: &TestGuardian, scroll: Option<&str>, size: Option<u64>, detail: &str) {
+    let (status, v) = post(s.g.api_addr, "/v1/guardian/verify", Some(&s.admin)).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["intact"], false, "{v}");
     let found = v["findings"].as_array().is_some_and(|fs| {
@@ -151,27 +79,17 @@ async fn every_kind_of_rewrite_is_detected_in_one_pass() {
     .await;
 
     // The gauge is 1 until acknowledged, then 0; a new finding raises it again.
-    let metric = |text: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("vaultmesh_guardian_proofchain_divergence "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
-    let (_, m) = http(s.g.metrics_addr, "GET", "/metrics")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(metric(&m), Some(1.0));
-    let (st, ack) = post(s.g.api_addr, "/v1/guardian/divergence/ack", &s.admin).await;
+    let divergence = |text: &str| metric(text, "vaultmesh_guardian_proofchain_divergence");
+    let m = metrics(s.g.metrics_addr).await;
+    assert_eq!(divergence(&m), Some(1.0));
+    let (st, ack) = post(s.g.api_addr, "/v1/guardian/divergence/ack", Some(&s.admin)).await;
     assert_eq!(st, 200, "{ack}");
-    let (_, m) = http(s.g.metrics_addr, "GET", "/metrics")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(metric(&m), Some(0.0), "acknowledged");
+    let m = metrics(s.g.metrics_addr).await;
+    assert_eq!(divergence(&m), Some(0.0), "acknowledged");
     detected(&s, Some("drills"), Some(3), "stored leaf hash").await;
-    let (_, m) = http(s.g.metrics_addr, "GET", "/metrics")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let m = metrics(s.g.metrics_addr).await;
     assert_eq!(
-        metric(&m),
+        divergence(&m),
         Some(0.0),
         "an acknowledged finding does not raise it again"
     );
@@ -187,10 +105,8 @@ async fn every_kind_of_rewrite_is_detected_in_one_pass() {
         "covers 10 receipts but only 9",
     )
     .await;
-    let (_, m) = http(s.g.metrics_addr, "GET", "/metrics")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(metric(&m), Some(1.0), "a new finding raises it again");
+    let m = metrics(s.g.metrics_addr).await;
+    assert_eq!(divergence(&m), Some(1.0), "a new finding raises it again");
     s.g.stop().await;
 
     // A receipt deleted in the middle.

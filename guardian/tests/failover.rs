@@ -2,8 +2,9 @@
 //! anchor; when the leader is SIGKILLed the standby takes over within two integration
 //! intervals and keeps signing.
 
-use ledger::receipt::ReceiptDraft;
-use ledger::store::{NewReceipt, Store};
+mod common;
+
+use common::{api_key, append, checkpoint_at};
 use ledger::testing::{closed_port, http, redis_url, scratch_dir, wait_until_listening, TestDb};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -42,37 +43,6 @@ async fn is_leader(api: SocketAddr) -> Option<bool> {
     serde_json::from_str::<serde_json::Value>(&body).ok()?["leader"].as_bool()
 }
 
-async fn append(store: &Store, n: u64) {
-    let items = (0..n)
-        .map(|i| NewReceipt {
-            draft: ReceiptDraft::new("t", serde_json::json!({ "i": i }))
-                .unwrap_or_else(|e| panic!("{e}")),
-            submitter: "key_test".into(),
-            idempotency_key: None,
-            request_hash: None,
-        })
-        .collect();
-    store
-        .append_receipts("drills", items, true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-async fn checkpoint_at(store: &Store, size: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while store
-        .latest_checkpoint("drills")
-        .await
-        .ok()
-        .flatten()
-        .map(|c| c.tree_size)
-        != Some(size)
-    {
-        assert!(Instant::now() < deadline, "no checkpoint at {size}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_takes_over_within_two_intervals_of_the_leader_dying() {
     let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
@@ -100,14 +70,9 @@ async fn the_standby_takes_over_within_two_intervals_of_the_leader_dying() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let standby = 1 - leader;
-    append(&db.store, 10).await;
-    checkpoint_at(&db.store, 10).await;
-    let admin = db
-        .store
-        .create_api_key(ledger::store::Role::Admin, None, "t")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .token;
+    append(&db.store, "drills", 10).await;
+    checkpoint_at(&db.store, "drills", 10).await;
+    let admin = api_key(&db.store, ledger::store::Role::Admin).await;
     let bearer = format!("Bearer {admin}");
     let (status, body) = ledger::testing::request(
         apis[standby],
@@ -135,7 +100,7 @@ async fn the_standby_takes_over_within_two_intervals_of_the_leader_dying() {
     }
     let took = killed_at.elapsed();
     eprintln!("takeover after {took:?}");
-    append(&db.store, 5).await;
-    checkpoint_at(&db.store, 15).await;
+    append(&db.store, "drills", 5).await;
+    checkpoint_at(&db.store, "drills", 15).await;
     drop(children);
 }

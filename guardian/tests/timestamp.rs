@@ -4,10 +4,11 @@
 //! refusal and a token signed by another key are anchor failures with a reason, and every
 //! failed epoch is stamped, in order, once the TSA answers properly again.
 
+mod common;
+
 use base64::Engine;
-use guardian::GuardianArgs;
-use ledger::store::Role;
-use ledger::testing::{http, request, scratch_dir, service_config, TestDb};
+use common::{metrics, post_as_leader, TestGuardian};
+use ledger::testing::scratch_dir;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -144,15 +145,12 @@ async fn serve_tsa(main: PathBuf, other: PathBuf, mode: Arc<Mutex<Mode>>) -> Soc
 }
 
 struct Harness {
-    db: TestDb,
-    g: ledger::service::RunningService,
-    admin: String,
+    t: TestGuardian,
     mode: Arc<Mutex<Mode>>,
     main: PathBuf,
 }
 
 async fn harness(rsa: bool) -> Harness {
-    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
     let dir = scratch_dir("guardian-tsa");
     let (main, other) = (dir.join("main"), dir.join("other"));
     for d in [&main, &other] {
@@ -176,66 +174,24 @@ async fn harness(rsa: bool) -> Harness {
     );
     let mode = Arc::new(Mutex::new(Mode::Good));
     let tsa = serve_tsa(main.clone(), other.clone(), mode.clone()).await;
-    let key = dir.join("guardian.key");
-    ledger::note::NoteSigner::generate_to_file("vaultmesh-test/guardian", &key)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let opts = GuardianArgs {
-        signing_key_file: key,
-        journal_path: dir.join("proofchain.jsonl"),
-        integrate_interval_ms: 50,
-        epoch_interval_secs: 3600,
-        tsa_url: Some(format!("http://{tsa}/")),
-        tsa_cert_file: Some(main.join("tsa.crt")),
-        ..GuardianArgs::default()
-    };
-    let g = guardian::start_with(
-        service_config(&db.app_url),
-        opts,
-        ledger::service::Shutdown::new(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let admin = db
-        .store
-        .create_api_key(Role::Admin, None, "t")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .token;
-    Harness {
-        db,
-        g,
-        admin,
-        mode,
-        main,
-    }
+    let cert = main.join("tsa.crt");
+    let t = common::start(|_, opts| {
+        opts.tsa_url = Some(format!("http://{tsa}/"));
+        opts.tsa_cert_file = Some(cert);
+    })
+    .await;
+    Harness { t, mode, main }
 }
 
 async fn anchor(h: &Harness) -> (u16, Value) {
-    let bearer = format!("Bearer {}", h.admin);
-    loop {
-        let (s, text) = request(
-            h.g.api_addr,
-            "POST",
-            "/v1/guardian/anchor",
-            &[("authorization", &bearer)],
-            b"",
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        if s != 409 {
-            return (
-                s,
-                serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            );
-        }
-        tokio::task::yield_now().await;
-    }
+    post_as_leader(&h.t, "/v1/guardian/anchor").await
 }
 
 /// The stored token of `epoch` verifies with `openssl ts -verify` over the anchor hash.
 async fn openssl_verifies(h: &Harness, epoch: u64) {
     let a =
-        h.db.store
+        h.t.db
+            .store
             .anchor(epoch)
             .await
             .ok()
@@ -303,14 +259,13 @@ async fn tokens_are_verified_before_storing_and_failed_epochs_are_stamped_later(
     }
     // Epochs 2..=5 were stored, journaled, but not stamped.
     let pending =
-        h.db.store
+        h.t.db
+            .store
             .epochs_pending_for_sink("rfc3161")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pending, vec![2, 3, 4, 5]);
-    let (_, m) = http(h.g.metrics_addr, "GET", "/metrics")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let m = metrics(h.t.g.metrics_addr).await;
     assert!(
         m.contains("vaultmesh_guardian_anchor_failures_total{reason=\"sink_rfc3161\"} 4"),
         "{m}"
@@ -324,6 +279,7 @@ async fn tokens_are_verified_before_storing_and_failed_epochs_are_stamped_later(
     let (s, body) = anchor(&h).await;
     assert_eq!(s, 200, "{body}");
     assert!(h
+        .t
         .db
         .store
         .epochs_pending_for_sink("rfc3161")
@@ -333,7 +289,7 @@ async fn tokens_are_verified_before_storing_and_failed_epochs_are_stamped_later(
     for epoch in 2..=6 {
         openssl_verifies(&h, epoch).await;
     }
-    h.g.stop().await;
+    h.t.g.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,5 +298,5 @@ async fn an_rsa_tsa_works_too() {
     let (s, body) = anchor(&h).await;
     assert_eq!(s, 200, "{body}");
     openssl_verifies(&h, 1).await;
-    h.g.stop().await;
+    h.t.g.stop().await;
 }
