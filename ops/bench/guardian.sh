@@ -9,17 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . ops/lib/stack.sh
+. ops/lib/bench.sh
 RUNS=${1:-3}
 SECS=${SECS:-20}
 RECOMPUTE=${RECOMPUTE:-10000000}
 DB=vaultmesh_bench_guardian
 PORT=18100
 
-vm_ensure_stack
-cargo build --release --locked --bins --quiet
-BIN=target/release
-vm_psql_super -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB OWNER vaultmesh"
-"$BIN/vaultmesh" migrate --database-url "$(vm_owner_url $DB)" 2>/dev/null
+vm_bench_prepare "$DB"
 APP=$(vm_app_url $DB)
 OUT=$(mktemp -d)
 "$BIN/vaultmesh" keygen --name bench/guardian --out "$OUT/guardian.key" --vkey-out "$OUT/guardian.vkey" >/dev/null
@@ -36,7 +33,7 @@ GUARDIAN=$!
 "$BIN/vaultmesh-portal" --api-addr 127.0.0.1:$((PORT + 2)) --metrics-addr 127.0.0.1:$((PORT + 3)) \
     --database-url "$APP" --mesh-id bench --log warn 2>"$OUT/portal.log" &
 PORTAL=$!
-trap 'kill $GUARDIAN $PORTAL 2>/dev/null || true; vm_psql_super -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+trap 'kill $GUARDIAN $PORTAL 2>/dev/null || true; vm_bench_drop "$DB"' EXIT
 vm_wait guardian curl -sf "http://127.0.0.1:$PORT/v1/health"
 vm_wait portal curl -sf "http://127.0.0.1:$((PORT + 2))/v1/health"
 

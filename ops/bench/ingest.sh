@@ -6,24 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . ops/lib/stack.sh
+. ops/lib/bench.sh
 . ops/lib/pgbench.sh
 RUNS=${1:-3}
 SECS=${SECS:-10}
 DB=vaultmesh_bench_ingest
 PORT=18080
 
-vm_ensure_stack
-cargo build --release --locked --bins --quiet
-BIN=target/release
-vm_psql_super -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB OWNER vaultmesh"
-"$BIN/vaultmesh" migrate --database-url "$(vm_owner_url $DB)" 2>/dev/null
+vm_bench_prepare "$DB"
 TOKEN=$("$BIN/vaultmesh" keys create --database-url "$(vm_app_url $DB)" --role writer --label bench --format token)
 OUT=$(mktemp -d)
 
 "$BIN/vaultmesh-portal" --api-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$((PORT + 1)) \
     --database-url "$(vm_app_url $DB)" --db-pool-size 16 --log warn 2>"$OUT/portal.log" &
 PORTAL=$!
-trap 'kill $PORTAL 2>/dev/null || true; vm_psql_super -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+trap 'kill $PORTAL 2>/dev/null || true; vm_bench_drop "$DB"' EXIT
 vm_wait portal curl -sf "http://127.0.0.1:$PORT/v1/health"
 
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"

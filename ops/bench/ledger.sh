@@ -9,17 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . ops/lib/stack.sh
+. ops/lib/bench.sh
 RUNS=${1:-5}
 LEAVES=${LEAVES:-1000000}
 APPEND_TOTAL=${APPEND_TOTAL:-200000}
 PROOF_LEAVES=${PROOF_LEAVES:-1000000}
 DB=vaultmesh_bench
 
-vm_ensure_stack
-cargo build --release --locked --bins --quiet
+vm_bench_prepare "$DB"
 BIN=target/release/vaultmesh
-vm_psql_super -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB OWNER vaultmesh"
-"$BIN" migrate --database-url "$(vm_owner_url $DB)"
 APP=$(vm_app_url $DB)
 OUT=$(mktemp -d)
 

@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . ops/lib/stack.sh
+. ops/lib/bench.sh
 RUNS=${1:-3}
 SECS=${SECS:-8}
 RECEIPTS=${RECEIPTS:-1000000}
@@ -15,11 +16,7 @@ DB=vaultmesh_bench_proofs
 PORT=18090
 SCROLL=bench-proofs
 
-vm_ensure_stack
-cargo build --release --locked --bins --quiet
-BIN=target/release
-vm_psql_super -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB OWNER vaultmesh"
-"$BIN/vaultmesh" migrate --database-url "$(vm_owner_url $DB)" 2>/dev/null
+vm_bench_prepare "$DB"
 OUT=$(mktemp -d)
 "$BIN/vaultmesh" keygen --out "$OUT/guardian.key" --vkey-out "$OUT/guardian.vkey" >/dev/null
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"
@@ -30,7 +27,7 @@ echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(unam
     --database-url "$(vm_app_url $DB)" --guardian-vkey-file "$OUT/guardian.vkey" \
     --log warn 2>"$OUT/portal.log" &
 PORTAL=$!
-trap 'kill $PORTAL 2>/dev/null || true; vm_psql_super -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+trap 'kill $PORTAL 2>/dev/null || true; vm_bench_drop "$DB"' EXIT
 vm_wait portal curl -sf "http://127.0.0.1:$PORT/v1/health"
 
 load() { "$BIN/vaultmesh" bench reads --addr 127.0.0.1:$PORT --seconds "$SECS" "$@"; }
