@@ -88,7 +88,8 @@ trap stop_all EXIT
 setsid "$BIN/vaultmesh-portal" --api-addr "127.0.0.1:$PORTAL_PORT" --metrics-addr "0.0.0.0:$PORTAL_METRICS" --guardian-vkey-file "$STATE/guardian.vkey" & pids+=($!)
 setsid "$BIN/vaultmesh-guardian" --api-addr "127.0.0.1:$GUARDIAN_PORT" --metrics-addr "0.0.0.0:$GUARDIAN_METRICS" \
     --signing-key-file "$STATE/guardian.key" --journal-path "$STATE/proofchain.jsonl" & pids+=($!)
-setsid "$BIN/vaultmesh-oracle" --api-addr "127.0.0.1:$ORACLE_PORT" --metrics-addr "0.0.0.0:$ORACLE_METRICS" & pids+=($!)
+setsid "$BIN/vaultmesh-oracle" --api-addr "127.0.0.1:$ORACLE_PORT" --metrics-addr "0.0.0.0:$ORACLE_METRICS" \
+    --corpus-dir ops/corpus & pids+=($!)
 
 for port in "$PORTAL_PORT" "$GUARDIAN_PORT" "$ORACLE_PORT"; do
     vm_wait "service on :$port" curl -sf "http://127.0.0.1:$port/v1/health"

@@ -54,43 +54,11 @@ async fn state(g: &Guardian) -> Response {
     .into_response()
 }
 
-/// The caller's admin key, or the JSON rejection to send.
+/// Passes only an admin key.
 async fn require_admin(g: &Guardian, auth: Option<String>) -> Result<(), Response> {
-    let token = auth
-        .as_deref()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return Err(json_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "an admin API key is required (Authorization: Bearer …)",
-        ));
-    };
-    match g.ctx.store.api_key_by_token(token).await {
-        Ok(Some(k)) if k.role == Role::Admin => Ok(()),
-        Ok(Some(k)) => {
-            tracing::warn!(key_id = %k.id, "request rejected: the guardian's admin calls need the admin role");
-            Err(json_error(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this call needs an admin key",
-            ))
-        }
-        Ok(None) => {
-            tracing::warn!("request rejected: unknown or revoked API key");
-            Err(json_error(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "unknown or revoked API key",
-            ))
-        }
-        Err(e) => Err(json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            &e.to_string(),
-        )),
-    }
+    ledger::access::require_role(&g.ctx.store, auth.as_deref(), &[Role::Admin])
+        .await
+        .map(|_| ())
 }
 
 async fn verify(g: &Guardian, auth: Option<String>) -> Response {

@@ -4,6 +4,7 @@
 //! `proofchain`, `bundle`) has no I/O; `store` and `cache` talk to Postgres and Redis;
 //! `config`, `telemetry`, `metrics` and `service` are the plumbing each binary uses.
 
+pub mod access;
 pub mod bundle;
 pub mod cache;
 pub mod checkpoint;

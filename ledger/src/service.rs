@@ -432,3 +432,58 @@ pub fn ready_reply(deps: &[DependencyState]) -> warp::reply::Response {
     };
     warp::reply::with_status(body, code).into_response()
 }
+
+/// Why a request body could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// No `Content-Length` (411).
+    #[error("Content-Length is required")]
+    LengthRequired,
+    /// Over the route's limit (413).
+    #[error("the body is {size} bytes; this route accepts at most {limit}")]
+    TooLarge {
+        /// Announced size.
+        size: u64,
+        /// The route's limit.
+        limit: u64,
+    },
+    /// The body could not be read (400).
+    #[error("the request body could not be read")]
+    Unreadable,
+}
+
+impl BodyError {
+    /// The JSON error response for this failure.
+    pub fn response(&self) -> warp::reply::Response {
+        let (status, code) = match self {
+            BodyError::LengthRequired => (StatusCode::LENGTH_REQUIRED, "length_required"),
+            BodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            BodyError::Unreadable => (StatusCode::BAD_REQUEST, "unreadable_body"),
+        };
+        json_error(status, code, &self.to_string())
+    }
+}
+
+/// The request body, limited to `limit` bytes *before* it is read. A failure is a value,
+/// not a rejection, so it cannot lose to a sibling route's 405.
+pub fn limited_body(
+    limit: u64,
+) -> impl Filter<Extract = (Result<bytes::Bytes, BodyError>,), Error = Infallible> + Clone {
+    warp::body::content_length_limit(limit)
+        .and(warp::body::bytes())
+        .map(Ok)
+        .or(
+            warp::header::headers_cloned().map(move |h: warp::http::HeaderMap| {
+                let len = h
+                    .get("content-length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                Err(match len {
+                    None => BodyError::LengthRequired,
+                    Some(size) if size > limit => BodyError::TooLarge { size, limit },
+                    Some(_) => BodyError::Unreadable,
+                })
+            }),
+        )
+        .unify()
+}

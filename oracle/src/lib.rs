@@ -1,11 +1,24 @@
-//! VaultMesh oracle: compliance answers with citations and ledger evidence, each answer receipted.
-//!
-//! Corpus and query routes land with the oracle issue; this crate currently serves the shared
-//! health, readiness, status and metrics endpoints.
+//! VaultMesh oracle: answers compliance questions from a corpus of framework summaries and
+//! from ledger evidence, with citations and inclusion proofs, and receipts every answer in
+//! the `compliance` scroll so that what it said is itself auditable.
+
+pub mod answer;
+pub mod corpus;
+pub mod error;
+pub mod frameworks;
+pub mod metrics;
+pub mod options;
+pub mod query;
+pub mod routes;
+
+pub use options::OracleArgs;
 
 use ledger::config::{CommonConfig, ServiceDefaults};
 use ledger::context::{ServiceContext, StartError};
-use ledger::service::{no_routes, RunningService, Shutdown};
+use ledger::service::{RunningService, Shutdown};
+use metrics::CORPUS_DOCUMENTS;
+use query::{Query, QueryError};
+use std::sync::Arc;
 
 /// Service name, used in logs, metrics and `/v1/health`.
 pub const SERVICE: &str = "oracle";
@@ -15,8 +28,62 @@ pub fn defaults() -> ServiceDefaults {
     ledger::context::defaults(8082)
 }
 
-/// Starts the oracle and returns once it is listening.
+/// The oracle's shared state.
+pub struct Oracle {
+    /// Store, cache, registry, config.
+    pub ctx: ServiceContext,
+    /// Options.
+    pub opts: OracleArgs,
+}
+
+impl Oracle {
+    /// Answers a validated query and receipts the answer.
+    pub async fn answer(&self, q: &Query) -> Result<query::Response, QueryError> {
+        let gathered = query::gather(&self.ctx.store, q).await?;
+        let answer = query::extractive_answer(q, &gathered);
+        let answered_by = "extractive";
+        let receipt =
+            query::receipt(&self.ctx.store, q, &answer, answered_by, &gathered.evidence).await?;
+        Ok(query::Response {
+            answer,
+            evidence: gathered.evidence,
+            answered_by: answered_by.into(),
+            receipt,
+        })
+    }
+
+    /// Sets `vaultmesh_oracle_corpus_documents_total` from the database.
+    pub async fn refresh_document_count(&self) {
+        match self.ctx.store.document_count().await {
+            Ok(n) => CORPUS_DOCUMENTS.set(n as f64),
+            Err(e) => tracing::warn!(error = %e, "could not count corpus documents"),
+        }
+    }
+}
+
+/// Starts the oracle with default options and returns once it is listening.
 pub async fn start(config: CommonConfig, shutdown: Shutdown) -> Result<RunningService, StartError> {
+    start_with(config, OracleArgs::default(), shutdown).await
+}
+
+/// Starts the oracle (loading `--corpus-dir` first, if given) and returns once it listens.
+pub async fn start_with(
+    config: CommonConfig,
+    opts: OracleArgs,
+    shutdown: Shutdown,
+) -> Result<RunningService, StartError> {
     let ctx = ServiceContext::init(SERVICE, config, shutdown).await?;
-    ctx.serve(no_routes()).await
+    metrics::register(&ctx.registry)?;
+    if let Some(dir) = &opts.corpus_dir {
+        match corpus::load_dir(&ctx.store, dir).await {
+            Ok(n) => tracing::info!(dir = %dir.display(), documents = n, "corpus loaded"),
+            Err(e) => tracing::error!(dir = %dir.display(), error = %e, "corpus not loaded"),
+        }
+    }
+    let oracle = Arc::new(Oracle {
+        ctx: ctx.clone(),
+        opts,
+    });
+    oracle.refresh_document_count().await;
+    ctx.serve(routes::routes(oracle)).await
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use ledger::context::ServiceContext;
 use ledger::hash::{from_hex, to_hex, Sha3Hasher};
 use ledger::receipt::{validate_scroll_name, ReceiptDraft};
+use ledger::service::BodyError;
 use ledger::store::{AppendOutcome, NewReceipt, StoredCheckpoint, StoredReceipt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -148,32 +149,13 @@ fn auth_header() -> impl Filter<Extract = (Option<String>,), Error = Rejection> 
     warp::header::optional::<String>("authorization")
 }
 
-/// The request body, limited to `limit` bytes *before* it is read. A failure is a value,
-/// not a rejection, so it cannot lose to a sibling route's 405.
+/// The request body, limited to `limit` bytes before it is read (see
+/// [`ledger::service::limited_body`]), with failures as API errors.
 fn limited_body(
     limit: u64,
 ) -> impl Filter<Extract = (Result<Bytes, ApiError>,), Error = std::convert::Infallible> + Clone {
-    warp::body::content_length_limit(limit)
-        .and(warp::body::bytes())
-        .map(Ok)
-        .or(
-            warp::header::headers_cloned().map(move |h: warp::http::HeaderMap| {
-                let len = h
-                    .get("content-length")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                Err(match len {
-                    None => ApiError::LengthRequired,
-                    Some(n) if n > limit => ApiError::PayloadTooLarge(format!(
-                        "the body is {n} bytes; this route accepts at most {limit}"
-                    )),
-                    Some(_) => {
-                        ApiError::bad("unreadable_body", "the request body could not be read")
-                    }
-                })
-            }),
-        )
-        .unify()
+    ledger::service::limited_body(limit)
+        .map(|r: Result<Bytes, BodyError>| r.map_err(ApiError::from))
 }
 
 fn json_reply(status: StatusCode, body: &Value) -> Response {

@@ -105,6 +105,18 @@ impl ApiError {
     }
 }
 
+impl From<ledger::service::BodyError> for ApiError {
+    fn from(e: ledger::service::BodyError) -> Self {
+        match e {
+            ledger::service::BodyError::LengthRequired => ApiError::LengthRequired,
+            ledger::service::BodyError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+            ledger::service::BodyError::Unreadable => {
+                ApiError::bad("unreadable_body", e.to_string())
+            }
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -1,0 +1,159 @@
+//! The oracle's HTTP routes: `POST /v1/oracle/query` (reader or admin key),
+//! `GET /v1/oracle/corpus` (public), `POST /v1/oracle/corpus` (admin key).
+
+use crate::corpus::{self, DocumentMeta};
+use crate::error::ApiError;
+use crate::metrics::QUERY_DURATION;
+use crate::query::Query;
+use crate::Oracle;
+use bytes::Bytes;
+use ledger::access::require_role;
+use ledger::service::{limited_body, BodyError};
+use ledger::store::Role;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Instant;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+/// Largest query body.
+const MAX_QUERY_BODY: u64 = 64 * 1024;
+/// Largest corpus upload body (the text plus JSON framing).
+const MAX_CORPUS_BODY: u64 = corpus::MAX_DOCUMENT_BYTES as u64 + 64 * 1024;
+
+/// All oracle routes.
+pub fn routes(
+    o: Arc<Oracle>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    let with = move || {
+        let o = o.clone();
+        warp::any().map(move || o.clone())
+    };
+    let auth = || warp::header::optional::<String>("authorization");
+    let query = warp::path!("v1" / "oracle" / "query")
+        .and(warp::post())
+        .and(with())
+        .and(auth())
+        .and(limited_body(MAX_QUERY_BODY))
+        .then(
+            |o: Arc<Oracle>, a: Option<String>, body: Result<Bytes, BodyError>| async move {
+                match body {
+                    Ok(b) => query_route(&o, a, &b).await,
+                    Err(e) => e.response(),
+                }
+            },
+        );
+    let list = warp::path!("v1" / "oracle" / "corpus")
+        .and(warp::get())
+        .and(with())
+        .then(|o: Arc<Oracle>| async move { list_route(&o).await });
+    let upload = warp::path!("v1" / "oracle" / "corpus")
+        .and(warp::post())
+        .and(with())
+        .and(auth())
+        .and(limited_body(MAX_CORPUS_BODY))
+        .then(
+            |o: Arc<Oracle>, a: Option<String>, body: Result<Bytes, BodyError>| async move {
+                match body {
+                    Ok(b) => upload_route(&o, a, &b).await,
+                    Err(e) => e.response(),
+                }
+            },
+        );
+    query.or(list).unify().or(upload).unify()
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("invalid_json", format!("body: not valid JSON: {e}")))
+}
+
+/// The response for a handler's result.
+fn reply(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(|e| e.response())
+}
+
+async fn query_route(o: &Oracle, auth: Option<String>, body: &[u8]) -> Response {
+    if let Err(r) = require_role(&o.ctx.store, auth.as_deref(), &[Role::Reader, Role::Admin]).await
+    {
+        return r;
+    }
+    let started = Instant::now();
+    reply(
+        async {
+            let q = Query::from_json(parse_body(body)?)?;
+            let answered = o.answer(&q).await;
+            QUERY_DURATION.observe(started.elapsed().as_secs_f64());
+            Ok(warp::reply::json(&answered?).into_response())
+        }
+        .await,
+    )
+}
+
+async fn list_route(o: &Oracle) -> Response {
+    reply(
+        o.ctx
+            .store
+            .documents()
+            .await
+            .map(|docs| warp::reply::json(&json!({ "documents": docs })).into_response())
+            .map_err(ApiError::from),
+    )
+}
+
+/// The upload's text and the metadata given beside it.
+fn upload_fields(body: &[u8]) -> Result<(String, DocumentMeta), ApiError> {
+    let bad = |m: String| ApiError::invalid("invalid_document", m);
+    let Value::Object(m) = parse_body(body)? else {
+        return Err(bad("body: must be a JSON object".into()));
+    };
+    if let Some(extra) = m
+        .keys()
+        .find(|k| !["id", "title", "framework", "text"].contains(&k.as_str()))
+    {
+        return Err(bad(format!(
+            "{extra}: unknown field (allowed: id, title, framework, text)"
+        )));
+    }
+    let field = |name: &str| match m.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(bad(format!("{name}: must be a string"))),
+    };
+    let text = field("text")?.ok_or_else(|| bad("text: is required".into()))?;
+    Ok((
+        text,
+        DocumentMeta {
+            id: field("id")?,
+            title: field("title")?,
+            framework: field("framework")?,
+            default_id: None,
+        },
+    ))
+}
+
+async fn upload_route(o: &Oracle, auth: Option<String>, body: &[u8]) -> Response {
+    if let Err(r) = require_role(&o.ctx.store, auth.as_deref(), &[Role::Admin]).await {
+        return r;
+    }
+    reply(
+        async {
+            let (text, meta) = upload_fields(body)?;
+            let doc = corpus::parse(&text, &meta)
+                .map_err(|e| ApiError::invalid("invalid_document", e.to_string()))?;
+            o.ctx.store.put_document(&doc).await?;
+            o.refresh_document_count().await;
+            tracing::info!(id = %doc.id, framework = %doc.framework, sections = doc.sections.len(), "corpus document loaded");
+            Ok(warp::reply::with_status(
+                warp::reply::json(&json!({
+                    "id": doc.id, "title": doc.title, "framework": doc.framework,
+                    "sections": doc.sections.len(),
+                })),
+                StatusCode::CREATED,
+            )
+            .into_response())
+        }
+        .await,
+    )
+}
