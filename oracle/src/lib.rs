@@ -6,6 +6,7 @@ pub mod answer;
 pub mod corpus;
 pub mod error;
 pub mod frameworks;
+pub mod llm;
 pub mod metrics;
 pub mod options;
 pub mod query;
@@ -34,14 +35,22 @@ pub struct Oracle {
     pub ctx: ServiceContext,
     /// Options.
     pub opts: OracleArgs,
+    /// The LLM answerer, when configured.
+    pub llm: Option<llm::Llm>,
 }
 
 impl Oracle {
     /// Answers a validated query and receipts the answer.
     pub async fn answer(&self, q: &Query) -> Result<query::Response, QueryError> {
         let gathered = query::gather(&self.ctx.store, q).await?;
-        let answer = query::extractive_answer(q, &gathered);
-        let answered_by = "extractive";
+        let extractive = query::extractive_answer(q, &gathered);
+        let (answer, answered_by) = match &self.llm {
+            Some(llm) => match llm.answer(q, &gathered, &extractive).await {
+                Ok(a) => (a, "llm"),
+                Err(_) => (extractive, "extractive"),
+            },
+            None => (extractive, "extractive"),
+        };
         let receipt =
             query::receipt(&self.ctx.store, q, &answer, answered_by, &gathered.evidence).await?;
         Ok(query::Response {
@@ -80,9 +89,22 @@ pub async fn start_with(
             Err(e) => tracing::error!(dir = %dir.display(), error = %e, "corpus not loaded"),
         }
     }
+    let llm = match &opts.llm_url {
+        Some(url) => Some(
+            llm::Llm::new(
+                url,
+                &opts.llm_model,
+                opts.llm_key.as_deref(),
+                std::time::Duration::from_millis(opts.llm_timeout_ms),
+            )
+            .map_err(|e| std::io::Error::other(format!("LLM client: {e}")))?,
+        ),
+        None => None,
+    };
     let oracle = Arc::new(Oracle {
         ctx: ctx.clone(),
         opts,
+        llm,
     });
     oracle.refresh_document_count().await;
     ctx.serve(routes::routes(oracle)).await

@@ -1,0 +1,168 @@
+//! The optional LLM answerer: an OpenAI-compatible chat-completions endpoint gets the
+//! question, the ranked passages and the evidence summary, and must return a
+//! `vm_oracle_answer_v1` object. Its answer is used only if it validates — the same question,
+//! citations only of passages it was given, known frameworks, a confidence in [0, 1] —
+//! otherwise the extractive answer is given and `vaultmesh_oracle_llm_errors_total{reason}`
+//! counts why.
+
+use crate::answer::Answer;
+use crate::metrics::LLM_ERRORS;
+use crate::query::{Gathered, Query};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Longest accepted answer text, in characters.
+const MAX_ANSWER_CHARS: usize = 8_000;
+
+/// A configured chat-completions endpoint.
+pub struct Llm {
+    url: String,
+    model: String,
+    key: Option<String>,
+    http: reqwest::Client,
+}
+
+/// Why an LLM answer was not used (the metric's `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmFailure {
+    /// No answer within the timeout.
+    Timeout,
+    /// Could not connect or read.
+    Transport,
+    /// A non-2xx status.
+    HttpStatus,
+    /// Not a chat-completions response, or its content is not JSON.
+    Malformed,
+    /// JSON that is not a valid answer to this question.
+    Schema,
+}
+
+impl LlmFailure {
+    /// The `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            LlmFailure::Timeout => "timeout",
+            LlmFailure::Transport => "transport",
+            LlmFailure::HttpStatus => "http_status",
+            LlmFailure::Malformed => "malformed_response",
+            LlmFailure::Schema => "invalid_answer",
+        }
+    }
+}
+
+impl Llm {
+    /// A client for `url` with `model`, an optional bearer `key` and a `timeout`.
+    pub fn new(
+        url: &str,
+        model: &str,
+        key: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            url: url.to_string(),
+            model: model.to_string(),
+            key: key.map(str::to_string),
+            http: reqwest::Client::builder().timeout(timeout).build()?,
+        })
+    }
+
+    /// The LLM's answer if it validates; otherwise counts the failure and returns it.
+    pub async fn answer(
+        &self,
+        q: &Query,
+        g: &Gathered,
+        extractive: &Answer,
+    ) -> Result<Answer, LlmFailure> {
+        let result = self.ask(q, g, extractive).await;
+        if let Err(f) = result {
+            LLM_ERRORS.with_label_values(&[f.reason()]).inc();
+            tracing::warn!(
+                reason = f.reason(),
+                "LLM answer not used; answering extractively"
+            );
+        }
+        result
+    }
+
+    async fn ask(
+        &self,
+        q: &Query,
+        g: &Gathered,
+        extractive: &Answer,
+    ) -> Result<Answer, LlmFailure> {
+        let passages: Vec<Value> = g
+            .hits
+            .iter()
+            .map(|h| json!({"document_id": h.document_id, "framework": h.framework, "heading": h.heading, "text": h.body}))
+            .collect();
+        let context = json!({
+            "question": q.question,
+            "frameworks": q.frameworks,
+            "passages": passages,
+            "evidence_receipts": g.evidence.iter().map(|e| json!({"scroll": e.scroll, "seq": e.seq, "type": e.kind, "submitted_at": e.submitted_at})).collect::<Vec<_>>(),
+            "gaps": extractive.gaps,
+        });
+        let system = "You answer compliance questions using only the passages and ledger evidence given. \
+            Reply with one JSON object with exactly these fields: question (the question, verbatim), \
+            answer_text (string), citations (array of {document_id, framework, excerpt} quoting only the \
+            given passages), compliance_flags ({gdpr_relevant, ai_act_relevant, nis2_relevant} booleans), \
+            gaps (array of strings), insufficient_context (boolean), confidence (number from 0 to 1).";
+        let body = json!({
+            "model": self.model,
+            "temperature": 0,
+            "response_format": {"type": "json_object"},
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": context.to_string()},
+            ],
+        });
+        let mut req = self.http.post(&self.url).json(&body);
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                LlmFailure::Timeout
+            } else {
+                LlmFailure::Transport
+            }
+        })?;
+        if !resp.status().is_success() {
+            return Err(LlmFailure::HttpStatus);
+        }
+        let v: Value = resp.json().await.map_err(|e| {
+            if e.is_timeout() {
+                LlmFailure::Timeout
+            } else {
+                LlmFailure::Malformed
+            }
+        })?;
+        let content = v["choices"][0]["message"]["content"]
+            .as_str()
+            .ok_or(LlmFailure::Malformed)?;
+        let answer: Value = serde_json::from_str(content).map_err(|_| LlmFailure::Malformed)?;
+        let answer: Answer = serde_json::from_value(answer).map_err(|_| LlmFailure::Schema)?;
+        validate(&answer, q, g)?;
+        Ok(answer)
+    }
+}
+
+/// An LLM answer must answer this question, cite only given passages (with their true
+/// framework), and keep its numbers and sizes in range.
+fn validate(a: &Answer, q: &Query, g: &Gathered) -> Result<(), LlmFailure> {
+    let text_ok =
+        !a.answer_text.trim().is_empty() && a.answer_text.chars().count() <= MAX_ANSWER_CHARS;
+    let confidence_ok = (0.0..=1.0).contains(&a.confidence);
+    let citations_ok = a.citations.iter().all(|c| {
+        g.hits
+            .iter()
+            .any(|h| h.document_id == c.document_id && h.framework == c.framework)
+            && !c.excerpt.trim().is_empty()
+    });
+    let honest = !(a.citations.is_empty() && !a.insufficient_context);
+    if a.question == q.question && text_ok && confidence_ok && citations_ok && honest {
+        Ok(())
+    } else {
+        Err(LlmFailure::Schema)
+    }
+}

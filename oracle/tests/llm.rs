@@ -1,0 +1,173 @@
+//! The LLM answerer against a local HTTP server speaking the chat-completions wire format:
+//! a valid answer is used; malformed JSON, a schema-invalid answer, an invented citation, a
+//! 500 and a timeout each fall back to the extractive answer and count their reason.
+//! (One test per binary: the oracle's metrics are process-wide.)
+
+use ledger::store::Role;
+use ledger::testing::{http, request, service_config, TestDb};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use warp::Filter;
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Valid,
+    NotJson,
+    BadSchema,
+    InventedCitation,
+    ServerError,
+    Slow,
+}
+
+const QUESTION: &str = "How long must AI system logs be kept?";
+
+fn completion(content: &str) -> Value {
+    json!({"id": "c1", "object": "chat.completion", "model": "test",
+           "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}]})
+}
+
+async fn serve(mode: Arc<Mutex<Mode>>, seen: Arc<Mutex<Vec<Value>>>) -> std::net::SocketAddr {
+    let route = warp::post()
+        .and(warp::body::json())
+        .then(move |req: Value| {
+            let (mode, seen) = (mode.clone(), seen.clone());
+            async move {
+                seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(req);
+                let mode = *mode.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let answer = |doc: &str| json!({
+                    "question": QUESTION,
+                    "answer_text": "Keep them at least six months, under your control.",
+                    "citations": [{"document_id": doc, "framework": "eu_ai_act", "excerpt": "at least six months"}],
+                    "compliance_flags": {"gdpr_relevant": false, "ai_act_relevant": true, "nis2_relevant": false},
+                    "gaps": [], "insufficient_context": false, "confidence": 0.9,
+                }).to_string();
+                let body = match mode {
+                    Mode::Valid => completion(&answer("eu-ai-act-record-keeping")),
+                    Mode::NotJson => completion("Sure! Logs should be kept six months."),
+                    Mode::BadSchema => completion(&json!({"question": QUESTION, "answer": "six months"}).to_string()),
+                    Mode::InventedCitation => completion(&answer("made-up-regulation")),
+                    Mode::ServerError => {
+                        return warp::http::Response::builder().status(500).body("overloaded".to_string()).unwrap_or_default()
+                    }
+                    Mode::Slow => {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        completion(&answer("eu-ai-act-record-keeping"))
+                    }
+                };
+                warp::http::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .unwrap_or_default()
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_llm_answer_is_used_and_every_failure_falls_back() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let reader = db
+        .store
+        .create_api_key(Role::Reader, None, "t")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .token;
+    let mode = Arc::new(Mutex::new(Mode::Valid));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let llm = serve(mode.clone(), seen.clone()).await;
+    let opts = oracle::OracleArgs {
+        corpus_dir: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/corpus")),
+        llm_url: Some(format!("http://{llm}/v1/chat/completions")),
+        llm_model: "test-model".into(),
+        llm_key: Some("sk-test".into()),
+        llm_timeout_ms: 500,
+    };
+    let o = oracle::start_with(
+        service_config(&db.app_url),
+        opts,
+        ledger::service::Shutdown::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ask = || async {
+        let bearer = format!("Bearer {reader}");
+        let body = json!({"question": QUESTION, "frameworks": ["eu_ai_act"]}).to_string();
+        let (s, text) = request(
+            o.api_addr,
+            "POST",
+            "/v1/oracle/query",
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s, 200, "{text}");
+        serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    let a = ask().await;
+    assert_eq!(a["answered_by"], "llm", "{a}");
+    assert_eq!(
+        a["answer_text"],
+        "Keep them at least six months, under your control."
+    );
+    assert_eq!(a["receipt"]["scroll"], "compliance");
+    let req = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(req["model"], "test-model");
+    assert!(
+        req["messages"][1]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("eu-ai-act-record-keeping"),
+        "passages are sent: {req}"
+    );
+
+    for (m, reason) in [
+        (Mode::NotJson, "malformed_response"),
+        (Mode::BadSchema, "invalid_answer"),
+        (Mode::InventedCitation, "invalid_answer"),
+        (Mode::ServerError, "http_status"),
+        (Mode::Slow, "timeout"),
+    ] {
+        *mode
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = m;
+        let a = ask().await;
+        assert_eq!(a["answered_by"], "extractive", "{m:?}: {a}");
+        assert!(
+            a["citations"][0]["document_id"] == "eu-ai-act-record-keeping",
+            "{m:?}: {a}"
+        );
+        let (_, metrics) = http(o.metrics_addr, "GET", "/metrics")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            metrics.contains(&format!(
+                "vaultmesh_oracle_llm_errors_total{{reason=\"{reason}\"}}"
+            )),
+            "{m:?}: {metrics}"
+        );
+    }
+    let (_, metrics) = http(o.metrics_addr, "GET", "/metrics")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        metrics.contains("vaultmesh_oracle_llm_errors_total{reason=\"invalid_answer\"} 2"),
+        "{metrics}"
+    );
+    o.stop().await;
+}
