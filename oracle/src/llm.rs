@@ -159,7 +159,7 @@ fn validate(a: &Answer, q: &Query, g: &Gathered) -> Result<(), LlmFailure> {
             .any(|h| h.document_id == c.document_id && h.framework == c.framework)
             && !c.excerpt.trim().is_empty()
     });
-    let honest = !(a.citations.is_empty() && !a.insufficient_context);
+    let honest = !a.citations.is_empty() || a.insufficient_context;
     if a.question == q.question && text_ok && confidence_ok && citations_ok && honest {
         Ok(())
     } else {
