@@ -6,6 +6,7 @@ mod connection;
 mod hashing;
 mod inclusion;
 mod ingest;
+mod oracle;
 mod proofs;
 mod reads;
 mod seed;
@@ -25,6 +26,8 @@ pub enum BenchCommand {
     Ingest(ingest::Args),
     /// Submit → included in a signed checkpoint, at a fixed rate (portal + guardian running).
     Inclusion(inclusion::Args),
+    /// Oracle query latency over a generated corpus (a running oracle).
+    Oracle(oracle::Args),
     /// Fill a scroll with receipts, integrate them and sign a checkpoint over them.
     Seed(seed::Args),
     /// HTTP GET load on a running service (health, proofs, reads): requests/s and latency.
@@ -39,6 +42,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Proofs(a) => proofs::run(&a).await,
         BenchCommand::Ingest(a) => ingest::run(&a).await,
         BenchCommand::Seed(a) => seed::run(&a).await,
+        BenchCommand::Oracle(a) => oracle::run(&a).await,
         BenchCommand::Inclusion(a) => inclusion::run(&a).await,
         BenchCommand::Reads(a) => reads::run(&a).await,
     }

@@ -61,7 +61,7 @@ pub struct SectionHit {
     pub body: String,
     /// Receipt types that demonstrate it.
     pub evidence_types: Vec<String>,
-    /// `ts_rank_cd` of the match.
+    /// `ts_rank` of the match.
     pub rank: f32,
 }
 
@@ -164,13 +164,17 @@ impl Store {
         let client = self.pool().get().await?;
         let stmt = client
             .prepare_cached(
-                "WITH q AS (SELECT NULLIF(replace(plainto_tsquery('english', $1)::text, '&', '|'), '')::tsquery AS q) \
-                 SELECT s.document_id, d.framework, s.heading, s.body, s.evidence_types, \
-                   ts_rank_cd(s.tsv, q.q, 32) AS rank \
-                 FROM q, corpus_sections s JOIN corpus_documents d ON d.id = s.document_id \
-                 WHERE q.q IS NOT NULL AND s.tsv @@ q.q \
-                   AND (cardinality($2::text[]) = 0 OR d.framework = ANY($2)) \
-                 ORDER BY rank DESC, s.document_id, s.idx LIMIT $3",
+                "WITH q AS (SELECT NULLIF(replace(plainto_tsquery('english', $1)::text, '&', '|'), '')::tsquery AS q), \
+                 top AS ( \
+                   SELECT s.document_id, s.idx, ts_rank(s.tsv, q.q) AS rank FROM q, corpus_sections s \
+                   WHERE q.q IS NOT NULL AND s.tsv @@ q.q \
+                     AND (cardinality($2::text[]) = 0 OR s.document_id IN \
+                          (SELECT id FROM corpus_documents WHERE framework = ANY($2))) \
+                   ORDER BY rank DESC, s.document_id, s.idx LIMIT $3) \
+                 SELECT t.document_id, d.framework, s.heading, s.body, s.evidence_types, t.rank \
+                 FROM top t JOIN corpus_sections s ON s.document_id = t.document_id AND s.idx = t.idx \
+                   JOIN corpus_documents d ON d.id = t.document_id \
+                 ORDER BY t.rank DESC, t.document_id, t.idx",
             )
             .await?;
         let rows = client
