@@ -4,7 +4,7 @@
 //! untouched) on a forked history or a rewritten anchor.
 
 use ledger::store::Role;
-use ledger::testing::{request, scratch_dir, service_config, TestDb};
+use ledger::testing::{call, request, scratch_dir, service_config, TestDb};
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -72,16 +72,7 @@ async fn wait_checkpoint(portal: std::net::SocketAddr, size: u64) {
 }
 
 async fn anchor(addr: std::net::SocketAddr, admin: &str) {
-    let bearer = format!("Bearer {admin}");
-    let (s, r) = request(
-        addr,
-        "POST",
-        "/v1/guardian/anchor",
-        &[("authorization", &bearer)],
-        b"",
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (s, r) = call(addr, "POST", "/v1/guardian/anchor", Some(admin), &[], "").await;
     assert_eq!(s, 200, "{r}");
 }
 

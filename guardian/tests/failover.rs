@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{api_key, append, checkpoint_at};
+use common::{api_key, append, checkpoint_at, post};
 use ledger::testing::{closed_port, http, redis_url, scratch_dir, wait_until_listening, TestDb};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -73,18 +73,9 @@ async fn the_standby_takes_over_within_two_intervals_of_the_leader_dying() {
     append(&db.store, "drills", 10).await;
     checkpoint_at(&db.store, "drills", 10).await;
     let admin = api_key(&db.store, ledger::store::Role::Admin).await;
-    let bearer = format!("Bearer {admin}");
-    let (status, body) = ledger::testing::request(
-        apis[standby],
-        "POST",
-        "/v1/guardian/anchor",
-        &[("authorization", &bearer)],
-        b"",
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = post(apis[standby], "/v1/guardian/anchor", Some(&admin)).await;
     assert_eq!(status, 409, "the standby never anchors: {body}");
-    assert!(body.contains("not_leader"), "{body}");
+    assert_eq!(body["error"]["code"], "not_leader", "{body}");
 
     // Kill the leader; the standby must lead within two intervals.
     let mut dead = children[leader].take().unwrap_or_else(|| unreachable!());

@@ -251,6 +251,30 @@ pub async fn http(
     request(addr, method, path, &[], b"").await
 }
 
+/// A JSON request with an optional bearer `token` and `extra` headers; the status and the
+/// body as JSON (a string value when the body is not JSON). Panics on transport errors.
+pub async fn call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    if let Some(b) = &bearer {
+        headers.push(("authorization", b));
+    }
+    headers.extend_from_slice(extra);
+    let (status, text) = match request(addr, method, path, &headers, body.as_bytes()).await {
+        Ok(r) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, v)
+}
+
 /// Like [`http`], with extra headers and a body (sent with its Content-Length).
 pub async fn request(
     addr: std::net::SocketAddr,

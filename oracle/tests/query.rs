@@ -9,31 +9,9 @@ use ledger::merkle::verify_inclusion;
 use ledger::note::NoteSigner;
 use ledger::receipt::ReceiptDraft;
 use ledger::store::{NewReceipt, Role, Store};
-use ledger::testing::{http, request, service_config, TestDb};
-use serde_json::{json, Value};
+use ledger::testing::{call, http, service_config, TestDb};
+use serde_json::json;
 use sha3::Sha3_256;
-use std::net::SocketAddr;
-
-async fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, Value) {
-    let bearer = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("content-type", "application/json")];
-    if let Some(b) = &bearer {
-        headers.push(("authorization", b.as_str()));
-    }
-    let (s, text) = request(addr, method, path, &headers, body.as_bytes())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        s,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
 
 async fn append(store: &Store, scroll: &str, kind: &str, n: u64) {
     let items = (0..n)
@@ -119,7 +97,7 @@ async fn answers_cite_the_corpus_prove_evidence_and_are_receipted() {
     .unwrap_or_else(|e| panic!("{e}"));
 
     // The sample corpus: four frameworks, counted in the seed metric.
-    let (s, corpus) = call(o.api_addr, "GET", "/v1/oracle/corpus", None, "").await;
+    let (s, corpus) = call(o.api_addr, "GET", "/v1/oracle/corpus", None, &[], "").await;
     assert_eq!(s, 200, "{corpus}");
     let mut frameworks: Vec<&str> = corpus["documents"]
         .as_array()
@@ -137,7 +115,15 @@ async fn answers_cite_the_corpus_prove_evidence_and_are_receipted() {
 
     // A question with corpus support and ledger evidence.
     let q = json!({"question": "How long must AI system logs be kept, and are our AI logs exported?", "frameworks": ["eu_ai_act"], "scrolls": ["observability"]}).to_string();
-    let (s, a) = call(o.api_addr, "POST", "/v1/oracle/query", Some(&reader), &q).await;
+    let (s, a) = call(
+        o.api_addr,
+        "POST",
+        "/v1/oracle/query",
+        Some(&reader),
+        &[],
+        &q,
+    )
+    .await;
     assert_eq!(s, 200, "{a}");
     assert!(
         a["citations"].as_array().is_some_and(|c| !c.is_empty()),
@@ -244,6 +230,7 @@ async fn answers_cite_the_corpus_prove_evidence_and_are_receipted() {
         "POST",
         "/v1/oracle/query",
         Some(&reader),
+        &[],
         r#"{"question":"zebra xylophone quasar"}"#,
     )
     .await;
@@ -305,7 +292,7 @@ async fn answers_cite_the_corpus_prove_evidence_and_are_receipted() {
         (Some(&writer), r#"{"question":"logs"}"#, 403),
     ];
     for (token, body, want) in cases {
-        let (s, e) = call(o.api_addr, "POST", "/v1/oracle/query", token, body).await;
+        let (s, e) = call(o.api_addr, "POST", "/v1/oracle/query", token, &[], body).await;
         assert_eq!(s, want, "{body:.80}: {e}");
         assert!(
             e["error"]["code"].is_string() && e["error"]["message"].is_string(),
@@ -321,9 +308,16 @@ async fn answers_cite_the_corpus_prove_evidence_and_are_receipted() {
     // Corpus upload: admins only, validated, counted.
     let doc = json!({"id": "nis2-extra", "framework": "nis2", "text": "# Supply chain\nSuppliers are assessed.\nEvidence: supplier_assessed\n"}).to_string();
     assert_eq!(
-        call(o.api_addr, "POST", "/v1/oracle/corpus", Some(&writer), &doc)
-            .await
-            .0,
+        call(
+            o.api_addr,
+            "POST",
+            "/v1/oracle/corpus",
+            Some(&writer),
+            &[],
+            &doc
+        )
+        .await
+        .0,
         403
     );
     assert_eq!(
@@ -332,6 +326,7 @@ async fn answers_cite_the_corpus_prove_evidence_and_are_receipted() {
             "POST",
             "/v1/oracle/corpus",
             Some(&admin),
+            &[],
             &doc.replace("nis2\"", "sox\"")
         )
         .await
@@ -340,12 +335,27 @@ async fn answers_cite_the_corpus_prove_evidence_and_are_receipted() {
     );
     let big = json!({"id": "big", "framework": "gdpr", "text": "x".repeat(1_200_000)}).to_string();
     assert_eq!(
-        call(o.api_addr, "POST", "/v1/oracle/corpus", Some(&admin), &big)
-            .await
-            .0,
+        call(
+            o.api_addr,
+            "POST",
+            "/v1/oracle/corpus",
+            Some(&admin),
+            &[],
+            &big
+        )
+        .await
+        .0,
         413
     );
-    let (s, created) = call(o.api_addr, "POST", "/v1/oracle/corpus", Some(&admin), &doc).await;
+    let (s, created) = call(
+        o.api_addr,
+        "POST",
+        "/v1/oracle/corpus",
+        Some(&admin),
+        &[],
+        &doc,
+    )
+    .await;
     assert_eq!(
         (s, created["sections"].as_u64()),
         (201, Some(1)),
@@ -367,6 +377,7 @@ async fn answers_cite_the_corpus_prove_evidence_and_are_receipted() {
         "POST",
         "/v1/oracle/query",
         Some(&admin),
+        &[],
         r#"{"question":"supplier assessment","frameworks":["nis2"]}"#,
     )
     .await;

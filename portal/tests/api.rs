@@ -6,10 +6,9 @@ use ledger::checkpoint::Checkpoint;
 use ledger::note::NoteSigner;
 use ledger::proofchain::{AnchorRecord, AnchoredScroll, GENESIS_PREV};
 use ledger::store::Role;
-use ledger::testing::{request, service_config, TestDb};
+use ledger::testing::{call, service_config, TestDb};
 use portal::PortalArgs;
-use serde_json::{json, Value};
-use std::net::SocketAddr;
+use serde_json::json;
 
 struct Keys {
     admin: String,
@@ -53,27 +52,6 @@ async fn start(db: &TestDb, o: PortalArgs) -> ledger::service::RunningService {
     )
     .await
     .unwrap_or_else(|e| panic!("portal: {e}"))
-}
-
-async fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    extra: &[(&str, &str)],
-    body: &str,
-) -> (u16, Value) {
-    let bearer = token.map(|t| format!("Bearer {t}"));
-    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
-    if let Some(b) = &bearer {
-        headers.push(("authorization", b));
-    }
-    headers.extend_from_slice(extra);
-    let (status, text) = request(addr, method, path, &headers, body.as_bytes())
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, v)
 }
 
 async fn total_receipts(db: &TestDb) -> i64 {

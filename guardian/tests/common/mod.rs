@@ -7,7 +7,7 @@ use ledger::note::NoteSigner;
 use ledger::receipt::ReceiptDraft;
 use ledger::service::RunningService;
 use ledger::store::{NewReceipt, Role, Store, StoredCheckpoint};
-use ledger::testing::{http, request, scratch_dir, service_config, TestDb};
+use ledger::testing::{call, http, scratch_dir, service_config, TestDb};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -75,18 +75,7 @@ pub async fn api_key(store: &Store, role: Role) -> String {
 
 /// `POST path` with an optional bearer token; the status and the JSON body.
 pub async fn post(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Value) {
-    let bearer = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = bearer
-        .iter()
-        .map(|b| ("authorization", b.as_str()))
-        .collect();
-    let (status, text) = request(addr, "POST", path, &headers, b"")
-        .await
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    call(addr, "POST", path, token, &[], "").await
 }
 
 /// `POST path` as admin, retried while the guardian has not yet taken the lead (409).
