@@ -85,3 +85,90 @@ fn prometheus_configurations_are_valid() {
     let checked = promtool(&["check", "config", file.to_str().unwrap_or_default()]);
     assert!(checked.contains("SUCCESS"), "{checked}");
 }
+
+#[test]
+fn dashboards_are_valid_json_with_unique_uids_and_the_seed_panels() {
+    let dir = prometheus_dir().join("../grafana/dashboards");
+    let mut uids = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        let d: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let uid = d["uid"].as_str().unwrap_or_default().to_string();
+        assert!(
+            !uid.is_empty() && uid.len() <= 40,
+            "{}: uid",
+            path.display()
+        );
+        let panels = d["panels"].as_array().cloned().unwrap_or_default();
+        let ids: std::collections::BTreeSet<u64> =
+            panels.iter().filter_map(|p| p["id"].as_u64()).collect();
+        assert_eq!(ids.len(), panels.len(), "{uid}: panel ids unique");
+        for p in &panels {
+            assert!(p["gridPos"]["w"].as_u64().is_some(), "{uid}: {p}");
+            assert!(
+                !p["targets"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .is_empty(),
+                "{uid}: {p}"
+            );
+        }
+        let titles: Vec<String> = panels
+            .iter()
+            .map(|p| p["title"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert!(
+            uids.insert(uid.clone(), titles).is_none(),
+            "duplicate uid {uid}"
+        );
+    }
+    // The monitoring design's two dashboards, its panels first and in its order.
+    let seed: [(&str, &[&str]); 2] = [
+        (
+            "vaultmesh-overview",
+            &[
+                "System Status",
+                "Current Phase",
+                "Last Anchor Age",
+                "Total Receipts",
+                "Receipt Rate by Scroll",
+                "Anchor History",
+                "Mesh Node Status",
+                "Oracle Query Latency",
+            ],
+        ),
+        (
+            "vaultmesh-guardian",
+            &[
+                "Anchor Status",
+                "Receipts Since Last Anchor",
+                "Anchor Epochs",
+                "ProofChain Roots by Scroll",
+                "Anchor Duration",
+                "Anchor Events",
+            ],
+        ),
+    ];
+    for (uid, titles) in seed {
+        let got = uids
+            .get(uid)
+            .unwrap_or_else(|| panic!("no dashboard {uid}"));
+        assert_eq!(&got[..titles.len()], titles, "{uid}");
+    }
+    assert!(uids.contains_key("vaultmesh-portal") && uids.contains_key("vaultmesh-oracle"));
+    // Provisioning loads that directory and defines the data sources the panels use.
+    let prov = prometheus_dir().join("../grafana/provisioning");
+    let dashboards = std::fs::read_to_string(prov.join("dashboards/vaultmesh.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(dashboards.contains("path: /var/lib/grafana/dashboards/vaultmesh"));
+    let sources = std::fs::read_to_string(prov.join("datasources/vaultmesh.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(sources.contains("type: prometheus") && sources.contains("isDefault: true"));
+    assert!(
+        sources.contains("name: Loki"),
+        "the Anchor Events panel's data source"
+    );
+}

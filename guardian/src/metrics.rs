@@ -70,6 +70,7 @@ pub mod status {
 
 /// Registers every guardian metric in the service's registry.
 pub fn register(registry: &Registry) -> prometheus::Result<()> {
+    ledger::metrics::register_http(registry)?;
     registry.register(Box::new(ANCHORS_TOTAL.clone()))?;
     registry.register(Box::new(ANCHOR_FAILURES_TOTAL.clone()))?;
     registry.register(Box::new(ANCHOR_DURATION.clone()))?;

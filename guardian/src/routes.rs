@@ -2,6 +2,7 @@
 
 use crate::error::GuardianError;
 use crate::Guardian;
+use ledger::metrics::observed;
 use ledger::service::json_error;
 use ledger::store::Role;
 use serde_json::json;
@@ -23,22 +24,36 @@ pub fn routes(
     let state = warp::path!("v1" / "guardian" / "state")
         .and(warp::get())
         .and(with())
-        .then(|g: Arc<Guardian>| async move { state(&g).await });
+        .then(|g: Arc<Guardian>| {
+            observed("GET", "/v1/guardian/state", async move { state(&g).await })
+        });
     let anchor = warp::path!("v1" / "guardian" / "anchor")
         .and(warp::post())
         .and(with())
         .and(warp::header::optional::<String>("authorization"))
-        .then(|g: Arc<Guardian>, auth: Option<String>| async move { anchor(&g, auth).await });
+        .then(|g: Arc<Guardian>, auth: Option<String>| {
+            observed("POST", "/v1/guardian/anchor", async move {
+                anchor(&g, auth).await
+            })
+        });
     let verify = warp::path!("v1" / "guardian" / "verify")
         .and(warp::post())
         .and(with())
         .and(warp::header::optional::<String>("authorization"))
-        .then(|g: Arc<Guardian>, auth: Option<String>| async move { verify(&g, auth).await });
+        .then(|g: Arc<Guardian>, auth: Option<String>| {
+            observed("POST", "/v1/guardian/verify", async move {
+                verify(&g, auth).await
+            })
+        });
     let ack = warp::path!("v1" / "guardian" / "divergence" / "ack")
         .and(warp::post())
         .and(with())
         .and(warp::header::optional::<String>("authorization"))
-        .then(|g: Arc<Guardian>, auth: Option<String>| async move { acknowledge(&g, auth).await });
+        .then(|g: Arc<Guardian>, auth: Option<String>| {
+            observed("POST", "/v1/guardian/divergence/ack", async move {
+                acknowledge(&g, auth).await
+            })
+        });
     state.or(anchor).unify().or(verify).unify().or(ack).unify()
 }
 

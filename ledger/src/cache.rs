@@ -44,12 +44,45 @@ pub enum CacheState {
     Disabled,
 }
 
+/// Counters a cache reports into: failures by operation, and lookups by kind and result.
+#[derive(Clone)]
+pub struct CacheMetrics {
+    /// `vaultmesh_cache_errors_total{operation}`.
+    pub errors: IntCounterVec,
+    /// `vaultmesh_cache_lookups_total{kind,result}`; kind is the key's first segment
+    /// (`receipt`, `tile`, `idem`, `checkpoint`), result `hit` or `miss`.
+    pub lookups: IntCounterVec,
+}
+
+impl CacheMetrics {
+    /// Both counters, registered in `registry`.
+    pub fn register(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let errors = IntCounterVec::new(
+            prometheus::Opts::new(
+                "vaultmesh_cache_errors_total",
+                "Redis cache operations that failed or timed out (served from Postgres instead)",
+            ),
+            &["operation"],
+        )?;
+        registry.register(Box::new(errors.clone()))?;
+        let lookups = IntCounterVec::new(
+            prometheus::Opts::new(
+                "vaultmesh_cache_lookups_total",
+                "Redis cache lookups by key kind and result (hit or miss; a failure is a miss)",
+            ),
+            &["kind", "result"],
+        )?;
+        registry.register(Box::new(lookups.clone()))?;
+        Ok(Self { errors, lookups })
+    }
+}
+
 struct Inner {
     client: Option<redis::Client>,
     conn: Mutex<Option<ConnectionManager>>,
     last_attempt: Mutex<Option<Instant>>,
     opts: CacheOptions,
-    errors: Option<IntCounterVec>,
+    metrics: Option<CacheMetrics>,
     degraded: std::sync::atomic::AtomicBool,
 }
 
@@ -60,12 +93,12 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// A cache for `url` (`None` or empty disables it), counting failures by operation in
-    /// `errors`. Connects lazily; never fails except on a malformed URL.
+    /// A cache for `url` (`None` or empty disables it), counting failures and lookups in
+    /// `metrics`. Connects lazily; never fails except on a malformed URL.
     pub fn new(
         url: Option<&str>,
         opts: CacheOptions,
-        errors: Option<IntCounterVec>,
+        metrics: Option<CacheMetrics>,
     ) -> Result<Self, redis::RedisError> {
         let client = match url.filter(|u| !u.is_empty()) {
             Some(u) => Some(redis::Client::open(u)?),
@@ -77,7 +110,7 @@ impl Cache {
                 conn: Mutex::new(None),
                 last_attempt: Mutex::new(None),
                 opts,
-                errors,
+                metrics,
                 degraded: std::sync::atomic::AtomicBool::new(false),
             }),
         })
@@ -106,8 +139,8 @@ impl Cache {
         self.inner
             .degraded
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(c) = &self.inner.errors {
-            c.with_label_values(&[op]).inc();
+        if let Some(m) = &self.inner.metrics {
+            m.errors.with_label_values(&[op]).inc();
         }
         tracing::debug!(op, error = err, "cache operation failed");
     }
@@ -181,14 +214,35 @@ impl Cache {
         }
     }
 
+    fn count_lookups(&self, key: &str, hits: u64, misses: u64) {
+        if let (Some(m), Some(_)) = (&self.inner.metrics, &self.inner.client) {
+            let kind = key.split(':').next().unwrap_or(key);
+            m.lookups.with_label_values(&[kind, "hit"]).inc_by(hits);
+            m.lookups.with_label_values(&[kind, "miss"]).inc_by(misses);
+        }
+    }
+
     /// The cached bytes for `key`, or `None` on a miss or any failure.
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
         let k = self.key(key);
-        self.run("get", |mut c| async move {
-            c.get::<_, Option<Vec<u8>>>(k).await
+        let got = self
+            .run("get", |mut c| async move {
+                c.get::<_, Option<Vec<u8>>>(k).await
+            })
+            .await
+            .flatten();
+        let hit = u64::from(got.is_some());
+        self.count_lookups(key, hit, 1 - hit);
+        got
+    }
+
+    /// Whether Redis answers a `PING` (updates [`Cache::state`]); false when disabled.
+    pub async fn ping(&self) -> bool {
+        self.run("ping", |mut c| async move {
+            redis::cmd("PING").query_async::<String>(&mut c).await
         })
         .await
-        .flatten()
+        .is_some()
     }
 
     /// Caches an immutable item (bounded by the immutable TTL). Best effort.
@@ -222,10 +276,13 @@ impl Cache {
                     .await
             })
             .await;
-        match got {
+        let found = match got {
             Some(v) if v.len() == keys.len() => v,
             _ => vec![None; keys.len()],
-        }
+        };
+        let hits = found.iter().filter(|v| v.is_some()).count() as u64;
+        self.count_lookups(&keys[0], hits, keys.len() as u64 - hits);
+        found
     }
 
     /// Caches several immutable items in one round trip. Best effort.

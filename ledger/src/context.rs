@@ -6,7 +6,7 @@ use crate::config::{CommonConfig, ServiceDefaults};
 use crate::metrics;
 use crate::service::{self, DependencyState, RunningService, Shutdown};
 use crate::store::{migrate, PoolOptions, Store, StoreError};
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntGaugeVec, Opts, Registry};
 use std::time::Duration;
 use warp::{Filter, Rejection, Reply};
 
@@ -69,14 +69,7 @@ impl ServiceContext {
         )?;
         let registry = metrics::new_registry();
         metrics::register_build_info(&registry, name)?;
-        let cache_errors = IntCounterVec::new(
-            Opts::new(
-                "vaultmesh_cache_errors_total",
-                "Redis cache operations that failed or timed out (served from Postgres instead)",
-            ),
-            &["operation"],
-        )?;
-        registry.register(Box::new(cache_errors.clone()))?;
+        let cache_metrics = crate::cache::CacheMetrics::register(&registry)?;
         let pool_gauge = IntGaugeVec::new(
             Opts::new("vaultmesh_db_pool_size", "Database pool size"),
             &["state"],
@@ -105,7 +98,7 @@ impl ServiceContext {
                 prefix: format!("vm:{}:{db_tag}:", config.mesh_id),
                 ..CacheOptions::default()
             },
-            Some(cache_errors),
+            Some(cache_metrics),
         )?;
         let ctx = Self {
             name,
@@ -142,7 +135,7 @@ impl ServiceContext {
             Ok(Ok(())) => "up",
             _ => "down",
         };
-        let _ = self.cache.get("ready-probe").await;
+        let _ = self.cache.ping().await;
         let redis = match self.cache.state() {
             crate::cache::CacheState::Up => "up",
             crate::cache::CacheState::Degraded => "degraded",

@@ -1,14 +1,16 @@
 //! The Redis cache against real Redis servers: round trips, a closed port, and a server
 //! killed and restarted under it. Callers never see an error.
 
-use ledger::cache::{Cache, CacheOptions, CacheState};
+use ledger::cache::{Cache, CacheMetrics, CacheOptions, CacheState};
 use ledger::testing::{closed_port, redis_url, RedisServer};
-use prometheus::{IntCounterVec, Opts};
 use std::time::{Duration, Instant};
 
-fn counter() -> IntCounterVec {
-    IntCounterVec::new(Opts::new("errors", "errors"), &["operation"])
-        .unwrap_or_else(|e| panic!("{e}"))
+fn counters() -> CacheMetrics {
+    CacheMetrics::register(&prometheus::Registry::new()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn lookups(m: &CacheMetrics, kind: &str, result: &str) -> u64 {
+    m.lookups.with_label_values(&[kind, result]).get()
 }
 
 fn opts(prefix: &str) -> CacheOptions {
@@ -21,7 +23,9 @@ fn opts(prefix: &str) -> CacheOptions {
 
 #[tokio::test]
 async fn round_trips_against_real_redis() {
-    let cache = Cache::new(Some(&redis_url()), opts("rt"), None).unwrap_or_else(|e| panic!("{e}"));
+    let metrics = counters();
+    let cache = Cache::new(Some(&redis_url()), opts("rt"), Some(metrics.clone()))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cache.get("a").await, None);
     cache.put("a", b"immutable").await;
     assert_eq!(cache.get("a").await.as_deref(), Some(&b"immutable"[..]));
@@ -37,14 +41,26 @@ async fn round_trips_against_real_redis() {
         vec![Some(vec![0; 4]), Some(vec![1; 4]), None]
     );
     assert!(cache.get_many(&[]).await.is_empty());
+    // Lookups are counted by the key's first segment: `a` missed then hit, `b` hit then
+    // missed after the delete, the MGET (named by its first key) hit twice and missed once.
+    assert_eq!(cache.get("tile:1:2").await, None);
+    assert_eq!(lookups(&metrics, "a", "hit"), 1);
+    assert_eq!(lookups(&metrics, "a", "miss"), 1);
+    assert_eq!(lookups(&metrics, "b", "hit"), 1);
+    assert_eq!(lookups(&metrics, "b", "miss"), 1);
+    assert_eq!(lookups(&metrics, "m0", "hit"), 2);
+    assert_eq!(lookups(&metrics, "m0", "miss"), 1);
+    assert_eq!(lookups(&metrics, "tile", "miss"), 1);
+    assert!(cache.ping().await);
     assert_eq!(cache.state(), CacheState::Up);
 }
 
 #[tokio::test]
 async fn a_closed_port_degrades_without_failing_callers() {
     let url = format!("redis://127.0.0.1:{}", closed_port().await);
-    let errors = counter();
-    let cache = Cache::new(Some(&url), opts("closed"), Some(errors.clone()))
+    let metrics = counters();
+    let errors = metrics.errors.clone();
+    let cache = Cache::new(Some(&url), opts("closed"), Some(metrics.clone()))
         .unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
     for i in 0..20 {
@@ -57,6 +73,12 @@ async fn a_closed_port_degrades_without_failing_callers() {
     );
     assert_eq!(cache.state(), CacheState::Degraded);
     assert!(errors.with_label_values(&["connect"]).get() >= 1);
+    assert_eq!(
+        lookups(&metrics, "k0", "miss"),
+        1,
+        "a failed lookup is a miss"
+    );
+    assert!(!cache.ping().await);
 
     let disabled = Cache::new(None, opts("off"), None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(disabled.state(), CacheState::Disabled);
@@ -68,11 +90,12 @@ async fn a_closed_port_degrades_without_failing_callers() {
 async fn redis_killed_and_restarted_under_the_cache() {
     let server = RedisServer::start(0).await;
     let port = server.port;
-    let errors = counter();
+    let metrics = counters();
+    let errors = metrics.errors.clone();
     let cache = Cache::new(
         Some(&format!("redis://127.0.0.1:{port}")),
         opts("kill"),
-        Some(errors.clone()),
+        Some(metrics),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     cache.put("k", b"v1").await;

@@ -108,11 +108,12 @@ vm_app_url() { printf 'postgres://vaultmesh_app:%s@%s:%s/%s' "$VAULTMESH_APP_PAS
 
 # Python with rfc8785 and cryptography for the independent verifier in ops/verify/.
 # Uses the system python3 if it already has them, else a venv in target/pyenv.
-# promtool (Debian's prometheus package) for the alert-rule tests. Debian starts a Prometheus
-# service on :9090 where systemd runs; that port is the portal's metrics port, so it is stopped.
-vm_ensure_promtool() {
-    command -v promtool >/dev/null 2>&1 && return 0
-    vm_log "installing prometheus (for promtool) with apt-get"
+# Prometheus and promtool (Debian's prometheus package) for the alert-rule tests and the
+# end-to-end monitoring test. Debian starts a Prometheus service on :9090 where systemd runs;
+# that port is the portal's metrics port, so it is stopped (the tests run their own).
+vm_ensure_prometheus() {
+    command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && return 0
+    vm_log "installing prometheus (server and promtool) with apt-get"
     vm_as_root apt-get update -qq
     vm_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then

@@ -23,6 +23,7 @@ lazy_static! {
 
 /// Registers the oracle metrics in the service's registry.
 pub fn register(registry: &Registry) -> prometheus::Result<()> {
+    ledger::metrics::register_http(registry)?;
     registry.register(Box::new(QUERY_DURATION.clone()))?;
     registry.register(Box::new(LLM_ERRORS.clone()))?;
     registry.register(Box::new(CORPUS_DOCUMENTS.clone()))?;

@@ -8,6 +8,7 @@ use crate::query::Query;
 use crate::Oracle;
 use bytes::Bytes;
 use ledger::access::require_role;
+use ledger::metrics::observed;
 use ledger::service::{limited_body, BodyError};
 use ledger::store::Role;
 use serde_json::{json, Value};
@@ -37,28 +38,38 @@ pub fn routes(
         .and(auth())
         .and(limited_body(MAX_QUERY_BODY))
         .then(
-            |o: Arc<Oracle>, a: Option<String>, body: Result<Bytes, BodyError>| async move {
-                match body {
-                    Ok(b) => query_route(&o, a, &b).await,
-                    Err(e) => e.response(),
-                }
+            |o: Arc<Oracle>, a: Option<String>, body: Result<Bytes, BodyError>| {
+                observed("POST", "/v1/oracle/query", async move {
+                    match body {
+                        Ok(b) => query_route(&o, a, &b).await,
+                        Err(e) => e.response(),
+                    }
+                })
             },
         );
     let list = warp::path!("v1" / "oracle" / "corpus")
         .and(warp::get())
         .and(with())
-        .then(|o: Arc<Oracle>| async move { list_route(&o).await });
+        .then(|o: Arc<Oracle>| {
+            observed(
+                "GET",
+                "/v1/oracle/corpus",
+                async move { list_route(&o).await },
+            )
+        });
     let upload = warp::path!("v1" / "oracle" / "corpus")
         .and(warp::post())
         .and(with())
         .and(auth())
         .and(limited_body(MAX_CORPUS_BODY))
         .then(
-            |o: Arc<Oracle>, a: Option<String>, body: Result<Bytes, BodyError>| async move {
-                match body {
-                    Ok(b) => upload_route(&o, a, &b).await,
-                    Err(e) => e.response(),
-                }
+            |o: Arc<Oracle>, a: Option<String>, body: Result<Bytes, BodyError>| {
+                observed("POST", "/v1/oracle/corpus", async move {
+                    match body {
+                        Ok(b) => upload_route(&o, a, &b).await,
+                        Err(e) => e.response(),
+                    }
+                })
             },
         );
     query.or(list).unify().or(upload).unify()

@@ -5,7 +5,7 @@
 use crate::auth::{may_read, may_write, must_be_admin, Authenticator};
 use crate::error::ApiError;
 use crate::ingest::Ingest;
-use crate::metrics::{HTTP_REQUESTS_TOTAL, HTTP_REQUEST_DURATION, INTEGRITY_FAILURES};
+use crate::metrics::INTEGRITY_FAILURES;
 use crate::options::PortalArgs;
 use bytes::Bytes;
 use ledger::context::ServiceContext;
@@ -130,12 +130,7 @@ where
             e.response()
         }
     };
-    HTTP_REQUESTS_TOTAL
-        .with_label_values(&[method, template, response.status().as_str()])
-        .inc();
-    HTTP_REQUEST_DURATION
-        .with_label_values(&[method, template])
-        .observe(start.elapsed().as_secs_f64());
+    ledger::metrics::record_http(method, template, response.status().as_u16(), start);
     response
 }
 

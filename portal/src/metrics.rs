@@ -1,5 +1,6 @@
 //! The portal's metrics: the seven of the monitoring design (exact names, labels and
-//! buckets, with finer low buckets added) plus integrity and auth counters.
+//! buckets, with finer low buckets added; the two HTTP ones are shared by every service and
+//! live in `ledger::metrics`) plus integrity and auth counters.
 
 use lazy_static::lazy_static;
 use prometheus::{
@@ -22,17 +23,6 @@ lazy_static! {
     pub static ref RECEIPT_WRITE_ERRORS: CounterVec = CounterVec::new(
         Opts::new("vaultmesh_receipt_write_errors_total", "Receipt write errors"),
         &["scroll", "error_type"]
-    ).unwrap_or_else(|_| unreachable!());
-    /// HTTP requests by method, route template and status.
-    pub static ref HTTP_REQUESTS_TOTAL: CounterVec = CounterVec::new(
-        Opts::new("vaultmesh_http_requests_total", "Total HTTP requests"),
-        &["method", "path", "status"]
-    ).unwrap_or_else(|_| unreachable!());
-    /// HTTP request duration by method and route template.
-    pub static ref HTTP_REQUEST_DURATION: HistogramVec = HistogramVec::new(
-        HistogramOpts::new("vaultmesh_http_request_duration_seconds", "HTTP request duration")
-            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-        &["method", "path"]
     ).unwrap_or_else(|_| unreachable!());
     /// Open TCP connections to the API port.
     pub static ref ACTIVE_CONNECTIONS: Gauge = Gauge::new(
@@ -57,8 +47,7 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(RECEIPTS_TOTAL.clone()))?;
     registry.register(Box::new(RECEIPT_WRITE_DURATION.clone()))?;
     registry.register(Box::new(RECEIPT_WRITE_ERRORS.clone()))?;
-    registry.register(Box::new(HTTP_REQUESTS_TOTAL.clone()))?;
-    registry.register(Box::new(HTTP_REQUEST_DURATION.clone()))?;
+    ledger::metrics::register_http(registry)?;
     registry.register(Box::new(ACTIVE_CONNECTIONS.clone()))?;
     registry.register(Box::new(INTEGRITY_FAILURES.clone()))?;
     registry.register(Box::new(AUTH_REJECTIONS.clone()))?;

@@ -1,0 +1,665 @@
+//! End-to-end monitoring with a real Prometheus: the three services run as processes, a
+//! Prometheus (on a free port) scrapes them with the project's alert rules loaded, traffic
+//! drives receipts, anchors and oracle queries, then every dashboard panel query and every
+//! receipts/guardian/oracle alert selector is evaluated through Prometheus's HTTP API, and a
+//! forced divergence must make `ProofChainDivergence` pending or firing.
+
+use ledger::store::Role;
+use ledger::testing::{call, closed_port, redis_url, scratch_dir, wait_until_listening, TestDb};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// Metrics that arrive with the mesh and psi issue: dashboard panels over them are expected
+/// to be empty until then (their alert rules are covered by promtool unit tests).
+const LATER: [&str; 2] = ["vaultmesh_mesh_", "vaultmesh_psi_"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A workspace binary beside this package's own (built by `cargo test --workspace`).
+fn bin(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_vaultmesh")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the workspace's tests (ops/test.sh)",
+        path.display()
+    );
+    path
+}
+
+struct Service {
+    api: SocketAddr,
+    metrics: u16,
+}
+
+async fn spawn(name: &str, db: &TestDb, dir: &Path, extra: &[String]) -> (Child, Service) {
+    let api = SocketAddr::from(([127, 0, 0, 1], closed_port().await));
+    let metrics = closed_port().await;
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))
+        .unwrap_or_else(|e| panic!("log file: {e}"));
+    let child = Command::new(bin(&format!("vaultmesh-{name}")))
+        .args(["--api-addr", &api.to_string()])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .args(["--database-url", &db.app_url])
+        .args(["--redis-url", &redis_url()])
+        .args(["--mesh-id", "vaultmesh-e2e"])
+        .args(["--log", "warn"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    wait_until_listening(api, name, Duration::from_secs(30)).await;
+    (child, Service { api, metrics })
+}
+
+/// Prometheus's HTTP API.
+struct Prometheus {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Prometheus {
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let v: Value = resp
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(v["status"], "success", "GET {path} {query:?}: {v}");
+        v["data"].clone()
+    }
+
+    /// The instant vector (or scalar, as one unlabelled sample) of `expr`.
+    async fn query(&self, expr: &str) -> Vec<Value> {
+        let data = self.get("/api/v1/query", &[("query", expr)]).await;
+        match data["resultType"].as_str() {
+            Some("vector") => data["result"].as_array().cloned().unwrap_or_default(),
+            Some("scalar") => vec![json!({"metric": {}, "value": data["result"]})],
+            other => panic!("{expr}: unexpected result type {other:?}"),
+        }
+    }
+
+    /// Polls `expr` until `ok` holds for its samples (Prometheus scrapes every second).
+    async fn wait_for(&self, expr: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = self.query(expr).await;
+            if ok(&got) {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{expr}: never held; last {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The first active (pending or firing) alert named `name`, waited for.
+    async fn wait_alert(&self, name: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let alerts = self.alerts().await;
+            if let Some(a) = alerts.iter().find(|a| a["labels"]["alertname"] == name) {
+                assert!(a["state"] == "pending" || a["state"] == "firing", "{a}");
+                return a.clone();
+            }
+            assert!(Instant::now() < deadline, "{name} never raised: {alerts:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn alerts(&self) -> Vec<Value> {
+        self.get("/api/v1/alerts", &[]).await["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn value(sample: &Value) -> f64 {
+    sample["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn sum(samples: &[Value]) -> f64 {
+    samples.iter().map(value).sum()
+}
+
+fn has_labels(sample: &Value, labels: &[&str]) -> bool {
+    labels
+        .iter()
+        .all(|l| sample["metric"][*l].as_str().is_some_and(|v| !v.is_empty()))
+}
+
+/// Label names in `{{ name }}` / `{{ $labels.name }}` templates.
+fn template_labels(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        let inner = rest[start + 2..start + len].trim();
+        let name = inner.strip_prefix("$labels.").unwrap_or(inner);
+        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            out.push(name.to_string());
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out
+}
+
+/// The metric selectors (`name` or `name{…}`) in a PromQL expression.
+fn selectors(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("vaultmesh_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(tail.len());
+        let mut sel = tail[..end].to_string();
+        if tail[end..].starts_with('{') {
+            if let Some(close) = tail[end..].find('}') {
+                sel.push_str(&tail[end..end + close + 1]);
+            }
+        }
+        rest = &tail[sel.len()..];
+        out.insert(sel);
+    }
+    out
+}
+
+/// Labels each of our metrics carries (the monitoring design's label sets).
+fn metric_labels(name: &str) -> &'static [&'static str] {
+    match name {
+        "vaultmesh_receipts_total" => &["scroll", "type"],
+        "vaultmesh_receipt_write_errors_total" => &["scroll", "error_type"],
+        "vaultmesh_guardian_anchor_failures_total" => &["reason"],
+        "vaultmesh_guardian_proofchain_root_info" => &["scroll", "root_hash"],
+        "vaultmesh_oracle_llm_errors_total" => &["reason"],
+        n if n.ends_with("_bucket") => &["le"],
+        _ => &[],
+    }
+}
+
+fn assert_job(sample: &Value, what: &str) {
+    let job = sample["metric"]["job"].as_str().unwrap_or_default();
+    assert!(
+        job.starts_with("vaultmesh-"),
+        "{what}: series without a vaultmesh job: {sample}"
+    );
+}
+
+struct Tokens {
+    admin: String,
+    writer: String,
+    reader: String,
+}
+
+/// Makes Postgres refuse any receipt of type `e2e_poison`, standing in for a database that
+/// fails writes (disk full, lost connection) without touching other writes.
+async fn refuse_poison_writes(db: &TestDb) {
+    let c = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    c.batch_execute(
+        "CREATE FUNCTION e2e_refuse() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN RAISE EXCEPTION 'e2e: write refused'; END $$; \
+         CREATE TRIGGER e2e_refuse BEFORE INSERT ON receipts FOR EACH ROW \
+           WHEN (NEW.type = 'e2e_poison') EXECUTE FUNCTION e2e_refuse();",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("poison trigger: {e}"));
+}
+
+/// One round of traffic: receipts (single and batch, two scrolls), reads (cache lookups),
+/// a refused write, a bad token, proofs and oracle questions.
+async fn drive(portal: SocketAddr, oracle: SocketAddr, t: &Tokens, round: u32) {
+    for i in 0..5 {
+        let body = json!({"type": "drill_completed", "payload": {"drill": "fire", "ok": true, "round": round, "i": i}});
+        let (s, v) = call(
+            portal,
+            "POST",
+            "/v1/scrolls/drills/receipts",
+            Some(&t.writer),
+            &[],
+            &body.to_string(),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let batch = json!({"receipts": (0..5).map(|i| json!({"type": "policy_reviewed", "payload": {"round": round, "i": i}})).collect::<Vec<_>>()});
+    let (s, v) = call(
+        portal,
+        "POST",
+        "/v1/scrolls/compliance/receipts/batch",
+        Some(&t.writer),
+        &[],
+        &batch.to_string(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    for _ in 0..2 {
+        let (s, v) = call(
+            portal,
+            "GET",
+            "/v1/scrolls/drills/receipts/0",
+            Some(&t.reader),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    // A write the database refuses (see `refuse_poison_writes`): a receipt write error.
+    let (s, v) = call(
+        portal,
+        "POST",
+        "/v1/scrolls/drills/receipts",
+        Some(&t.writer),
+        &[],
+        r#"{"type":"e2e_poison","payload":{}}"#,
+    )
+    .await;
+    assert!(s >= 500, "{s} {v}");
+    let (s, _) = call(
+        portal,
+        "GET",
+        "/v1/scrolls/drills/receipts/0",
+        Some("vm_not_a_key"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 401);
+    // A proof once the guardian has signed a checkpoint covering the round (tile lookups).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let path = format!("/v1/scrolls/drills/proof/inclusion?seq={}", round * 5 - 1);
+        let (s, v) = call(portal, "GET", &path, None, &[], "").await;
+        if s == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint covers round {round}: {s} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for q in [
+        "How long must AI system logs be kept, and are our AI logs exported?",
+        "What must an incident notification contain and when is it due?",
+    ] {
+        let body = json!({"question": q}).to_string();
+        let (s, v) = call(
+            oracle,
+            "POST",
+            "/v1/oracle/query",
+            Some(&t.reader),
+            &[],
+            &body,
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_and_alerts_work_against_a_real_prometheus() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let dir = scratch_dir("prometheus-e2e");
+    let key = dir.join("guardian.key");
+    let signer = ledger::note::NoteSigner::generate_to_file("vaultmesh-e2e/guardian", &key)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let vkey = dir.join("guardian.vkey");
+    std::fs::write(&vkey, signer.verifier().to_vkey()).unwrap_or_else(|e| panic!("{e}"));
+    refuse_poison_writes(&db).await;
+    let store = &db.store;
+    let token = |role| async move {
+        store
+            .create_api_key(role, None, "e2e")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .token
+    };
+    let t = Tokens {
+        admin: token(Role::Admin).await,
+        writer: token(Role::Writer).await,
+        reader: token(Role::Reader).await,
+    };
+    // The journal's directory is missing at first, so the first anchor fails in its sink.
+    let journal_dir = dir.join("journal");
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    let (_portal, portal) = spawn(
+        "portal",
+        &db,
+        &dir,
+        &["--guardian-vkey-file".into(), path(&vkey)],
+    )
+    .await;
+    let (_guardian, guardian) = spawn(
+        "guardian",
+        &db,
+        &dir,
+        &[
+            "--signing-key-file".into(),
+            path(&key),
+            "--journal-path".into(),
+            path(&journal_dir.join("proofchain.jsonl")),
+            "--integrate-interval-ms".into(),
+            "200".into(),
+        ],
+    )
+    .await;
+    // An LLM endpoint nobody listens on: every question falls back and counts a transport error.
+    let llm = format!("http://127.0.0.1:{}/v1", closed_port().await);
+    let (_oracle, oracle) = spawn(
+        "oracle",
+        &db,
+        &dir,
+        &[
+            "--corpus-dir".into(),
+            path(&repo().join("ops/corpus")),
+            "--llm-url".into(),
+            llm,
+            "--llm-timeout-ms".into(),
+            "500".into(),
+        ],
+    )
+    .await;
+
+    // Prometheus with the project's rules and the dev-stack jobs, scraping every second.
+    let rules = std::fs::canonicalize(repo().join("ops/prometheus/rules/vaultmesh-alerts.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n{}",
+        rules.display(),
+        [("portal", &portal), ("guardian", &guardian), ("oracle", &oracle)]
+            .iter()
+            .map(|(n, s)| format!(
+                "  - job_name: 'vaultmesh-{n}'\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+                s.metrics
+            ))
+            .collect::<String>()
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap_or_else(|e| panic!("{e}"));
+    let prom_port = closed_port().await;
+    let _prometheus = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap_or_else(|e| panic!("{e}")))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("prometheus (ops/test.sh installs it): {e}"));
+    let prom = Prometheus {
+        base: format!("http://127.0.0.1:{prom_port}"),
+        http: reqwest::Client::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = prom.http.get(format!("{}/-/ready", prom.base)).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "prometheus never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    prom.wait_for(r#"up{job=~"vaultmesh-.*"} == 1"#, |s| s.len() == 3)
+        .await;
+
+    // Round 1 creates every series; round 2, after Prometheus has seen round 1, makes the
+    // rates and quantiles over them non-trivial.
+    drive(portal.api, oracle.api, &t, 1).await;
+    let (s, v) = call(
+        guardian.api,
+        "POST",
+        "/v1/guardian/anchor",
+        Some(&t.admin),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 502, "the journal sink fails without its directory: {v}");
+    std::fs::create_dir_all(&journal_dir).unwrap_or_else(|e| panic!("{e}"));
+    let (s, v) = call(
+        guardian.api,
+        "POST",
+        "/v1/guardian/anchor",
+        Some(&t.admin),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    prom.wait_for("vaultmesh_guardian_anchors_total", |s| sum(s) >= 1.0)
+        .await;
+    prom.wait_for("sum(vaultmesh_receipts_total)", |s| sum(s) >= 10.0)
+        .await;
+    prom.wait_for("vaultmesh_oracle_query_duration_seconds_count", |s| {
+        sum(s) >= 2.0
+    })
+    .await;
+    drive(portal.api, oracle.api, &t, 2).await;
+    let (s, v) = call(
+        guardian.api,
+        "POST",
+        "/v1/guardian/anchor",
+        Some(&t.admin),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    prom.wait_for("vaultmesh_guardian_anchors_total", |s| sum(s) >= 2.0)
+        .await;
+    prom.wait_for("sum(vaultmesh_receipts_total)", |s| sum(s) >= 20.0)
+        .await;
+    prom.wait_for("vaultmesh_oracle_query_duration_seconds_count", |s| {
+        sum(s) >= 4.0
+    })
+    .await;
+    prom.wait_for("sum(vaultmesh_cache_lookups_total)", |s| sum(s) >= 4.0)
+        .await;
+
+    // Every dashboard panel query returns data with the labels its legend names.
+    let dashboards = std::fs::read_dir(repo().join("ops/grafana/dashboards"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect::<Vec<_>>();
+    assert_eq!(dashboards.len(), 4, "{dashboards:?}");
+    let mut evaluated = 0;
+    for file in &dashboards {
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{e}"));
+        let d: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for panel in d["panels"].as_array().cloned().unwrap_or_default() {
+            let title = format!("{} / {}", d["title"], panel["title"]);
+            if panel["datasource"] == "Loki" {
+                assert_eq!(panel["type"], "logs", "{title}");
+                continue;
+            }
+            for target in panel["targets"].as_array().cloned().unwrap_or_default() {
+                let expr = target["expr"].as_str().unwrap_or_default();
+                let got = prom.query(expr).await;
+                evaluated += 1;
+                if LATER.iter().any(|m| expr.contains(m)) {
+                    assert!(
+                        got.is_empty(),
+                        "{title}: {expr} has data before its issue: {got:?}"
+                    );
+                    continue;
+                }
+                assert!(!got.is_empty(), "{title}: {expr} returned no data");
+                let legend = template_labels(target["legendFormat"].as_str().unwrap_or_default());
+                let legend: Vec<&str> = legend.iter().map(String::as_str).collect();
+                for sample in &got {
+                    assert!(
+                        has_labels(sample, &legend),
+                        "{title}: {expr}: {sample} lacks {legend:?}"
+                    );
+                }
+                if expr.starts_with("vaultmesh_") && !expr.contains(['(', ' ']) {
+                    for sample in &got {
+                        assert_job(sample, &title);
+                        assert!(has_labels(sample, metric_labels(expr)), "{title}: {sample}");
+                    }
+                }
+                if expr.starts_with("histogram_quantile") {
+                    assert!(
+                        got.iter().any(|s| value(s).is_finite()),
+                        "{title}: {expr}: no finite quantile in {got:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(evaluated >= 40, "only {evaluated} panel queries");
+    let up = prom.query(r#"sum(up{job=~"vaultmesh-.*"})"#).await;
+    assert_eq!(sum(&up), 3.0, "System Status shows all three services");
+    let age = prom
+        .query("time() - vaultmesh_guardian_last_anchor_timestamp")
+        .await;
+    assert!(
+        (0.0..600.0).contains(&value(&age[0])),
+        "Last Anchor Age: {age:?}"
+    );
+    let roots = prom.query("vaultmesh_guardian_proofchain_root_info").await;
+    assert!(
+        roots.iter().any(|s| s["metric"]["scroll"] == "drills"),
+        "ProofChain Roots by Scroll has drills: {roots:?}"
+    );
+    let failures = prom.query("vaultmesh_guardian_anchor_failures_total").await;
+    assert!(
+        failures
+            .iter()
+            .any(|s| s["metric"]["reason"] == "sink_journal" && value(s) >= 1.0),
+        "{failures:?}"
+    );
+    let llm = prom.query("vaultmesh_oracle_llm_errors_total").await;
+    assert!(
+        llm.iter()
+            .any(|s| s["metric"]["reason"] == "transport" && value(s) >= 4.0),
+        "{llm:?}"
+    );
+
+    // Every alert rule loaded and healthy; the receipts/guardian/oracle rules' selectors
+    // return data carrying every label their labels and annotations template.
+    let groups = prom.get("/api/v1/rules", &[]).await["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(groups.len(), 7, "{groups:?}");
+    let mut checked = 0;
+    for group in &groups {
+        let name = group["name"].as_str().unwrap_or_default();
+        let rules = group["rules"].as_array().cloned().unwrap_or_default();
+        for rule in &rules {
+            assert_eq!(rule["health"], "ok", "{name}: {rule}");
+            if ![
+                "vaultmesh.receipts",
+                "vaultmesh.guardian",
+                "vaultmesh.oracle",
+            ]
+            .contains(&name)
+            {
+                continue;
+            }
+            let query = rule["query"].as_str().unwrap_or_default();
+            let templated: Vec<String> = ["labels", "annotations"]
+                .iter()
+                .flat_map(|k| rule[*k].as_object().cloned().unwrap_or_default())
+                .flat_map(|(_, v)| template_labels(v.as_str().unwrap_or_default()))
+                .collect();
+            let templated: Vec<&str> = templated.iter().map(String::as_str).collect();
+            let sels = selectors(query);
+            assert!(!sels.is_empty(), "{}: no selector in {query}", rule["name"]);
+            for sel in sels {
+                let got = prom.query(&sel).await;
+                assert!(!got.is_empty(), "{}: {sel} returned no data", rule["name"]);
+                let metric = sel.split('{').next().unwrap_or_default();
+                for sample in &got {
+                    assert_job(sample, &sel);
+                    assert!(
+                        has_labels(sample, &templated),
+                        "{}: {sample} lacks {templated:?}",
+                        rule["name"]
+                    );
+                    assert!(has_labels(sample, metric_labels(metric)), "{sel}: {sample}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 9, "only {checked} alert selectors checked");
+    // Refused writes in both rounds: the write-failure alert is on its way, naming the scroll.
+    let alert = prom.wait_alert("ReceiptWriteFailure").await;
+    assert_eq!(alert["labels"]["scroll"], "drills", "{alert}");
+    assert_eq!(alert["labels"]["error_type"], "database_error", "{alert}");
+    let alerts = prom.alerts().await;
+    assert!(
+        !alerts
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "ProofChainDivergence"),
+        "no divergence yet: {alerts:?}"
+    );
+
+    // Tamper with a stored receipt; one verification pass finds it and the alert follows.
+    let c = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    c.batch_execute(
+        "ALTER TABLE receipts DISABLE TRIGGER USER; \
+         UPDATE receipts SET leaf = convert_to(replace(convert_from(leaf, 'UTF8'), '\"ok\":true', '\"ok\":false'), 'UTF8') \
+           WHERE scroll_id = (SELECT id FROM scrolls WHERE name = 'drills') AND seq = 1; \
+         ALTER TABLE receipts ENABLE TRIGGER USER;",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("tamper: {e}"));
+    let (s, v) = call(
+        guardian.api,
+        "POST",
+        "/v1/guardian/verify",
+        Some(&t.admin),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["intact"], false, "{v}");
+    let alert = prom.wait_alert("ProofChainDivergence").await;
+    assert!(
+        alert["state"] == "pending" || alert["state"] == "firing",
+        "{alert}"
+    );
+    assert_eq!(alert["labels"]["severity"], "critical", "{alert}");
+    assert_eq!(alert["labels"]["job"], "vaultmesh-guardian", "{alert}");
+    assert_eq!(
+        alert["annotations"]["summary"], "ProofChain divergence detected",
+        "{alert}"
+    );
+}
