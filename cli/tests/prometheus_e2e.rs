@@ -208,6 +208,62 @@ fn assert_job(sample: &Value, what: &str) {
     );
 }
 
+/// The pod-discovery block of each service job in the production configuration.
+const POD_DISCOVERY: &str = "kubernetes_sd_configs:\n      - role: pod\n        namespaces:\n          names:\n            - vaultmesh\n";
+
+/// ops/prometheus/prometheus.yml made runnable here: 1 s intervals, the repo's rules, no
+/// Alertmanager, and a file of pods for discovery (written to `dir/pods.json`).
+async fn production_config(dir: &Path, services: &[(&str, &Service)]) -> String {
+    let pod = |name: &str, address: String, scrape: &str, port: u16| {
+        json!({"targets": [address], "labels": {
+            "__meta_kubernetes_pod_label_app_kubernetes_io_name": name,
+            "__meta_kubernetes_pod_annotation_prometheus_io_scrape": scrape,
+            "__meta_kubernetes_pod_annotation_prometheus_io_port": port.to_string(),
+        }})
+    };
+    let mut pods: Vec<Value> = services
+        .iter()
+        .map(|(name, s)| pod(name, s.api.to_string(), "true", s.metrics))
+        .collect();
+    // Another app in the namespace, and a portal pod that opts out of scraping.
+    pods.push(pod(
+        "ledger-ui",
+        format!("127.0.0.1:{}", closed_port().await),
+        "true",
+        1,
+    ));
+    pods.push(pod(
+        "portal",
+        format!("127.0.0.2:{}", closed_port().await),
+        "false",
+        2,
+    ));
+    let pods_file = dir.join("pods.json");
+    std::fs::write(&pods_file, Value::Array(pods).to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let rules = std::fs::canonicalize(repo().join("ops/prometheus/rules"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(repo().join("ops/prometheus/prometheus.yml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(text.matches(POD_DISCOVERY).count(), 3);
+    text.replace("scrape_interval: 15s", "scrape_interval: 1s")
+        .replace("evaluation_interval: 15s", "evaluation_interval: 1s")
+        .replace(
+            "/etc/prometheus/rules/*.yaml",
+            &format!("{}/*.yaml", rules.display()),
+        )
+        .replace(
+            "alertmanager:9093",
+            &format!("127.0.0.1:{}", closed_port().await),
+        )
+        .replace(
+            POD_DISCOVERY,
+            &format!(
+                "file_sd_configs:\n      - files: ['{}']\n",
+                pods_file.display()
+            ),
+        )
+}
+
 struct Tokens {
     admin: String,
     writer: String,
@@ -384,20 +440,19 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
     )
     .await;
 
-    // Prometheus with the project's rules and the dev-stack jobs, scraping every second.
-    let rules = std::fs::canonicalize(repo().join("ops/prometheus/rules/vaultmesh-alerts.yaml"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n{}",
-        rules.display(),
-        [("portal", &portal), ("guardian", &guardian), ("oracle", &oracle)]
-            .iter()
-            .map(|(n, s)| format!(
-                "  - job_name: 'vaultmesh-{n}'\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-                s.metrics
-            ))
-            .collect::<String>()
-    );
+    // Prometheus runs the production configuration (ops/prometheus/prometheus.yml), scraping
+    // every second, with pod discovery swapped for a file of pod-shaped targets: the three
+    // services' pods (their API address, the labels and annotations of ops/k8s/) plus pods
+    // its relabelling must drop.
+    let config = production_config(
+        &dir,
+        &[
+            ("portal", &portal),
+            ("guardian", &guardian),
+            ("oracle", &oracle),
+        ],
+    )
+    .await;
     std::fs::write(dir.join("prometheus.yml"), config).unwrap_or_else(|e| panic!("{e}"));
     let prom_port = closed_port().await;
     let _prometheus = Command::new("prometheus")
@@ -431,6 +486,40 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
     }
     prom.wait_for(r#"up{job=~"vaultmesh-.*"} == 1"#, |s| s.len() == 3)
         .await;
+    // Relabelling kept exactly the three service pods, at their annotated metrics ports.
+    let targets = prom.get("/api/v1/targets", &[("state", "active")]).await["activeTargets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut scraped: Vec<(String, String)> = targets
+        .iter()
+        .filter(|t| {
+            t["labels"]["job"]
+                .as_str()
+                .is_some_and(|j| j.starts_with("vaultmesh-"))
+        })
+        .map(|t| {
+            (
+                t["labels"]["job"].as_str().unwrap_or_default().to_string(),
+                t["scrapeUrl"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    scraped.sort();
+    let expected: Vec<(String, String)> = [
+        ("guardian", &guardian),
+        ("oracle", &oracle),
+        ("portal", &portal),
+    ]
+    .iter()
+    .map(|(n, s)| {
+        (
+            format!("vaultmesh-{n}"),
+            format!("http://127.0.0.1:{}/metrics", s.metrics),
+        )
+    })
+    .collect();
+    assert_eq!(scraped, expected);
 
     // Round 1 creates every series; round 2, after Prometheus has seen round 1, makes the
     // rates and quantiles over them non-trivial.
