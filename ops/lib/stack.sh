@@ -106,7 +106,8 @@ SQL
 vm_owner_url() { printf 'postgres://vaultmesh:%s@%s:%s/%s' "$VAULTMESH_OWNER_PASSWORD" "$VM_PG_HOST" "$VM_PG_PORT" "${1:-vaultmesh}"; }
 vm_app_url() { printf 'postgres://vaultmesh_app:%s@%s:%s/%s' "$VAULTMESH_APP_PASSWORD" "$VM_PG_HOST" "$VM_PG_PORT" "${1:-vaultmesh}"; }
 
-# Python with rfc8785 and cryptography for the independent verifier in ops/verify/.
+# Python with rfc8785 and cryptography for the independent verifier in ops/verify/, and
+# kubernetes-validate (with PyYAML) for the Kubernetes manifest tests.
 # Uses the system python3 if it already has them, else a venv in target/pyenv.
 # Prometheus and promtool (Debian's prometheus package) for the alert-rule tests and the
 # end-to-end monitoring test. Debian starts a Prometheus service on :9090 where systemd runs;
@@ -122,7 +123,8 @@ vm_ensure_prometheus() {
 }
 
 vm_ensure_python() {
-    if python3 -c 'import rfc8785, cryptography' >/dev/null 2>&1; then
+    local modules='import rfc8785, cryptography, kubernetes_validate, yaml'
+    if python3 -c "$modules" >/dev/null 2>&1; then
         VAULTMESH_PYTHON=$(command -v python3)
     else
         if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
@@ -131,10 +133,10 @@ vm_ensure_python() {
             vm_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
         fi
         local venv=target/pyenv
-        if ! "$venv/bin/python" -c 'import rfc8785, cryptography' >/dev/null 2>&1; then
-            vm_log "installing rfc8785 and cryptography into $venv"
+        if ! "$venv/bin/python" -c "$modules" >/dev/null 2>&1; then
+            vm_log "installing rfc8785, cryptography and kubernetes-validate into $venv"
             python3 -m venv "$venv"
-            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check rfc8785 cryptography
+            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check rfc8785 cryptography kubernetes-validate
         fi
         VAULTMESH_PYTHON=$PWD/$venv/bin/python
     fi

@@ -1,0 +1,315 @@
+//! The deployment files hold up: the Kubernetes manifests validate against the Kubernetes
+//! schemas (strict) and say what the monitoring and the services need, and the systemd units
+//! pass `systemd-analyze verify` and carry the hardening. Every `VAULTMESH_*` variable they
+//! set is one the service's `--help` documents.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ops(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../ops")
+        .join(rel)
+}
+
+fn python() -> Command {
+    Command::new(std::env::var("VAULTMESH_PYTHON").unwrap_or_else(|_| "python3".into()))
+}
+
+fn run(mut cmd: Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} (ops/test.sh provides it): {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A workspace binary beside this package's own (built by `cargo test --workspace`).
+fn bin(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_vaultmesh")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run ops/test.sh",
+        path.display()
+    );
+    path
+}
+
+/// The `VAULTMESH_*` variables a service's `--help` documents.
+fn documented_env(service: &str) -> BTreeSet<String> {
+    let mut cmd = Command::new(bin(&format!("vaultmesh-{service}")));
+    cmd.arg("--help");
+    let (ok, help) = run(cmd);
+    assert!(ok, "{help}");
+    env_names(&help)
+}
+
+fn env_names(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("VAULTMESH_"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn manifests() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(ops("k8s"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .filter(|p| !p.ends_with("kustomization.yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every document of every manifest, as JSON.
+fn documents(files: &[PathBuf]) -> Vec<Value> {
+    let mut cmd = python();
+    cmd.args([
+        "-c",
+        "import json, sys, yaml\n\
+         print(json.dumps([d for f in sys.argv[1:] for d in yaml.safe_load_all(open(f)) if d]))",
+    ])
+    .args(files);
+    let (ok, text) = run(cmd);
+    assert!(ok, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn kubernetes_manifests_validate_and_fit_the_services() {
+    let files = manifests();
+    assert!(files.len() >= 6, "{files:?}");
+    let mut cmd = python();
+    cmd.args(["-m", "kubernetes_validate", "--strict"])
+        .args(&files);
+    let (ok, text) = run(cmd);
+    assert!(ok, "kubernetes-validate: {text}");
+    // The validator does reject a broken manifest.
+    let broken = ledger::testing::scratch_dir("k8s-broken").join("broken.yaml");
+    let portal = std::fs::read_to_string(ops("k8s/portal.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &broken,
+        portal.replace("containerPort: 8080", "containerPort: http"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = python();
+    cmd.args(["-m", "kubernetes_validate", "--strict", "--quiet"])
+        .arg(&broken);
+    assert!(!run(cmd).0, "a string containerPort must fail validation");
+
+    let docs = documents(&files);
+    for d in &docs {
+        if d["kind"] != "Namespace" {
+            assert_eq!(d["metadata"]["namespace"], "vaultmesh", "{d}");
+        }
+    }
+    assert!(docs
+        .iter()
+        .any(|d| d["kind"] == "Namespace" && d["metadata"]["name"] == "vaultmesh"));
+    let config_maps: BTreeSet<String> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ConfigMap")
+        .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    let shared_env: BTreeSet<String> = named(&docs, "ConfigMap", "vaultmesh-config")["data"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    for service in ["portal", "guardian", "oracle"] {
+        let name = format!("vaultmesh-{service}");
+        let deployment = named(&docs, "Deployment", &name);
+        let pod = &deployment["spec"]["template"];
+        assert_eq!(pod["metadata"]["labels"]["app.kubernetes.io/name"], service);
+        assert_eq!(
+            deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+            service
+        );
+        assert_eq!(
+            pod["metadata"]["annotations"]["prometheus.io/scrape"],
+            "true"
+        );
+        assert_eq!(pod["metadata"]["annotations"]["prometheus.io/port"], "9090");
+        let c = &pod["spec"]["containers"][0];
+        assert_eq!(
+            c["livenessProbe"]["httpGet"]["path"], "/v1/health",
+            "{service}"
+        );
+        assert_eq!(
+            c["readinessProbe"]["httpGet"]["path"], "/v1/ready",
+            "{service}"
+        );
+        for part in ["requests", "limits"] {
+            for res in ["cpu", "memory"] {
+                assert!(
+                    c["resources"][part][res].is_string(),
+                    "{service}: {part}.{res}"
+                );
+            }
+        }
+        let ports: Vec<u64> = c["ports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p["containerPort"].as_u64())
+            .collect();
+        assert!(ports.contains(&9090), "{service}: metrics port");
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+        // Settings come from ConfigMaps that exist and Secrets by reference; every variable
+        // is one the service documents.
+        let documented = documented_env(service);
+        let mut set: BTreeSet<String> = shared_env.clone();
+        for e in c["env"].as_array().cloned().unwrap_or_default() {
+            set.insert(e["name"].as_str().unwrap_or_default().to_string());
+            if let Some(cm) = e["valueFrom"]["configMapKeyRef"]["name"].as_str() {
+                assert!(config_maps.contains(cm), "{service}: ConfigMap {cm}");
+            }
+        }
+        for from in c["envFrom"].as_array().cloned().unwrap_or_default() {
+            let cm = from["configMapRef"]["name"].as_str().unwrap_or_default();
+            assert!(config_maps.contains(cm), "{service}: ConfigMap {cm}");
+        }
+        for var in &set {
+            assert!(
+                documented.contains(var),
+                "{service} does not document {var}"
+            );
+        }
+        assert!(
+            c["env"].to_string().contains("\"secretKeyRef\""),
+            "{service}: the database URL comes from a Secret"
+        );
+        for v in pod["spec"]["volumes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            if let Some(cm) = v["configMap"]["name"].as_str() {
+                assert!(
+                    config_maps.contains(cm) || v["configMap"]["optional"] == true,
+                    "{service}: volume ConfigMap {cm}"
+                );
+            }
+        }
+        let svc = named(&docs, "Service", &name);
+        assert_eq!(svc["spec"]["selector"]["app.kubernetes.io/name"], service);
+    }
+    let guardian = named(&docs, "Deployment", "vaultmesh-guardian");
+    assert_eq!(guardian["spec"]["replicas"], 2, "leader plus standby");
+    let volumes = guardian["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(
+        volumes.contains("\"secretName\":\"vaultmesh-guardian-signing-key\""),
+        "{volumes}"
+    );
+    let pdb = named(&docs, "PodDisruptionBudget", "vaultmesh-guardian");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "guardian"
+    );
+    let journal = named(&docs, "PersistentVolumeClaim", "vaultmesh-journal");
+    assert_eq!(strings(&journal["spec"]["accessModes"]), ["ReadWriteMany"]);
+    // kustomization.yaml lists every manifest.
+    let kustomization =
+        std::fs::read_to_string(ops("k8s/kustomization.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    for f in &files {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        assert!(
+            kustomization.contains(&format!("  - {name}\n")),
+            "{name} not in kustomization"
+        );
+    }
+}
+
+#[test]
+fn systemd_units_verify_and_are_hardened() {
+    let scratch = ledger::testing::scratch_dir("systemd-units");
+    let mut copies = Vec::new();
+    let example = std::fs::read_to_string(ops("systemd/vaultmesh.env.example"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for service in ["portal", "guardian", "oracle"] {
+        let file = format!("vaultmesh-{service}.service");
+        let unit = std::fs::read_to_string(ops(&format!("systemd/{file}")))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        for directive in [
+            "User=vaultmesh\n",
+            "Group=vaultmesh\n",
+            "ProtectSystem=strict\n",
+            "ProtectHome=yes\n",
+            "NoNewPrivileges=yes\n",
+            "PrivateTmp=yes\n",
+            "CapabilityBoundingSet=\n",
+            "MemoryMax=",
+            "Restart=on-failure\n",
+            "EnvironmentFile=/etc/vaultmesh/vaultmesh.env\n",
+            &format!("ExecStart=/usr/local/bin/vaultmesh-{service}\n"),
+        ] {
+            assert!(unit.contains(directive), "{file} lacks {directive:?}");
+        }
+        if service == "guardian" {
+            assert!(
+                unit.contains("ReadWritePaths=/var/lib/vaultmesh\n"),
+                "{file}"
+            );
+            assert!(
+                unit.contains("VAULTMESH_JOURNAL_PATH=/var/lib/vaultmesh/"),
+                "{file}"
+            );
+        } else {
+            assert!(!unit.contains("ReadWritePaths="), "{file} writes nothing");
+        }
+        let documented = documented_env(service);
+        let mut set = env_names(&unit);
+        set.extend(env_names(&example));
+        for var in set {
+            assert!(
+                documented.contains(&var),
+                "{file}: {service} does not document {var}"
+            );
+        }
+        // Verified as installed, with the binary where this build put it.
+        let local = unit.replace(
+            &format!("/usr/local/bin/vaultmesh-{service}"),
+            &bin(&format!("vaultmesh-{service}")).to_string_lossy(),
+        );
+        let copy = scratch.join(&file);
+        std::fs::write(&copy, local).unwrap_or_else(|e| panic!("{e}"));
+        copies.push(copy);
+    }
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze is not installed here: unit verification skipped");
+        return;
+    };
+    assert!(probe.status.success());
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.arg("verify").args(&copies);
+    let (ok, text) = run(cmd);
+    assert!(
+        ok && text.trim().is_empty(),
+        "systemd-analyze verify:\n{text}"
+    );
+}
