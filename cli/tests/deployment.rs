@@ -3,6 +3,9 @@
 //! pass `systemd-analyze verify` and carry the hardening. Every `VAULTMESH_*` variable they
 //! set is one the service's `--help` documents.
 
+mod common;
+
+use common::bin;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,17 +31,6 @@ fn run(mut cmd: Command) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-/// A workspace binary beside this package's own (built by `cargo test --workspace`).
-fn bin(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_vaultmesh")).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run ops/test.sh",
-        path.display()
-    );
-    path
 }
 
 /// The `VAULTMESH_*` variables a service's `--help` documents.

@@ -4,61 +4,22 @@
 //! receipts/guardian/oracle alert selector is evaluated through Prometheus's HTTP API, and a
 //! forced divergence must make `ProofChainDivergence` pending or firing.
 
+mod common;
+
+use common::{arg, repo, signing_key, spawn, Service};
 use ledger::store::Role;
-use ledger::testing::{call, closed_port, redis_url, scratch_dir, wait_until_listening, TestDb};
+use ledger::testing::{call, closed_port, scratch_dir, TestDb};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// Metrics that arrive with the mesh and psi issue: dashboard panels over them are expected
 /// to be empty until then (their alert rules are covered by promtool unit tests).
 const LATER: [&str; 2] = ["vaultmesh_mesh_", "vaultmesh_psi_"];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A workspace binary beside this package's own (built by `cargo test --workspace`).
-fn bin(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_vaultmesh")).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the workspace's tests (ops/test.sh)",
-        path.display()
-    );
-    path
-}
-
-struct Service {
-    api: SocketAddr,
-    metrics: u16,
-}
-
-async fn spawn(name: &str, db: &TestDb, dir: &Path, extra: &[String]) -> (Child, Service) {
-    let api = SocketAddr::from(([127, 0, 0, 1], closed_port().await));
-    let metrics = closed_port().await;
-    let log = std::fs::File::create(dir.join(format!("{name}.log")))
-        .unwrap_or_else(|e| panic!("log file: {e}"));
-    let child = Command::new(bin(&format!("vaultmesh-{name}")))
-        .args(["--api-addr", &api.to_string()])
-        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-        .args(["--database-url", &db.app_url])
-        .args(["--redis-url", &redis_url()])
-        .args(["--mesh-id", "vaultmesh-e2e"])
-        .args(["--log", "warn"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-    wait_until_listening(api, name, Duration::from_secs(30)).await;
-    (child, Service { api, metrics })
-}
 
 /// Prometheus's HTTP API.
 struct Prometheus {
@@ -380,11 +341,8 @@ async fn drive(portal: SocketAddr, oracle: SocketAddr, t: &Tokens, round: u32) {
 async fn dashboards_and_alerts_work_against_a_real_prometheus() {
     let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
     let dir = scratch_dir("prometheus-e2e");
-    let key = dir.join("guardian.key");
-    let signer = ledger::note::NoteSigner::generate_to_file("vaultmesh-e2e/guardian", &key)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let key = signing_key(&dir);
     let vkey = dir.join("guardian.vkey");
-    std::fs::write(&vkey, signer.verifier().to_vkey()).unwrap_or_else(|e| panic!("{e}"));
     refuse_poison_writes(&db).await;
     let store = &db.store;
     let token = |role| async move {
@@ -401,23 +359,22 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
     };
     // The journal's directory is missing at first, so the first anchor fails in its sink.
     let journal_dir = dir.join("journal");
-    let path = |p: &Path| p.to_string_lossy().into_owned();
-    let (_portal, portal) = spawn(
+    let portal = spawn(
         "portal",
         &db,
         &dir,
-        &["--guardian-vkey-file".into(), path(&vkey)],
+        &["--guardian-vkey-file".into(), arg(&vkey)],
     )
     .await;
-    let (_guardian, guardian) = spawn(
+    let guardian = spawn(
         "guardian",
         &db,
         &dir,
         &[
             "--signing-key-file".into(),
-            path(&key),
+            arg(&key),
             "--journal-path".into(),
-            path(&journal_dir.join("proofchain.jsonl")),
+            arg(&journal_dir.join("proofchain.jsonl")),
             "--integrate-interval-ms".into(),
             "200".into(),
         ],
@@ -425,13 +382,13 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
     .await;
     // An LLM endpoint nobody listens on: every question falls back and counts a transport error.
     let llm = format!("http://127.0.0.1:{}/v1", closed_port().await);
-    let (_oracle, oracle) = spawn(
+    let oracle = spawn(
         "oracle",
         &db,
         &dir,
         &[
             "--corpus-dir".into(),
-            path(&repo().join("ops/corpus")),
+            arg(&repo().join("ops/corpus")),
             "--llm-url".into(),
             llm,
             "--llm-timeout-ms".into(),

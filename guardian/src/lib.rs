@@ -229,12 +229,7 @@ pub async fn start_with(
     opts: GuardianArgs,
     shutdown: Shutdown,
 ) -> Result<RunningService, StartError> {
-    let signer = NoteSigner::load(&opts.signing_key_file).map_err(|e| {
-        std::io::Error::other(format!(
-            "signing key {}: {e} (create one with `vaultmesh keygen`)",
-            opts.signing_key_file.display()
-        ))
-    })?;
+    let signer = load_signer(&opts)?;
     let ctx = ServiceContext::init(SERVICE, config, shutdown.clone()).await?;
     metrics::register(&ctx.registry)?;
     let sinks = configured_sinks(&opts)?;
@@ -268,6 +263,75 @@ pub async fn start_with(
     let mut running = ctx.serve(routes::routes(guardian.clone())).await?;
     running.add_task(tokio::spawn(run(guardian, shutdown)));
     Ok(running)
+}
+
+/// What `--verify-once` found.
+#[derive(Debug, serde::Serialize)]
+pub struct VerifyReport {
+    /// True when there is no finding.
+    pub intact: bool,
+    /// Scrolls checked.
+    pub scrolls: usize,
+    /// Anchored epochs checked (ProofChain records).
+    pub epochs: u64,
+    /// Whether a journal file was compared with the stored records.
+    pub journal: Option<std::path::PathBuf>,
+    /// Every disagreement found.
+    pub findings: Vec<Finding>,
+}
+
+/// One verification pass over the database named by `config` (and the journal file, unless
+/// its path is empty), with the verifier of the configured signing key; no migrations, no
+/// listener, no writes.
+pub async fn verify_once(
+    config: &CommonConfig,
+    opts: &GuardianArgs,
+) -> Result<VerifyReport, StartError> {
+    let signer = load_signer(opts)?;
+    let store = ledger::store::Store::connect(
+        &config.database_url,
+        &ledger::store::PoolOptions {
+            max_size: 2,
+            ..Default::default()
+        },
+    )?;
+    let journal = (!opts.journal_path.as_os_str().is_empty()).then(|| opts.journal_path.clone());
+    let auditor = divergence::Auditor {
+        store: store.clone(),
+        verifier: signer.verifier(),
+        mesh: config.mesh_id.clone(),
+        journal: journal.clone(),
+    };
+    let findings = auditor
+        .pass()
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let scrolls = store
+        .list_scrolls()
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .len();
+    let epochs = store
+        .latest_anchor()
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .map_or(0, |a| a.record.epoch);
+    Ok(VerifyReport {
+        intact: findings.is_empty(),
+        scrolls,
+        epochs,
+        journal,
+        findings,
+    })
+}
+
+fn load_signer(opts: &GuardianArgs) -> Result<NoteSigner, StartError> {
+    Ok(NoteSigner::load(&opts.signing_key_file).map_err(|e| {
+        std::io::Error::other(format!(
+            "signing key {}: {e} (create one with `vaultmesh keygen`)",
+            opts.signing_key_file.display()
+        ))
+    })?)
 }
 
 /// The sinks the options ask for: the journal unless its path is empty, and the TSA when a

@@ -45,6 +45,12 @@ pub struct GuardianArgs {
     /// Seconds to wait for the TSA.
     #[arg(long, env = "VAULTMESH_TSA_TIMEOUT_SECS", default_value_t = 10)]
     pub tsa_timeout_secs: u64,
+    /// Run one verification pass instead of serving: every stored receipt re-hashed and its
+    /// tree recomputed against the signed checkpoints, the ProofChain and the journal file;
+    /// prints the report as JSON and exits 0 when intact, 1 on any finding. Writes nothing
+    /// and starts no listener (for restore drills and audits of a database copy).
+    #[arg(long)]
+    pub verify_once: bool,
 }
 
 impl Default for GuardianArgs {
@@ -58,6 +64,7 @@ impl Default for GuardianArgs {
             tsa_url: None,
             tsa_cert_file: None,
             tsa_timeout_secs: 10,
+            verify_once: false,
         }
     }
 }
