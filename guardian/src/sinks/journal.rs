@@ -70,8 +70,12 @@ fn append_line(path: &Path, epoch: u64, text: &str) -> Result<Value, SinkError> 
     let offset = file.seek(SeekFrom::End(0))?;
     let mut line = text.as_bytes().to_vec();
     line.push(b'\n');
-    file.write_all(&line)?;
-    file.sync_data()?;
+    if let Err(e) = file.write_all(&line).and_then(|()| file.sync_data()) {
+        // A partial line (disk full mid-write) would make every later append refuse the
+        // file; cut it back to where this epoch started so the retry finds a whole journal.
+        let _ = file.set_len(offset).and_then(|()| file.sync_data());
+        return Err(e.into());
+    }
     Ok(json!({"path": shown, "epoch": epoch, "offset": offset, "line_sha3": line_hash}))
 }
 
