@@ -284,6 +284,23 @@ async fn drive(portal: SocketAddr, oracle: SocketAddr, t: &Tokens, round: u32) {
         .await;
         assert_eq!(s, 200, "{v}");
     }
+    // An idempotency conflict is the client's error: answered 409, not a write failure.
+    let key = format!("e2e-{round}");
+    for (body, status) in [
+        (r#"{"type":"x","payload":{"n":1}}"#, 201),
+        (r#"{"type":"x","payload":{"n":2}}"#, 409),
+    ] {
+        let (s, v) = call(
+            portal,
+            "POST",
+            "/v1/scrolls/drills/receipts",
+            Some(&t.writer),
+            &[("idempotency-key", &key)],
+            body,
+        )
+        .await;
+        assert_eq!(s, status, "{v}");
+    }
     // A write the database refuses (see `refuse_poison_writes`): a receipt write error.
     let (s, v) = call(
         portal,
@@ -607,6 +624,13 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
             .iter()
             .any(|s| s["metric"]["reason"] == "sink_journal" && value(s) >= 1.0),
         "{failures:?}"
+    );
+    let errors = prom.query("vaultmesh_receipt_write_errors_total").await;
+    assert!(
+        errors
+            .iter()
+            .all(|s| s["metric"]["error_type"] == "database_error"),
+        "only the refused writes count: {errors:?}"
     );
     let llm = prom.query("vaultmesh_oracle_llm_errors_total").await;
     assert!(

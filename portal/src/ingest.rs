@@ -293,10 +293,14 @@ fn record(scroll: &str, start: Instant, result: Result<&[AppendOutcome], &StoreE
                 }
             }
         }
+        // A conflict or an unknown scroll is the client's answer, not a failed write: only
+        // the ledger's own failures count (and page, via ReceiptWriteFailure).
+        Err(
+            ledger::store::StoreError::UnknownScroll(_)
+            | ledger::store::StoreError::IdempotencyConflict(_),
+        ) => {}
         Err(e) => {
             let kind = match e {
-                ledger::store::StoreError::UnknownScroll(_) => "unknown_scroll",
-                ledger::store::StoreError::IdempotencyConflict(_) => "idempotency_conflict",
                 ledger::store::StoreError::Pool(_) => "database_unavailable",
                 _ => "database_error",
             };
