@@ -16,6 +16,10 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use warp::Filter;
 
+/// The guardian's metrics are process-wide: the two tests of this binary take turns so one's
+/// anchors never show in the other's status gauge.
+static METRICS_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new("openssl")
         .args(args)
@@ -231,6 +235,7 @@ async fn openssl_verifies(h: &Harness, epoch: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_verified_before_storing_and_failed_epochs_are_stamped_later() {
+    let _turn = METRICS_TURN.lock().await;
     let h = harness(false).await;
     let (s, body) = anchor(&h).await;
     assert_eq!(s, 200, "{body}");
@@ -294,6 +299,7 @@ async fn tokens_are_verified_before_storing_and_failed_epochs_are_stamped_later(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rsa_tsa_works_too() {
+    let _turn = METRICS_TURN.lock().await;
     let h = harness(true).await;
     let (s, body) = anchor(&h).await;
     assert_eq!(s, 200, "{body}");
