@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{arg, repo, signing_key, spawn, Service};
+use common::{arg, repo, signing_key, spawn, spawn_guardian, Service};
 use ledger::store::Role;
 use ledger::testing::{call, closed_port, scratch_dir, TestDb};
 use serde_json::{json, Value};
@@ -245,83 +245,114 @@ async fn refuse_poison_writes(db: &TestDb) {
     .unwrap_or_else(|e| panic!("poison trigger: {e}"));
 }
 
-/// One round of traffic: receipts (single and batch, two scrolls), reads (cache lookups),
-/// a refused write, a bad token, proofs and oracle questions.
+/// One request of a round of traffic and the status it must get.
+struct Expect<'a> {
+    to: SocketAddr,
+    method: &'static str,
+    path: &'static str,
+    token: Option<&'a str>,
+    idempotency_key: Option<String>,
+    body: String,
+    status: u16,
+}
+
+/// One round of traffic: receipts (single and batch, two scrolls), reads (cache lookups), an
+/// idempotency conflict, a refused write, a bad token, a proof and oracle questions.
 async fn drive(portal: SocketAddr, oracle: SocketAddr, t: &Tokens, round: u32) {
-    for i in 0..5 {
-        let body = json!({"type": "drill_completed", "payload": {"drill": "fire", "ok": true, "round": round, "i": i}});
-        let (s, v) = call(
-            portal,
-            "POST",
-            "/v1/scrolls/drills/receipts",
-            Some(&t.writer),
-            &[],
-            &body.to_string(),
-        )
-        .await;
-        assert_eq!(s, 201, "{v}");
-    }
-    let batch = json!({"receipts": (0..5).map(|i| json!({"type": "policy_reviewed", "payload": {"round": round, "i": i}})).collect::<Vec<_>>()});
-    let (s, v) = call(
-        portal,
-        "POST",
+    let post = |path, token, body: String, status| Expect {
+        to: portal,
+        method: "POST",
+        path,
+        token,
+        idempotency_key: None,
+        body,
+        status,
+    };
+    let receipt =
+        |kind: &str, payload: Value| json!({"type": kind, "payload": payload}).to_string();
+    let writer = Some(t.writer.as_str());
+    let mut round_trip: Vec<Expect> = (0..5)
+        .map(|i| {
+            let payload = json!({"drill": "fire", "ok": true, "round": round, "i": i});
+            post(
+                "/v1/scrolls/drills/receipts",
+                writer,
+                receipt("drill_completed", payload),
+                201,
+            )
+        })
+        .collect();
+    let batch: Vec<Value> = (0..5)
+        .map(|i| json!({"type": "policy_reviewed", "payload": {"round": round, "i": i}}))
+        .collect();
+    round_trip.push(post(
         "/v1/scrolls/compliance/receipts/batch",
-        Some(&t.writer),
-        &[],
-        &batch.to_string(),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
+        writer,
+        json!({"receipts": batch}).to_string(),
+        201,
+    ));
     for _ in 0..2 {
-        let (s, v) = call(
-            portal,
-            "GET",
-            "/v1/scrolls/drills/receipts/0",
-            Some(&t.reader),
-            &[],
-            "",
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
+        round_trip.push(Expect {
+            method: "GET",
+            ..post(
+                "/v1/scrolls/drills/receipts/0",
+                Some(&t.reader),
+                String::new(),
+                200,
+            )
+        });
     }
     // An idempotency conflict is the client's error: answered 409, not a write failure.
-    let key = format!("e2e-{round}");
-    for (body, status) in [
-        (r#"{"type":"x","payload":{"n":1}}"#, 201),
-        (r#"{"type":"x","payload":{"n":2}}"#, 409),
-    ] {
-        let (s, v) = call(
-            portal,
-            "POST",
-            "/v1/scrolls/drills/receipts",
-            Some(&t.writer),
-            &[("idempotency-key", &key)],
-            body,
-        )
-        .await;
-        assert_eq!(s, status, "{v}");
+    for (n, status) in [(1, 201), (2, 409)] {
+        round_trip.push(Expect {
+            idempotency_key: Some(format!("e2e-{round}")),
+            ..post(
+                "/v1/scrolls/drills/receipts",
+                writer,
+                receipt("x", json!({ "n": n })),
+                status,
+            )
+        });
     }
     // A write the database refuses (see `refuse_poison_writes`): a receipt write error.
-    let (s, v) = call(
-        portal,
-        "POST",
+    round_trip.push(post(
         "/v1/scrolls/drills/receipts",
-        Some(&t.writer),
-        &[],
-        r#"{"type":"e2e_poison","payload":{}}"#,
-    )
-    .await;
-    assert!(s >= 500, "{s} {v}");
-    let (s, _) = call(
-        portal,
-        "GET",
-        "/v1/scrolls/drills/receipts/0",
-        Some("vm_not_a_key"),
-        &[],
-        "",
-    )
-    .await;
-    assert_eq!(s, 401);
+        writer,
+        receipt("e2e_poison", json!({})),
+        503,
+    ));
+    round_trip.push(Expect {
+        method: "GET",
+        ..post(
+            "/v1/scrolls/drills/receipts/0",
+            Some("vm_not_a_key"),
+            String::new(),
+            401,
+        )
+    });
+    for q in [
+        "How long must AI system logs be kept, and are our AI logs exported?",
+        "What must an incident notification contain and when is it due?",
+    ] {
+        round_trip.push(Expect {
+            to: oracle,
+            ..post(
+                "/v1/oracle/query",
+                Some(&t.reader),
+                json!({ "question": q }).to_string(),
+                200,
+            )
+        });
+    }
+    for e in round_trip {
+        let key: Vec<(&str, &str)> = e
+            .idempotency_key
+            .iter()
+            .map(|k| ("idempotency-key", k.as_str()))
+            .collect();
+        let (s, v) = call(e.to, e.method, e.path, e.token, &key, &e.body).await;
+        assert_eq!(s, e.status, "{} {}: {v}", e.method, e.path);
+    }
     // A proof once the guardian has signed a checkpoint covering the round (tile lookups).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -335,22 +366,6 @@ async fn drive(portal: SocketAddr, oracle: SocketAddr, t: &Tokens, round: u32) {
             "no checkpoint covers round {round}: {s} {v}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for q in [
-        "How long must AI system logs be kept, and are our AI logs exported?",
-        "What must an incident notification contain and when is it due?",
-    ] {
-        let body = json!({"question": q}).to_string();
-        let (s, v) = call(
-            oracle,
-            "POST",
-            "/v1/oracle/query",
-            Some(&t.reader),
-            &[],
-            &body,
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
     }
 }
 
@@ -383,20 +398,7 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
         &["--guardian-vkey-file".into(), arg(&vkey)],
     )
     .await;
-    let guardian = spawn(
-        "guardian",
-        &db,
-        &dir,
-        &[
-            "--signing-key-file".into(),
-            arg(&key),
-            "--journal-path".into(),
-            arg(&journal_dir.join("proofchain.jsonl")),
-            "--integrate-interval-ms".into(),
-            "200".into(),
-        ],
-    )
-    .await;
+    let guardian = spawn_guardian(&db, &dir, &key, &journal_dir.join("proofchain.jsonl")).await;
     // An LLM endpoint nobody listens on: every question falls back and counts a transport error.
     let llm = format!("http://127.0.0.1:{}/v1", closed_port().await);
     let oracle = spawn(
@@ -497,55 +499,35 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
 
     // Round 1 creates every series; round 2, after Prometheus has seen round 1, makes the
     // rates and quantiles over them non-trivial.
-    drive(portal.api, oracle.api, &t, 1).await;
-    let (s, v) = call(
-        guardian.api,
-        "POST",
-        "/v1/guardian/anchor",
-        Some(&t.admin),
-        &[],
-        "",
-    )
-    .await;
-    assert_eq!(s, 502, "the journal sink fails without its directory: {v}");
-    std::fs::create_dir_all(&journal_dir).unwrap_or_else(|e| panic!("{e}"));
-    let (s, v) = call(
-        guardian.api,
-        "POST",
-        "/v1/guardian/anchor",
-        Some(&t.admin),
-        &[],
-        "",
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    prom.wait_for("vaultmesh_guardian_anchors_total", |s| sum(s) >= 1.0)
+    for round in 1..=2u32 {
+        drive(portal.api, oracle.api, &t, round).await;
+        let anchor = || {
+            call(
+                guardian.api,
+                "POST",
+                "/v1/guardian/anchor",
+                Some(&t.admin),
+                &[],
+                "",
+            )
+        };
+        if round == 1 {
+            let (s, v) = anchor().await;
+            assert_eq!(s, 502, "the journal sink fails without its directory: {v}");
+            std::fs::create_dir_all(&journal_dir).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (s, v) = anchor().await;
+        assert_eq!(s, 200, "{v}");
+        let r = f64::from(round);
+        prom.wait_for("vaultmesh_guardian_anchors_total", |s| sum(s) >= r)
+            .await;
+        prom.wait_for("sum(vaultmesh_receipts_total)", |s| sum(s) >= 10.0 * r)
+            .await;
+        prom.wait_for("vaultmesh_oracle_query_duration_seconds_count", |s| {
+            sum(s) >= 2.0 * r
+        })
         .await;
-    prom.wait_for("sum(vaultmesh_receipts_total)", |s| sum(s) >= 10.0)
-        .await;
-    prom.wait_for("vaultmesh_oracle_query_duration_seconds_count", |s| {
-        sum(s) >= 2.0
-    })
-    .await;
-    drive(portal.api, oracle.api, &t, 2).await;
-    let (s, v) = call(
-        guardian.api,
-        "POST",
-        "/v1/guardian/anchor",
-        Some(&t.admin),
-        &[],
-        "",
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    prom.wait_for("vaultmesh_guardian_anchors_total", |s| sum(s) >= 2.0)
-        .await;
-    prom.wait_for("sum(vaultmesh_receipts_total)", |s| sum(s) >= 20.0)
-        .await;
-    prom.wait_for("vaultmesh_oracle_query_duration_seconds_count", |s| {
-        sum(s) >= 4.0
-    })
-    .await;
+    }
     prom.wait_for("sum(vaultmesh_cache_lookups_total)", |s| sum(s) >= 4.0)
         .await;
 

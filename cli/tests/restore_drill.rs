@@ -4,29 +4,12 @@
 
 mod common;
 
-use common::{arg, bin, repo, signing_key, spawn};
-use ledger::receipt::ReceiptDraft;
-use ledger::store::{NewReceipt, Role, Store};
-use ledger::testing::{call, scratch_dir, TestDb};
+use common::{arg, bin, repo, signing_key, spawn_guardian};
+use ledger::store::Role;
+use ledger::testing::{append_receipts, call, scratch_dir, TestDb};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-async fn append(store: &Store, scroll: &str, n: u64) {
-    let items = (0..n)
-        .map(|i| NewReceipt {
-            draft: ReceiptDraft::new("drill_completed", serde_json::json!({ "i": i }))
-                .unwrap_or_else(|e| panic!("{e}")),
-            submitter: "key_test".into(),
-            idempotency_key: None,
-            request_hash: None,
-        })
-        .collect();
-    store
-        .append_receipts(scroll, items, true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
 
 /// Runs the drill; its exit code, the guardian's JSON report and the script's log.
 fn drill(db: &TestDb, journal: &Path, key: &Path) -> (i32, serde_json::Value, String) {
@@ -61,22 +44,9 @@ async fn a_restored_backup_verifies_against_the_journal() {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .token;
-    let guardian = spawn(
-        "guardian",
-        &db,
-        &dir,
-        &[
-            "--signing-key-file".into(),
-            arg(&key),
-            "--journal-path".into(),
-            arg(&journal),
-            "--integrate-interval-ms".into(),
-            "100".into(),
-        ],
-    )
-    .await;
+    let guardian = spawn_guardian(&db, &dir, &key, &journal).await;
     for (scroll, n) in [("drills", 40), ("compliance", 25)] {
-        append(&db.store, scroll, n).await;
+        append_receipts(&db.store, scroll, "drill_completed", n).await;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (s, v) = call(

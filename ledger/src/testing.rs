@@ -209,6 +209,24 @@ pub async fn wait_until_listening(
     }
 }
 
+/// Appends `n` receipts of type `kind` with payloads `{"i": 0..n}` to `scroll` in one
+/// transaction, straight through the store.
+pub async fn append_receipts(store: &Store, scroll: &str, kind: &str, n: u64) {
+    let items = (0..n)
+        .map(|i| crate::store::NewReceipt {
+            draft: crate::receipt::ReceiptDraft::new(kind, serde_json::json!({ "i": i }))
+                .unwrap_or_else(|e| panic!("{e}")),
+            submitter: "key_test".into(),
+            idempotency_key: None,
+            request_hash: None,
+        })
+        .collect();
+    store
+        .append_receipts(scroll, items, true)
+        .await
+        .unwrap_or_else(|e| panic!("append to {scroll}: {e}"));
+}
+
 /// A loopback port that was free a moment ago and has no listener now.
 pub async fn closed_port() -> u16 {
     match tokio::net::TcpListener::bind("127.0.0.1:0").await {

@@ -7,26 +7,10 @@ use ledger::checkpoint::Checkpoint;
 use ledger::hash::{from_hex, to_hex, Sha3Hasher};
 use ledger::merkle::verify_inclusion;
 use ledger::note::NoteSigner;
-use ledger::receipt::ReceiptDraft;
-use ledger::store::{NewReceipt, Role, Store};
-use ledger::testing::{call, http, service_config, TestDb};
+use ledger::store::{Role, Store};
+use ledger::testing::{append_receipts, call, http, service_config, TestDb};
 use serde_json::json;
 use sha3::Sha3_256;
-
-async fn append(store: &Store, scroll: &str, kind: &str, n: u64) {
-    let items = (0..n)
-        .map(|i| NewReceipt {
-            draft: ReceiptDraft::new(kind, json!({ "i": i })).unwrap_or_else(|e| panic!("{e}")),
-            submitter: "key_test".into(),
-            idempotency_key: None,
-            request_hash: None,
-        })
-        .collect();
-    store
-        .append_receipts(scroll, items, true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
 
 /// What the guardian would do: integrate a scroll and sign a checkpoint over it.
 async fn sign(store: &Store, scroll: &str) {
@@ -79,10 +63,10 @@ async fn answers_cite_the_corpus_prove_evidence_and_are_receipted() {
         key(Role::Writer).await,
         key(Role::Admin).await,
     );
-    append(&db.store, "observability", "ai_event_logging_enabled", 3).await;
-    append(&db.store, "observability", "ai_log_export", 2).await;
+    append_receipts(&db.store, "observability", "ai_event_logging_enabled", 3).await;
+    append_receipts(&db.store, "observability", "ai_log_export", 2).await;
     sign(&db.store, "observability").await;
-    append(&db.store, "observability", "ai_log_export", 1).await; // not yet checkpointed
+    append_receipts(&db.store, "observability", "ai_log_export", 1).await; // not yet checkpointed
 
     let opts = oracle::OracleArgs {
         corpus_dir: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/corpus")),

@@ -63,6 +63,19 @@ pub async fn spawn(name: &str, db: &TestDb, dir: &Path, extra: &[String]) -> Ser
     }
 }
 
+/// Starts a guardian signing with `key`, journaling to `journal`, integrating every 100 ms.
+pub async fn spawn_guardian(db: &TestDb, dir: &Path, key: &Path, journal: &Path) -> Service {
+    let args = [
+        "--signing-key-file".into(),
+        arg(key),
+        "--journal-path".into(),
+        arg(journal),
+        "--integrate-interval-ms".into(),
+        "100".into(),
+    ];
+    spawn("guardian", db, dir, &args).await
+}
+
 /// A guardian signing key in `dir` (and its vkey file beside it).
 pub fn signing_key(dir: &Path) -> PathBuf {
     let key = dir.join("guardian.key");

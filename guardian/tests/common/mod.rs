@@ -4,9 +4,8 @@
 
 use guardian::GuardianArgs;
 use ledger::note::NoteSigner;
-use ledger::receipt::ReceiptDraft;
 use ledger::service::RunningService;
-use ledger::store::{NewReceipt, Role, Store, StoredCheckpoint};
+use ledger::store::{Role, Store, StoredCheckpoint};
 use ledger::testing::{call, http, scratch_dir, service_config, TestDb};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -124,19 +123,7 @@ pub async fn wait_metric(addr: SocketAddr, series: &str, value: f64) {
 
 /// Appends `n` small receipts to `scroll` in one transaction.
 pub async fn append(store: &Store, scroll: &str, n: u64) {
-    let items = (0..n)
-        .map(|i| NewReceipt {
-            draft: ReceiptDraft::new("drill_completed", serde_json::json!({ "i": i }))
-                .unwrap_or_else(|e| panic!("{e}")),
-            submitter: "key_test".into(),
-            idempotency_key: None,
-            request_hash: None,
-        })
-        .collect();
-    store
-        .append_receipts(scroll, items, true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    ledger::testing::append_receipts(store, scroll, "drill_completed", n).await;
 }
 
 /// Waits until `scroll` has a checkpoint at `size`.
