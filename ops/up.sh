@@ -5,11 +5,14 @@
 # Ctrl-C stops everything. Running it again reuses .vaultmesh/ (same keys, same data).
 # Ports: VAULTMESH_{PORTAL,GUARDIAN,ORACLE}_PORT (8080/8081/8082) and
 #        VAULTMESH_{PORTAL,GUARDIAN,ORACLE}_METRICS_PORT (9090/9091/9092).
+# Also: VAULTMESH_STATE_DIR (.vaultmesh), VAULTMESH_DEV_DATABASE (vaultmesh; created if
+# missing), VAULTMESH_BIN_DIR (use these binaries instead of building release ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . ops/lib/stack.sh
 
-STATE=.vaultmesh
+STATE=${VAULTMESH_STATE_DIR:-.vaultmesh}
+DATABASE=${VAULTMESH_DEV_DATABASE:-vaultmesh}
 MESH_ID=${VAULTMESH_MESH_ID:-vaultmesh-dev}
 PORTAL_PORT=${VAULTMESH_PORTAL_PORT:-8080}
 GUARDIAN_PORT=${VAULTMESH_GUARDIAN_PORT:-8081}
@@ -19,12 +22,20 @@ GUARDIAN_METRICS=${VAULTMESH_GUARDIAN_METRICS_PORT:-9091}
 ORACLE_METRICS=${VAULTMESH_ORACLE_METRICS_PORT:-9092}
 
 vm_ensure_stack
+case $DATABASE in *[!a-z0-9_]*|'') vm_log "VAULTMESH_DEV_DATABASE: lower-case letters, digits and _ only"; exit 2 ;; esac
+if [ -z "$(vm_psql_super -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DATABASE'")" ]; then
+    vm_psql_super -d postgres -qc "CREATE DATABASE $DATABASE OWNER vaultmesh"
+fi
 mkdir -p "$STATE"
-vm_log "building release binaries"
-cargo build --release --locked --bins --quiet
-BIN=target/release
-OWNER_URL=$(vm_owner_url)
-APP_URL=$(vm_app_url)
+if [ -n "${VAULTMESH_BIN_DIR:-}" ]; then
+    BIN=$VAULTMESH_BIN_DIR
+else
+    vm_log "building release binaries"
+    cargo build --release --locked --bins --quiet
+    BIN=target/release
+fi
+OWNER_URL=$(vm_owner_url "$DATABASE")
+APP_URL=$(vm_app_url "$DATABASE")
 
 "$BIN/vaultmesh" migrate --database-url "$OWNER_URL"
 VKEY=$("$BIN/vaultmesh" keygen --name "$MESH_ID/guardian" --out "$STATE/guardian.key" --vkey-out "$STATE/guardian.vkey")

@@ -6,102 +6,18 @@
 
 mod common;
 
-use common::{arg, repo, signing_key, spawn, spawn_guardian, Service};
+use common::{arg, repo, signing_key, spawn, spawn_guardian, sum, value, Prometheus, Service};
 use ledger::store::Role;
 use ledger::testing::{call, closed_port, scratch_dir, TestDb};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::process::Command;
 
 /// Metrics that arrive with the mesh and psi issue: dashboard panels over them are expected
 /// to be empty until then (their alert rules are covered by promtool unit tests).
 const LATER: [&str; 2] = ["vaultmesh_mesh_", "vaultmesh_psi_"];
-
-/// Prometheus's HTTP API.
-struct Prometheus {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Prometheus {
-    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Value {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .query(query)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let v: Value = resp
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        assert_eq!(v["status"], "success", "GET {path} {query:?}: {v}");
-        v["data"].clone()
-    }
-
-    /// The instant vector (or scalar, as one unlabelled sample) of `expr`.
-    async fn query(&self, expr: &str) -> Vec<Value> {
-        let data = self.get("/api/v1/query", &[("query", expr)]).await;
-        match data["resultType"].as_str() {
-            Some("vector") => data["result"].as_array().cloned().unwrap_or_default(),
-            Some("scalar") => vec![json!({"metric": {}, "value": data["result"]})],
-            other => panic!("{expr}: unexpected result type {other:?}"),
-        }
-    }
-
-    /// Polls `expr` until `ok` holds for its samples (Prometheus scrapes every second).
-    async fn wait_for(&self, expr: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let got = self.query(expr).await;
-            if ok(&got) {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{expr}: never held; last {got:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// The first active (pending or firing) alert named `name`, waited for.
-    async fn wait_alert(&self, name: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let alerts = self.alerts().await;
-            if let Some(a) = alerts.iter().find(|a| a["labels"]["alertname"] == name) {
-                assert!(a["state"] == "pending" || a["state"] == "firing", "{a}");
-                return a.clone();
-            }
-            assert!(Instant::now() < deadline, "{name} never raised: {alerts:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn alerts(&self) -> Vec<Value> {
-        self.get("/api/v1/alerts", &[]).await["alerts"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-fn value(sample: &Value) -> f64 {
-    sample["value"][1]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
-fn sum(samples: &[Value]) -> f64 {
-    samples.iter().map(value).sum()
-}
 
 fn has_labels(sample: &Value, labels: &[&str]) -> bool {
     labels
@@ -429,37 +345,7 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
         ],
     )
     .await;
-    std::fs::write(dir.join("prometheus.yml"), config).unwrap_or_else(|e| panic!("{e}"));
-    let prom_port = closed_port().await;
-    let _prometheus = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap_or_else(|e| panic!("{e}")))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("prometheus (ops/test.sh installs it): {e}"));
-    let prom = Prometheus {
-        base: format!("http://127.0.0.1:{prom_port}"),
-        http: reqwest::Client::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = prom.http.get(format!("{}/-/ready", prom.base)).send().await;
-        if ready.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "prometheus never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let prom = Prometheus::start(&dir, &config).await;
     prom.wait_for(r#"up{job=~"vaultmesh-.*"} == 1"#, |s| s.len() == 3)
         .await;
     // Relabelling kept exactly the three service pods, at their annotated metrics ports.

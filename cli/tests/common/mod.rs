@@ -3,10 +3,11 @@
 #![allow(dead_code)]
 
 use ledger::testing::{closed_port, redis_url, wait_until_listening, TestDb};
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 /// The repository root.
@@ -89,4 +90,128 @@ pub fn signing_key(dir: &Path) -> PathBuf {
 /// A path as a command-line argument.
 pub fn arg(p: &Path) -> String {
     p.to_string_lossy().into_owned()
+}
+
+/// Prometheus's HTTP API.
+pub struct Prometheus {
+    base: String,
+    http: reqwest::Client,
+    _process: Child,
+}
+
+impl Prometheus {
+    /// Runs `prometheus` with `config` (written to `dir/prometheus.yml`, data in `dir/tsdb`)
+    /// on a free port and waits until it is ready.
+    pub async fn start(dir: &Path, config: &str) -> Self {
+        let file = dir.join("prometheus.yml");
+        std::fs::write(&file, config).unwrap_or_else(|e| panic!("{e}"));
+        let port = closed_port().await;
+        let log =
+            std::fs::File::create(dir.join("prometheus.log")).unwrap_or_else(|e| panic!("{e}"));
+        let process = Command::new("prometheus")
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("prometheus (ops/test.sh installs it): {e}"));
+        let prom = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            _process: process,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = prom.http.get(format!("{}/-/ready", prom.base)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return prom;
+            }
+            assert!(Instant::now() < deadline, "prometheus never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `GET path?query` on the API; the `data` of a successful answer.
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let v: Value = resp
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(v["status"], "success", "GET {path} {query:?}: {v}");
+        v["data"].clone()
+    }
+
+    /// The instant vector (or scalar, as one unlabelled sample) of `expr`.
+    pub async fn query(&self, expr: &str) -> Vec<Value> {
+        let data = self.get("/api/v1/query", &[("query", expr)]).await;
+        match data["resultType"].as_str() {
+            Some("vector") => data["result"].as_array().cloned().unwrap_or_default(),
+            Some("scalar") => vec![json!({"metric": {}, "value": data["result"]})],
+            other => panic!("{expr}: unexpected result type {other:?}"),
+        }
+    }
+
+    /// Polls `expr` until `ok` holds for its samples (Prometheus scrapes every second).
+    pub async fn wait_for(&self, expr: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = self.query(expr).await;
+            if ok(&got) {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{expr}: never held; last {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The first active (pending or firing) alert named `name`, waited for.
+    pub async fn wait_alert(&self, name: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let alerts = self.alerts().await;
+            if let Some(a) = alerts.iter().find(|a| a["labels"]["alertname"] == name) {
+                assert!(a["state"] == "pending" || a["state"] == "firing", "{a}");
+                return a.clone();
+            }
+            assert!(Instant::now() < deadline, "{name} never raised: {alerts:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Active alerts.
+    pub async fn alerts(&self) -> Vec<Value> {
+        self.get("/api/v1/alerts", &[]).await["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// A sample's value (NaN when absent).
+pub fn value(sample: &Value) -> f64 {
+    sample["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The sum of the samples' values.
+pub fn sum(samples: &[Value]) -> f64 {
+    samples.iter().map(value).sum()
 }
