@@ -4,11 +4,12 @@
 # every tree recomputed against its signed checkpoints and anchored roots, the ProofChain and
 # each journaled epoch compared). Exit 0 only if the restore is complete and intact.
 #
-#   ops/restore-drill.sh [--database-url OWNER_URL] [--journal FILE] [--signing-key FILE]
-#                        [--mesh-id ID] [--bin DIR] [--keep]
+#   ops/restore-drill.sh [--database-url OWNER_URL] [--journal FILE]
+#                        [--vkey FILE | --signing-key FILE] [--mesh-id ID] [--bin DIR] [--keep]
 #
-# Defaults are the dev stack's (.vaultmesh/, mesh vaultmesh-dev, release binaries, built if
-# missing). --keep leaves the restored database and the backup in place for inspection.
+# Signatures are checked with the guardian's public vkey when --vkey is given, else with the
+# signing key's public half. Defaults are the dev stack's (.vaultmesh/, mesh vaultmesh-dev,
+# release binaries, built if missing). --keep leaves the restored database and the backup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . ops/lib/stack.sh
@@ -16,6 +17,7 @@ cd "$(dirname "$0")/.."
 db_url=$(vm_owner_url)
 journal=.vaultmesh/proofchain.jsonl
 key=.vaultmesh/guardian.key
+vkey=
 mesh=${VAULTMESH_MESH_ID:-vaultmesh-dev}
 bin=target/release
 keep=
@@ -24,10 +26,11 @@ while [ $# -gt 0 ]; do
         --database-url) db_url=$2; shift 2 ;;
         --journal) journal=$2; shift 2 ;;
         --signing-key) key=$2; shift 2 ;;
+        --vkey) vkey=$2; shift 2 ;;
         --mesh-id) mesh=$2; shift 2 ;;
         --bin) bin=$2; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) vm_log "unknown argument: $1"; exit 2 ;;
     esac
 done
@@ -73,10 +76,11 @@ fi
 vm_log "3/3 guardian verification of the restored data against the journal"
 journal_copy=$work/backup/proofchain.jsonl
 [ -f "$journal_copy" ] || journal_copy=
+if [ -n "$vkey" ]; then keys=(--vkey-file "$vkey"); else keys=(--signing-key-file "$key"); fi
 set +e
 "$bin/vaultmesh-guardian" --verify-once --log warn \
     --database-url "$restored_url" --redis-url '' --mesh-id "$mesh" \
-    --signing-key-file "$key" --journal-path "$journal_copy" > "$work/verify.json"
+    "${keys[@]}" --journal-path "$journal_copy" > "$work/verify.json"
 status=$?
 set -e
 cat "$work/verify.json"

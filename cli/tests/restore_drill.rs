@@ -11,13 +11,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Runs the drill; its exit code, the guardian's JSON report and the script's log.
-fn drill(db: &TestDb, journal: &Path, key: &Path) -> (i32, serde_json::Value, String) {
+/// Runs the drill with `key` (`--signing-key` or `--vkey`); its exit code, the guardian's
+/// JSON report and the script's log.
+fn drill(db: &TestDb, journal: &Path, key: (&str, &Path)) -> (i32, serde_json::Value, String) {
     let out = Command::new("bash")
         .arg(repo().join("ops/restore-drill.sh"))
         .args(["--database-url", &db.owner_url])
         .args(["--journal", &arg(journal)])
-        .args(["--signing-key", &arg(key)])
+        .args([key.0, &arg(key.1)])
         .args(["--mesh-id", "vaultmesh-e2e"])
         .args([
             "--bin",
@@ -72,7 +73,8 @@ async fn a_restored_backup_verifies_against_the_journal() {
     }
     drop(guardian);
 
-    let (code, report, log) = drill(&db, &journal, &key);
+    // Checked with the public vkey alone, as an auditor would.
+    let (code, report, log) = drill(&db, &journal, ("--vkey", &dir.join("guardian.vkey")));
     assert_eq!(code, 0, "{report}\n{log}");
     assert_eq!(report["intact"], true, "{report}");
     assert!(report["epochs"].as_u64().unwrap_or(0) >= 2, "{report}");
@@ -85,7 +87,7 @@ async fn a_restored_backup_verifies_against_the_journal() {
     let forged = dir.join("forged.jsonl");
     std::fs::write(&forged, text.replacen("\"epoch\":1", "\"epoch\":1 ", 1))
         .unwrap_or_else(|e| panic!("{e}"));
-    let (code, report, log) = drill(&db, &forged, &key);
+    let (code, report, log) = drill(&db, &forged, ("--signing-key", &key));
     assert_eq!(code, 1, "{report}\n{log}");
     assert!(
         report["findings"]
@@ -94,6 +96,11 @@ async fn a_restored_backup_verifies_against_the_journal() {
         "{report}"
     );
     assert!(log.contains("restore drill FAILED"), "{log}");
+
+    // Another guardian's key does not verify the checkpoints.
+    let other = scratch_dir("restore-drill-other");
+    let (code, report, log) = drill(&db, &journal, ("--signing-key", &signing_key(&other)));
+    assert_eq!(code, 1, "{report}\n{log}");
 
     // Scratch databases are dropped after each drill.
     let c = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));

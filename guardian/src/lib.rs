@@ -22,7 +22,7 @@ use integrate::Integrator;
 use leader::Leadership;
 use ledger::config::{CommonConfig, ServiceDefaults};
 use ledger::context::{ServiceContext, StartError};
-use ledger::note::NoteSigner;
+use ledger::note::{NoteSigner, NoteVerifier};
 use ledger::service::{RunningService, Shutdown};
 use metrics::{sentinel, PROOFCHAIN_DIVERGENCE, RECEIPTS_SINCE_ANCHOR};
 use std::sync::Arc;
@@ -282,12 +282,19 @@ pub struct VerifyReport {
 
 /// One verification pass over the database named by `config` (and the journal file, unless
 /// its path is empty), with the verifier of the configured signing key; no migrations, no
-/// listener, no writes.
+/// listener, no writes. Signatures are checked with `--vkey-file` when given, else with the
+/// signing key's public half.
 pub async fn verify_once(
     config: &CommonConfig,
     opts: &GuardianArgs,
 ) -> Result<VerifyReport, StartError> {
-    let signer = load_signer(opts)?;
+    let verifier = match &opts.vkey_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| NoteVerifier::from_vkey(text.trim()).map_err(|e| e.to_string()))
+            .map_err(|e| std::io::Error::other(format!("vkey {}: {e}", path.display())))?,
+        None => load_signer(opts)?.verifier(),
+    };
     let store = ledger::store::Store::connect(
         &config.database_url,
         &ledger::store::PoolOptions {
@@ -298,7 +305,7 @@ pub async fn verify_once(
     let journal = (!opts.journal_path.as_os_str().is_empty()).then(|| opts.journal_path.clone());
     let auditor = divergence::Auditor {
         store: store.clone(),
-        verifier: signer.verifier(),
+        verifier,
         mesh: config.mesh_id.clone(),
         journal: journal.clone(),
     };

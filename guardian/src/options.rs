@@ -51,6 +51,10 @@ pub struct GuardianArgs {
     /// and starts no listener (for restore drills and audits of a database copy).
     #[arg(long)]
     pub verify_once: bool,
+    /// With `--verify-once`: check signatures with this verifier key file (the public vkey)
+    /// instead of the signing key, so an auditor needs no secret.
+    #[arg(long, value_name = "FILE", requires = "verify_once")]
+    pub vkey_file: Option<PathBuf>,
 }
 
 impl Default for GuardianArgs {
@@ -65,6 +69,7 @@ impl Default for GuardianArgs {
             tsa_cert_file: None,
             tsa_timeout_secs: 10,
             verify_once: false,
+            vkey_file: None,
         }
     }
 }
