@@ -159,26 +159,24 @@ impl Anchorer {
     /// Writes one of the guardian's own events to its scroll (best effort: an event that
     /// cannot be written is logged, and the anchor itself stands).
     pub async fn write_event(&self, kind: &str, payload: Value) {
-        let draft = match ReceiptDraft::new(kind, payload) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(kind, error = %e, "guardian event is not a valid receipt");
-                return;
-            }
-        };
+        if let Err(e) = self.append_event(kind, payload).await {
+            tracing::error!(kind, error = %e, "could not write a guardian event receipt");
+        }
+    }
+
+    /// Writes one receipt of `kind` to the `guardian` scroll, reporting failure.
+    pub async fn append_event(&self, kind: &str, payload: Value) -> Result<(), GuardianError> {
+        let draft = ReceiptDraft::new(kind, payload)?;
         let item = NewReceipt {
             draft,
             submitter: GUARDIAN_SUBMITTER.into(),
             idempotency_key: None,
             request_hash: None,
         };
-        if let Err(e) = self
-            .store
+        self.store
             .append_receipts(GUARDIAN_SCROLL, vec![item], true)
-            .await
-        {
-            tracing::error!(kind, error = %e, "could not write a guardian event receipt");
-        }
+            .await?;
+        Ok(())
     }
 
     /// Receipts integrated since the newest epoch, summed over scrolls.

@@ -24,6 +24,9 @@ pub enum GuardianError {
         /// What differs.
         detail: String,
     },
+    /// One of the guardian's own event receipts could not be built.
+    #[error("a guardian event is not a valid receipt: {0}")]
+    Event(#[from] ledger::receipt::ReceiptError),
     /// This guardian does not hold the lock.
     #[error("this guardian is on standby; the leader anchors")]
     NotLeader,

@@ -48,8 +48,8 @@ pub struct Guardian {
     pub anchorer: Anchorer,
     /// Divergence detection.
     pub auditor: divergence::Auditor,
-    /// Findings raised so far, by their JSON form, and whether an operator acknowledged them.
-    known_divergence: Mutex<std::collections::HashMap<String, bool>>,
+    /// Findings raised so far and whether an operator acknowledged them.
+    known_divergence: Mutex<KnownDivergence>,
     /// The advisory lock, when held.
     pub leadership: Mutex<Leadership>,
     /// When the next epoch is due (set on becoming leader from the newest stored epoch).
@@ -99,21 +99,45 @@ impl Guardian {
 
     /// Raises findings not seen before: the divergence gauge goes to 1, and each new finding
     /// is a sentinel event and an error log naming scroll and size; one `anchor_divergence`
-    /// receipt lists them. Already-known findings keep the gauge as it is.
+    /// receipt lists them. Already-known findings keep the gauge as it is, and findings
+    /// acknowledged in the ledger (also by an earlier run) do not raise it.
     async fn raise(&self, findings: &[Finding]) {
         let mut known = self.known_divergence.lock().await;
+        if !known.ledger_read {
+            match self
+                .ctx
+                .store
+                .receipts_of_type(anchor::GUARDIAN_SCROLL, DIVERGENCE_ACK)
+                .await
+            {
+                Ok(acks) => {
+                    for ack in acks {
+                        let ids = ack.receipt.payload["findings"].as_array().cloned();
+                        for id in ids.unwrap_or_default() {
+                            if let Some(id) = id.as_str() {
+                                known.findings.insert(id.to_string(), true);
+                            }
+                        }
+                    }
+                    known.ledger_read = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read divergence acknowledgements; retried next pass")
+                }
+            }
+        }
         let fresh: Vec<&Finding> = findings
             .iter()
             .filter(|f| {
-                let key = serde_json::to_string(f).unwrap_or_default();
-                if known.contains_key(&key) {
+                let id = finding_id(f);
+                if known.findings.contains_key(&id) {
                     return false;
                 }
-                known.insert(key, false);
+                known.findings.insert(id, false);
                 true
             })
             .collect();
-        if known.values().any(|acked| !acked) {
+        if known.findings.values().any(|acked| !acked) {
             PROOFCHAIN_DIVERGENCE.set(1.0);
         }
         drop(known);
@@ -140,18 +164,36 @@ impl Guardian {
             .await;
     }
 
-    /// An operator's acknowledgement: every finding raised so far is marked seen and the
-    /// gauge returns to 0; only new findings raise it again (and a restarted guardian
-    /// raises what it finds afresh).
-    pub async fn acknowledge_divergence(&self) -> usize {
+    /// An operator's acknowledgement: every finding raised so far is recorded as
+    /// acknowledged in a `divergence_acknowledged` receipt (naming the admin key), then
+    /// marked seen and the gauge returns to 0; only new findings raise it again, also after a
+    /// restart. Nothing is marked if the receipt cannot be written.
+    pub async fn acknowledge_divergence(&self, by: &str) -> Result<usize, GuardianError> {
         let mut known = self.known_divergence.lock().await;
-        let n = known.values().filter(|acked| !**acked).count();
-        for acked in known.values_mut() {
-            *acked = true;
+        let ids: Vec<String> = known
+            .findings
+            .iter()
+            .filter(|(_, acked)| !**acked)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !ids.is_empty() {
+            self.anchorer
+                .append_event(
+                    DIVERGENCE_ACK,
+                    serde_json::json!({"findings": ids, "count": ids.len(), "acknowledged_by": by}),
+                )
+                .await?;
+            for id in &ids {
+                known.findings.insert(id.clone(), true);
+            }
         }
         PROOFCHAIN_DIVERGENCE.set(0.0);
-        tracing::warn!(acknowledged = n, "divergence acknowledged by an operator");
-        n
+        tracing::warn!(
+            acknowledged = ids.len(),
+            by,
+            "divergence acknowledged by an operator"
+        );
+        Ok(ids.len())
     }
 
     /// Integrates, then runs one epoch now. Only the leader anchors.
@@ -242,7 +284,7 @@ pub async fn start_with(
     };
     let guardian = Arc::new(Guardian {
         auditor,
-        known_divergence: Mutex::new(std::collections::HashMap::new()),
+        known_divergence: Mutex::new(KnownDivergence::default()),
         integrator: Integrator {
             store: ctx.store.clone(),
             signer,
@@ -263,6 +305,23 @@ pub async fn start_with(
     let mut running = ctx.serve(routes::routes(guardian.clone())).await?;
     running.add_task(tokio::spawn(run(guardian, shutdown)));
     Ok(running)
+}
+
+/// Receipt type of an operator's acknowledgement of divergence findings.
+pub const DIVERGENCE_ACK: &str = "divergence_acknowledged";
+
+/// Divergence findings this guardian knows of, by [`finding_id`], and whether acknowledged.
+#[derive(Default)]
+struct KnownDivergence {
+    findings: std::collections::HashMap<String, bool>,
+    /// Whether acknowledgements already in the ledger have been read.
+    ledger_read: bool,
+}
+
+/// A finding's stable identity: SHA3-256 (hex) of its JSON form.
+fn finding_id(f: &Finding) -> String {
+    let json = serde_json::to_string(f).unwrap_or_default();
+    ledger::hash::to_hex(&ledger::hash::Sha3Hasher::plain(json.as_bytes()))
 }
 
 /// What `--verify-once` found.

@@ -95,11 +95,19 @@ async fn verify(g: &Guardian, auth: Option<String>) -> Response {
 }
 
 async fn acknowledge(g: &Guardian, auth: Option<String>) -> Response {
-    if let Err(r) = require_admin(g, auth).await {
-        return r;
+    let key =
+        match ledger::access::require_role(&g.ctx.store, auth.as_deref(), &[Role::Admin]).await {
+            Ok(k) => k,
+            Err(r) => return r,
+        };
+    match g.acknowledge_divergence(&key.id).await {
+        Ok(n) => warp::reply::json(&json!({"acknowledged": n})).into_response(),
+        Err(e) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "acknowledge_failed",
+            &e.to_string(),
+        ),
     }
-    let n = g.acknowledge_divergence().await;
-    warp::reply::json(&json!({"acknowledged": n})).into_response()
 }
 
 async fn anchor(g: &Guardian, auth: Option<String>) -> Response {

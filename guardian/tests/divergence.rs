@@ -93,6 +93,29 @@ async fn every_kind_of_rewrite_is_detected_in_one_pass() {
         Some(0.0),
         "an acknowledged finding does not raise it again"
     );
+    // The acknowledgement is in the ledger, naming the admin key, and survives a restart.
+    let acks =
+        s.db.store
+            .receipts_of_type("guardian", guardian::DIVERGENCE_ACK)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(acks.len(), 1);
+    let acked = &acks[0].receipt.payload;
+    let ids = acked["findings"].as_array().map_or(0, Vec::len);
+    assert!(ids >= 1 && acked["count"] == ids, "{acked:?}");
+    assert!(acks[0].receipt.payload["acknowledged_by"]
+        .as_str()
+        .is_some_and(|k| k.starts_with("key_")));
+    let s = s.restarted().await;
+    detected(&s, Some("drills"), Some(3), "stored leaf hash").await;
+    let m = metrics(s.g.metrics_addr).await;
+    assert_eq!(
+        divergence(&m),
+        Some(0.0),
+        "still acknowledged after a restart"
+    );
+    let (st, ack) = post(s.g.api_addr, "/v1/guardian/divergence/ack", Some(&s.admin)).await;
+    assert_eq!((st, &ack["acknowledged"]), (200, &Value::from(0)), "{ack}");
     tamper(
         &s.db,
         &format!("DELETE FROM receipts WHERE scroll_id = {DRILLS} AND seq = 9"),

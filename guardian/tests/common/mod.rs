@@ -26,6 +26,23 @@ pub struct TestGuardian {
     pub signer: NoteSigner,
     /// Where its journal is.
     pub journal: PathBuf,
+    /// Its options.
+    pub opts: GuardianArgs,
+}
+
+impl TestGuardian {
+    /// Stops the guardian and starts a fresh one: same database, key, journal and options.
+    pub async fn restarted(self) -> TestGuardian {
+        self.g.stop().await;
+        let g = guardian::start_with(
+            service_config(&self.db.app_url),
+            self.opts.clone(),
+            ledger::service::Shutdown::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        TestGuardian { g, ..self }
+    }
 }
 
 /// Starts a guardian (50 ms integration, hourly epochs, journal in its scratch dir) after
@@ -47,7 +64,7 @@ pub async fn start(tweak: impl FnOnce(&Path, &mut GuardianArgs)) -> TestGuardian
     let journal = opts.journal_path.clone();
     let g = guardian::start_with(
         service_config(&db.app_url),
-        opts,
+        opts.clone(),
         ledger::service::Shutdown::new(),
     )
     .await
@@ -60,6 +77,7 @@ pub async fn start(tweak: impl FnOnce(&Path, &mut GuardianArgs)) -> TestGuardian
         dir,
         signer,
         journal,
+        opts,
     }
 }
 

@@ -335,6 +335,27 @@ impl Store {
             .transpose()
     }
 
+    /// Every receipt of type `kind` in `scroll`, in order (each checked like a read).
+    pub async fn receipts_of_type(
+        &self,
+        scroll: &str,
+        kind: &str,
+    ) -> Result<Vec<StoredReceipt>, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {SELECT_COLUMNS} FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
+                     WHERE s.name = $1 AND r.type = $2 ORDER BY r.seq"
+                ),
+                &[&scroll, &kind],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| stored_from_parts(r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    }
+
     /// Up to `limit` receipts of `scroll` from `from` on, in order, integrity-checked.
     pub async fn list_receipts(
         &self,
