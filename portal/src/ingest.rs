@@ -13,7 +13,7 @@
 //! positions stay gap-free whatever happens.
 
 use crate::error::ApiError;
-use crate::metrics::{RECEIPTS_TOTAL, RECEIPT_WRITE_DURATION, RECEIPT_WRITE_ERRORS};
+use crate::metrics::{type_label, RECEIPTS_TOTAL, RECEIPT_WRITE_DURATION, RECEIPT_WRITE_ERRORS};
 use ledger::store::{AppendOutcome, NewReceipt, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -288,7 +288,7 @@ fn record(scroll: &str, start: Instant, result: Result<&[AppendOutcome], &StoreE
             for o in outcomes {
                 if let AppendOutcome::Created(r) = o {
                     RECEIPTS_TOTAL
-                        .with_label_values(&[scroll, r.receipt.kind.as_str()])
+                        .with_label_values(&[scroll, &type_label(&r.receipt.kind)])
                         .inc();
                 }
             }

@@ -53,3 +53,55 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(AUTH_REJECTIONS.clone()))?;
     Ok(())
 }
+
+/// Most distinct receipt types counted under their own `type` label per process; later
+/// types are counted as [`OTHER_TYPES`], so clients choosing types cannot grow Prometheus
+/// without bound.
+pub const MAX_TYPE_LABELS: usize = 500;
+
+/// The `type` label of receipts beyond [`MAX_TYPE_LABELS`] distinct types.
+pub const OTHER_TYPES: &str = "_other";
+
+/// The receipt types that have their own label so far.
+static TYPE_LABELS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The `type` label to count a receipt of `kind` under: itself while fewer than
+/// [`MAX_TYPE_LABELS`] types have been seen, else [`OTHER_TYPES`].
+pub fn type_label(kind: &str) -> String {
+    let mut seen = TYPE_LABELS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if seen.contains(kind) {
+        return kind.to_string();
+    }
+    if seen.len() < MAX_TYPE_LABELS {
+        seen.insert(kind.to_string());
+        return kind.to_string();
+    }
+    OTHER_TYPES.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipt_type_labels_are_bounded() {
+        assert_eq!(type_label("drill_completed"), "drill_completed");
+        for i in 0..2 * MAX_TYPE_LABELS {
+            let label = type_label(&format!("t{i}"));
+            assert!(label == format!("t{i}") || label == OTHER_TYPES);
+        }
+        let distinct: std::collections::HashSet<String> = (0..2 * MAX_TYPE_LABELS)
+            .map(|i| type_label(&format!("t{i}")))
+            .collect();
+        assert_eq!(distinct.len(), MAX_TYPE_LABELS, "499 t-labels plus _other");
+        assert_eq!(
+            type_label("drill_completed"),
+            "drill_completed",
+            "seen before"
+        );
+        assert_eq!(type_label("brand_new"), OTHER_TYPES);
+    }
+}
