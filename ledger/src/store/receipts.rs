@@ -302,18 +302,10 @@ impl Store {
         scroll: &str,
         seq: u64,
     ) -> Result<Option<StoredReceipt>, StoreError> {
-        let client = self.pool().get().await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT {SELECT_COLUMNS} FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
-                     WHERE s.name = $1 AND r.seq = $2"
-                ),
-                &[&scroll, &to_i64(seq)],
-            )
+        let found = self
+            .select_receipts("s.name = $1 AND r.seq = $2", &[&scroll, &to_i64(seq)])
             .await?;
-        row.map(|r| stored_from_parts(r.get(0), r.get(1), r.get(2), r.get(3)))
-            .transpose()
+        Ok(found.into_iter().next())
     }
 
     /// The receipt with this leaf hash, integrity-checked.
@@ -321,39 +313,23 @@ impl Store {
         &self,
         hash: &Hash,
     ) -> Result<Option<StoredReceipt>, StoreError> {
-        let client = self.pool().get().await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT {SELECT_COLUMNS} FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
-                     WHERE r.leaf_hash = $1 LIMIT 1"
-                ),
-                &[&&hash[..]],
-            )
+        let found = self
+            .select_receipts("r.leaf_hash = $1 LIMIT 1", &[&&hash[..]])
             .await?;
-        row.map(|r| stored_from_parts(r.get(0), r.get(1), r.get(2), r.get(3)))
-            .transpose()
+        Ok(found.into_iter().next())
     }
 
-    /// Every receipt of type `kind` in `scroll`, in order (each checked like a read).
+    /// Every receipt of type `kind` in `scroll`, in order, integrity-checked.
     pub async fn receipts_of_type(
         &self,
         scroll: &str,
         kind: &str,
     ) -> Result<Vec<StoredReceipt>, StoreError> {
-        let client = self.pool().get().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {SELECT_COLUMNS} FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
-                     WHERE s.name = $1 AND r.type = $2 ORDER BY r.seq"
-                ),
-                &[&scroll, &kind],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| stored_from_parts(r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect()
+        self.select_receipts(
+            "s.name = $1 AND r.type = $2 ORDER BY r.seq",
+            &[&scroll, &kind],
+        )
+        .await
     }
 
     /// Up to `limit` receipts of `scroll` from `from` on, in order, integrity-checked.
@@ -363,14 +339,28 @@ impl Store {
         from: u64,
         limit: u32,
     ) -> Result<Vec<StoredReceipt>, StoreError> {
+        self.select_receipts(
+            "s.name = $1 AND r.seq >= $2 ORDER BY r.seq LIMIT $3",
+            &[&scroll, &to_i64(from), &i64::from(limit)],
+        )
+        .await
+    }
+
+    /// The receipts matching `condition` (over `r`, receipts, and `s`, scrolls), each rebuilt
+    /// and integrity-checked.
+    async fn select_receipts(
+        &self,
+        condition: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<StoredReceipt>, StoreError> {
         let client = self.pool().get().await?;
         let rows = client
             .query(
                 &format!(
                     "SELECT {SELECT_COLUMNS} FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
-                     WHERE s.name = $1 AND r.seq >= $2 ORDER BY r.seq LIMIT $3"
+                     WHERE {condition}"
                 ),
-                &[&scroll, &to_i64(from), &i64::from(limit)],
+                params,
             )
             .await?;
         rows.iter()
