@@ -368,20 +368,15 @@ pub async fn verify_once(
         mesh: config.mesh_id.clone(),
         journal: journal.clone(),
     };
-    let findings = auditor
-        .pass()
+    let checked = async {
+        let findings = auditor.pass().await?;
+        let scrolls = store.list_scrolls().await?.len();
+        let epochs = store.latest_anchor().await?.map_or(0, |a| a.record.epoch);
+        Ok::<_, GuardianError>((findings, scrolls, epochs))
+    };
+    let (findings, scrolls, epochs) = checked
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let scrolls = store
-        .list_scrolls()
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?
-        .len();
-    let epochs = store
-        .latest_anchor()
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?
-        .map_or(0, |a| a.record.epoch);
     Ok(VerifyReport {
         intact: findings.is_empty(),
         scrolls,

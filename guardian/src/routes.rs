@@ -4,7 +4,7 @@ use crate::error::GuardianError;
 use crate::Guardian;
 use ledger::metrics::observed;
 use ledger::service::json_error;
-use ledger::store::Role;
+use ledger::store::{ApiKey, Role};
 use serde_json::json;
 use std::sync::Arc;
 use warp::http::StatusCode;
@@ -69,11 +69,9 @@ async fn state(g: &Guardian) -> Response {
     .into_response()
 }
 
-/// Passes only an admin key.
-async fn require_admin(g: &Guardian, auth: Option<String>) -> Result<(), Response> {
-    ledger::access::require_role(&g.ctx.store, auth.as_deref(), &[Role::Admin])
-        .await
-        .map(|_| ())
+/// Passes only an admin key, returning it.
+async fn require_admin(g: &Guardian, auth: Option<String>) -> Result<ApiKey, Response> {
+    ledger::access::require_role(&g.ctx.store, auth.as_deref(), &[Role::Admin]).await
 }
 
 async fn verify(g: &Guardian, auth: Option<String>) -> Response {
@@ -95,11 +93,10 @@ async fn verify(g: &Guardian, auth: Option<String>) -> Response {
 }
 
 async fn acknowledge(g: &Guardian, auth: Option<String>) -> Response {
-    let key =
-        match ledger::access::require_role(&g.ctx.store, auth.as_deref(), &[Role::Admin]).await {
-            Ok(k) => k,
-            Err(r) => return r,
-        };
+    let key = match require_admin(g, auth).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
     match g.acknowledge_divergence(&key.id).await {
         Ok(n) => warp::reply::json(&json!({"acknowledged": n})).into_response(),
         Err(e) => json_error(

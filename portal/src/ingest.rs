@@ -288,7 +288,7 @@ fn record(scroll: &str, start: Instant, result: Result<&[AppendOutcome], &StoreE
             for o in outcomes {
                 if let AppendOutcome::Created(r) = o {
                     RECEIPTS_TOTAL
-                        .with_label_values(&[scroll, &type_label(&r.receipt.kind)])
+                        .with_label_values(&[scroll, type_label(&r.receipt.kind)])
                         .inc();
                 }
             }

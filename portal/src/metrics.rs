@@ -68,18 +68,18 @@ static TYPE_LABELS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashS
 
 /// The `type` label to count a receipt of `kind` under: itself while fewer than
 /// [`MAX_TYPE_LABELS`] types have been seen, else [`OTHER_TYPES`].
-pub fn type_label(kind: &str) -> String {
+pub fn type_label(kind: &str) -> &str {
     let mut seen = TYPE_LABELS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if seen.contains(kind) {
-        return kind.to_string();
+        return kind;
     }
     if seen.len() < MAX_TYPE_LABELS {
         seen.insert(kind.to_string());
-        return kind.to_string();
+        return kind;
     }
-    OTHER_TYPES.to_string()
+    OTHER_TYPES
 }
 
 #[cfg(test)]
@@ -90,11 +90,12 @@ mod tests {
     fn receipt_type_labels_are_bounded() {
         assert_eq!(type_label("drill_completed"), "drill_completed");
         for i in 0..2 * MAX_TYPE_LABELS {
-            let label = type_label(&format!("t{i}"));
-            assert!(label == format!("t{i}") || label == OTHER_TYPES);
+            let kind = format!("t{i}");
+            let label = type_label(&kind);
+            assert!(label == kind || label == OTHER_TYPES);
         }
         let distinct: std::collections::HashSet<String> = (0..2 * MAX_TYPE_LABELS)
-            .map(|i| type_label(&format!("t{i}")))
+            .map(|i| type_label(&format!("t{i}")).to_string())
             .collect();
         assert_eq!(distinct.len(), MAX_TYPE_LABELS, "499 t-labels plus _other");
         assert_eq!(
