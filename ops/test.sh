@@ -9,6 +9,5 @@ vm_ensure_stack
 vm_ensure_python
 vm_ensure_prometheus
 export VAULTMESH_TEST_ADMIN_URL=${VAULTMESH_TEST_ADMIN_URL:-$(vm_owner_url postgres)}
-export VAULTMESH_TEST_APP_PASSWORD=$VAULTMESH_APP_PASSWORD
 export VAULTMESH_TEST_REDIS_URL=${VAULTMESH_TEST_REDIS_URL:-redis://127.0.0.1:$VM_REDIS_PORT}
 exec cargo test --workspace --all-targets --locked "$@"

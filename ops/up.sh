@@ -35,20 +35,19 @@ else
     BIN=target/release
 fi
 OWNER_URL=$(vm_owner_url "$DATABASE")
-APP_URL=$(vm_app_url "$DATABASE")
 
 "$BIN/vaultmesh" migrate --database-url "$OWNER_URL"
 VKEY=$("$BIN/vaultmesh" keygen --name "$MESH_ID/guardian" --out "$STATE/guardian.key" --vkey-out "$STATE/guardian.vkey")
 
 key_ok() {  # the key id recorded in dev.env still exists and is active
-    [ -n "${1:-}" ] && "$BIN/vaultmesh" keys list --database-url "$APP_URL" | grep -q "\"id\":\"$1\".*\"revoked_at\":null"
+    [ -n "${1:-}" ] && "$BIN/vaultmesh" keys list --database-url "$OWNER_URL" | grep -q "\"id\":\"$1\".*\"revoked_at\":null"
 }
 if [ -f "$STATE/dev.env" ]; then . "$STATE/dev.env"; fi
 if ! key_ok "${VAULTMESH_ADMIN_KEY_ID:-}" || ! key_ok "${VAULTMESH_WRITER_KEY_ID:-}" || ! key_ok "${VAULTMESH_READER_KEY_ID:-}"; then
     vm_log "creating dev API keys"
-    read -r ADMIN_ID ADMIN_TOKEN < <("$BIN/vaultmesh" keys create --database-url "$APP_URL" --role admin --label dev-admin)
-    read -r WRITER_ID WRITER_TOKEN < <("$BIN/vaultmesh" keys create --database-url "$APP_URL" --role writer --label dev-writer)
-    read -r READER_ID READER_TOKEN < <("$BIN/vaultmesh" keys create --database-url "$APP_URL" --role reader --label dev-reader)
+    read -r ADMIN_ID ADMIN_TOKEN < <("$BIN/vaultmesh" keys create --database-url "$OWNER_URL" --role admin --label dev-admin)
+    read -r WRITER_ID WRITER_TOKEN < <("$BIN/vaultmesh" keys create --database-url "$OWNER_URL" --role writer --label dev-writer)
+    read -r READER_ID READER_TOKEN < <("$BIN/vaultmesh" keys create --database-url "$OWNER_URL" --role reader --label dev-reader)
     VAULTMESH_ADMIN_KEY_ID=$ADMIN_ID VAULTMESH_ADMIN_KEY=$ADMIN_TOKEN
     VAULTMESH_WRITER_KEY_ID=$WRITER_ID VAULTMESH_WRITER_KEY=$WRITER_TOKEN
     VAULTMESH_READER_KEY_ID=$READER_ID VAULTMESH_READER_KEY=$READER_TOKEN
@@ -70,7 +69,6 @@ export VAULTMESH_GUARDIAN_VKEY=$VKEY
 ENV
 )
 
-export VAULTMESH_DATABASE_URL=$APP_URL
 export VAULTMESH_REDIS_URL=redis://127.0.0.1:$VM_REDIS_PORT
 export VAULTMESH_MESH_ID=$MESH_ID
 unset VAULTMESH_API_ADDR VAULTMESH_METRICS_ADDR
@@ -96,10 +94,10 @@ stop_all() {
 trap 'stop_all; exit 0' INT TERM
 trap stop_all EXIT
 
-setsid "$BIN/vaultmesh-portal" --api-addr "127.0.0.1:$PORTAL_PORT" --metrics-addr "0.0.0.0:$PORTAL_METRICS" --guardian-vkey-file "$STATE/guardian.vkey" & pids+=($!)
-setsid "$BIN/vaultmesh-guardian" --api-addr "127.0.0.1:$GUARDIAN_PORT" --metrics-addr "0.0.0.0:$GUARDIAN_METRICS" \
+setsid "$BIN/vaultmesh-portal" --database-url "$(vm_role_url portal "$DATABASE")" --api-addr "127.0.0.1:$PORTAL_PORT" --metrics-addr "0.0.0.0:$PORTAL_METRICS" --guardian-vkey-file "$STATE/guardian.vkey" & pids+=($!)
+setsid "$BIN/vaultmesh-guardian" --database-url "$(vm_role_url guardian "$DATABASE")" --api-addr "127.0.0.1:$GUARDIAN_PORT" --metrics-addr "0.0.0.0:$GUARDIAN_METRICS" \
     --signing-key-file "$STATE/guardian.key" --journal-path "$STATE/proofchain.jsonl" & pids+=($!)
-setsid "$BIN/vaultmesh-oracle" --api-addr "127.0.0.1:$ORACLE_PORT" --metrics-addr "0.0.0.0:$ORACLE_METRICS" \
+setsid "$BIN/vaultmesh-oracle" --database-url "$(vm_role_url oracle "$DATABASE")" --api-addr "127.0.0.1:$ORACLE_PORT" --metrics-addr "0.0.0.0:$ORACLE_METRICS" \
     --corpus-dir ops/corpus & pids+=($!)
 
 for port in "$PORTAL_PORT" "$GUARDIAN_PORT" "$ORACLE_PORT"; do

@@ -40,8 +40,8 @@ pub enum KeysCommand {
 /// Database connection option shared by the key commands.
 #[derive(clap::Args)]
 pub struct DbArg {
-    /// Postgres URL (the application role is enough).
-    #[arg(long, env = "VAULTMESH_DATABASE_URL", default_value = ledger::config::DEFAULT_DATABASE_URL)]
+    /// Postgres URL of the schema owner (only the owner manages API keys).
+    #[arg(long, env = "VAULTMESH_OWNER_DATABASE_URL", default_value = ledger::config::DEFAULT_OWNER_DATABASE_URL)]
     database_url: String,
 }
 

@@ -27,6 +27,9 @@ pub enum GuardianError {
     /// One of the guardian's own event receipts could not be built.
     #[error("a guardian event is not a valid receipt: {0}")]
     Event(#[from] ledger::receipt::ReceiptError),
+    /// The append gate refused one of the guardian's own receipts.
+    #[error("the append gate refused a guardian event: {0}")]
+    Gate(#[from] ledger::gate::GateError),
     /// This guardian does not hold the lock.
     #[error("this guardian is on standby; the leader anchors")]
     NotLeader,

@@ -19,7 +19,7 @@ async fn spawn(db: &TestDb, key: &Path, journal: &Path) -> (Child, SocketAddr) {
     let child = Command::new(env!("CARGO_BIN_EXE_vaultmesh-guardian"))
         .args(["--api-addr", &api.to_string()])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-        .args(["--database-url", &db.app_url])
+        .args(["--database-url", &db.url(ledger::store::DbRole::Guardian)])
         .args(["--redis-url", &redis_url()])
         .args(["--mesh-id", "vaultmesh-test"])
         .arg("--signing-key-file")

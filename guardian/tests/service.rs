@@ -33,7 +33,7 @@ async fn a_missing_signing_key_stops_the_start_with_a_clear_error() {
         ..GuardianArgs::default()
     };
     let err = guardian::start_with(
-        service_config(&db.app_url),
+        service_config(&db.url(ledger::store::DbRole::Guardian)),
         opts,
         ledger::service::Shutdown::new(),
     )

@@ -34,8 +34,8 @@ pub struct CommonArgs {
     /// TOML file with any of these options (keys as the long flag names, with `_`).
     #[arg(long = "config", env = "VAULTMESH_CONFIG", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
-    /// Postgres URL the service uses at run time (the append-only application role).
-    /// [default: postgres://vaultmesh_app:vaultmesh_app@127.0.0.1:5432/vaultmesh]
+    /// Postgres URL the service uses at run time, as the service's own role.
+    /// [default: postgres://vaultmesh_<service>:vaultmesh_<service>@127.0.0.1:5432/vaultmesh]
     #[arg(long, env = "VAULTMESH_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
     /// Postgres URL of the schema owner; when set, migrations are applied at start.
@@ -48,6 +48,13 @@ pub struct CommonArgs {
     /// [default: redis://127.0.0.1:6379]
     #[arg(long, env = "VAULTMESH_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
+    /// File with the secret that authenticates every Redis cache entry (HMAC-SHA256; Redis is
+    /// untrusted and never sees it): at least 32 random bytes, as hex digits (whitespace
+    /// around them ignored) or raw bytes, e.g. `head -c 32 /dev/urandom | od -An -tx1 | tr -d
+    /// ' \n'`. Give every replica of every service the same file. [default: none: a random
+    /// secret per process, so replicas and restarts share no cache entries]
+    #[arg(long, env = "VAULTMESH_CACHE_SECRET_FILE", value_name = "FILE")]
+    pub cache_secret_file: Option<PathBuf>,
     /// Mesh id: the first part of every checkpoint origin. [default: vaultmesh-dev]
     #[arg(long, env = "VAULTMESH_MESH_ID", value_name = "ID")]
     pub mesh_id: Option<String>,
@@ -77,6 +84,8 @@ pub struct CommonFile {
     pub db_pool_size: Option<usize>,
     /// See [`CommonArgs::redis_url`].
     pub redis_url: Option<String>,
+    /// See [`CommonArgs::cache_secret_file`].
+    pub cache_secret_file: Option<PathBuf>,
     /// See [`CommonArgs::mesh_id`].
     pub mesh_id: Option<String>,
     /// See [`CommonArgs::api_addr`].
@@ -103,6 +112,9 @@ pub struct CommonConfig {
     /// Redis URL, if caching is enabled.
     #[serde(serialize_with = "redact_opt_url")]
     pub redis_url: Option<String>,
+    /// File holding the cache secret, if any (the path is shown, its content never read
+    /// into the config).
+    pub cache_secret_file: Option<PathBuf>,
     /// Mesh id.
     pub mesh_id: String,
     /// API listen address.
@@ -123,11 +135,13 @@ pub struct ServiceDefaults {
     pub api_addr: SocketAddr,
     /// Default metrics address.
     pub metrics_addr: SocketAddr,
+    /// The service's own database role (its dev-stack URL is the default database URL).
+    pub db_role: crate::store::DbRole,
 }
 
-/// Default run-time database URL (the dev stack's application role).
-pub const DEFAULT_DATABASE_URL: &str =
-    "postgres://vaultmesh_app:vaultmesh_app@127.0.0.1:5432/vaultmesh";
+/// Default URL of the schema owner, for the CLI's owner-only commands (keys, migrate).
+pub const DEFAULT_OWNER_DATABASE_URL: &str =
+    "postgres://vaultmesh:vaultmesh@127.0.0.1:5432/vaultmesh";
 
 /// Reads a TOML file into `T`, rejecting unknown keys (when `T` does).
 pub fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
@@ -154,7 +168,7 @@ impl CommonArgs {
                 .database_url
                 .clone()
                 .or(file.database_url)
-                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+                .unwrap_or_else(|| defaults.db_role.dev_url()),
             migrate_database_url: self
                 .migrate_database_url
                 .clone()
@@ -162,6 +176,11 @@ impl CommonArgs {
                 .filter(|u| !u.is_empty()),
             db_pool_size: self.db_pool_size.or(file.db_pool_size).unwrap_or(16).max(1),
             redis_url: Some(redis).filter(|u| !u.is_empty()),
+            cache_secret_file: self
+                .cache_secret_file
+                .clone()
+                .or(file.cache_secret_file)
+                .filter(|p| !p.as_os_str().is_empty()),
             mesh_id: self
                 .mesh_id
                 .clone()
@@ -236,6 +255,7 @@ mod tests {
         ServiceDefaults {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            db_role: crate::store::DbRole::Portal,
         }
     }
 
@@ -253,7 +273,10 @@ mod tests {
         assert_eq!(cfg.db_pool_size, 9);
         assert_eq!(cfg.redis_url, None);
         assert_eq!(cfg.api_addr, defaults().api_addr);
-        assert_eq!(cfg.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(
+            cfg.database_url,
+            "postgres://vaultmesh_portal:vaultmesh_portal@127.0.0.1:5432/vaultmesh"
+        );
     }
 
     #[test]

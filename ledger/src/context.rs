@@ -1,7 +1,7 @@
 //! The resources a service holds once started — config, store, cache, registry, stop
 //! signal — plus the routes every service serves (`/v1/health`, `/v1/ready`, `/v1/status`).
 
-use crate::cache::{Cache, CacheOptions};
+use crate::cache::{Cache, CacheError, CacheOptions, CacheSecret};
 use crate::config::{CommonConfig, ServiceDefaults};
 use crate::metrics;
 use crate::service::{self, DependencyState, RunningService, Shutdown};
@@ -16,9 +16,9 @@ pub enum StartError {
     /// Database URL or migrations.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Redis URL.
-    #[error("redis: {0}")]
-    Cache(#[from] redis::RedisError),
+    /// Redis URL or cache secret.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     /// Metric registration.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -96,6 +96,7 @@ impl ServiceContext {
             redis_url,
             CacheOptions {
                 prefix: format!("vm:{}:{db_tag}:", config.mesh_id),
+                secret: Some(cache_secret(name, &config)?),
                 ..CacheOptions::default()
             },
             Some(cache_metrics),
@@ -229,9 +230,38 @@ impl ServiceContext {
     }
 }
 
-/// Default listen addresses for a service on API port `api_port` and metrics port 9090.
-pub fn defaults(api_port: u16) -> ServiceDefaults {
+/// The secret cache entries are sealed with: from `--cache-secret-file`, or else a random one
+/// for this process's lifetime (safe, but then no other replica or restart can use its
+/// entries).
+fn cache_secret(name: &str, config: &CommonConfig) -> Result<CacheSecret, CacheError> {
+    let secret = match &config.cache_secret_file {
+        Some(path) => {
+            let secret = CacheSecret::from_file(path)?;
+            tracing::info!(
+                service = name,
+                file = %path.display(),
+                fingerprint = %secret.fingerprint(),
+                "cache entries are sealed with the configured cache secret"
+            );
+            secret
+        }
+        None => {
+            if config.redis_url.is_some() {
+                tracing::warn!(
+                    service = name,
+                    "no cache secret file configured: cache entries are sealed with a random secret for this process only, so they are not shared with other replicas or after a restart"
+                );
+            }
+            CacheSecret::random()?
+        }
+    };
+    Ok(secret)
+}
+
+/// Defaults for a service on API port `api_port`, metrics port 9090, connecting as `db_role`.
+pub fn defaults(api_port: u16, db_role: crate::store::DbRole) -> ServiceDefaults {
     ServiceDefaults {
+        db_role,
         api_addr: std::net::SocketAddr::from(([127, 0, 0, 1], api_port)),
         metrics_addr: std::net::SocketAddr::from(([0, 0, 0, 0], 9090)),
     }

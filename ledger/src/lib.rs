@@ -1,15 +1,18 @@
 //! VaultMesh ledger core: the formats of SPEC §3 and the storage every service shares.
 //!
 //! Pure format code (`jcs`, `receipt`, `hash`, `merkle`, `note`, `checkpoint`,
-//! `proofchain`, `bundle`) has no I/O; `store` and `cache` talk to Postgres and Redis;
-//! `config`, `telemetry`, `metrics` and `service` are the plumbing each binary uses.
+//! `proofchain`, `bundle`, `timestamp`) has no I/O; `store` and `cache` talk to Postgres and
+//! Redis; `config`, `telemetry`, `metrics` and `service` are the plumbing each binary uses.
 
 pub mod access;
+pub mod api_error;
+pub mod auth;
 pub mod bundle;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod context;
+pub mod gate;
 pub mod hash;
 pub mod jcs;
 pub mod merkle;
@@ -20,4 +23,5 @@ pub mod receipt;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod timestamp;
 pub mod testing;

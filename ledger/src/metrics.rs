@@ -64,10 +64,25 @@ pub static HTTP_REQUEST_DURATION: std::sync::LazyLock<prometheus::HistogramVec> 
         .unwrap_or_else(|_| unreachable!())
     });
 
-/// Registers the two HTTP metrics in a service's registry.
+/// `vaultmesh_auth_rejections_total{reason}`: requests refused by authentication or
+/// authorisation, in every service (one authenticator, one metric).
+pub static AUTH_REJECTIONS: std::sync::LazyLock<prometheus::IntCounterVec> =
+    std::sync::LazyLock::new(|| {
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "vaultmesh_auth_rejections_total",
+                "Requests rejected by authentication or authorisation",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(|_| unreachable!())
+    });
+
+/// Registers the HTTP metrics and the authentication counter in a service's registry.
 pub fn register_http(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(HTTP_REQUESTS_TOTAL.clone()))?;
-    registry.register(Box::new(HTTP_REQUEST_DURATION.clone()))
+    registry.register(Box::new(HTTP_REQUEST_DURATION.clone()))?;
+    registry.register(Box::new(AUTH_REJECTIONS.clone()))
 }
 
 /// Counts one answered request under `method`, the route `template` and its `status`.

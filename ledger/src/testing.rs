@@ -2,11 +2,10 @@
 //! template migrated once per schema version, so tests run in parallel without sharing state.
 //!
 //! Connection settings come from `VAULTMESH_TEST_ADMIN_URL` (a role with CREATEDB and
-//! CREATEROLE; default `postgres://vaultmesh:vaultmesh@127.0.0.1:5432/postgres`) and
-//! `VAULTMESH_TEST_APP_PASSWORD` (the `vaultmesh_app` password; default `vaultmesh_app`).
-//! `ops/test.sh` creates both roles.
+//! CREATEROLE; default `postgres://vaultmesh:vaultmesh@127.0.0.1:5432/postgres`); each
+//! service role's password is its name (`ops/test.sh` creates the roles that way).
 
-use crate::store::{migrate, PoolOptions, Store, StoreError, MIGRATIONS_DIGEST};
+use crate::store::{migrate, DbRole, PoolOptions, Store, StoreError, MIGRATIONS_DIGEST};
 use std::sync::atomic::{AtomicU32, Ordering};
 use tokio_postgres::NoTls;
 
@@ -31,9 +30,7 @@ pub struct TestDb {
     pub name: String,
     /// URL as the schema owner (can bypass nothing, but owns the tables).
     pub owner_url: String,
-    /// URL as the append-only application role.
-    pub app_url: String,
-    /// A store connected as the application role.
+    /// A store connected as the schema owner, for seeding (API keys are owner-only).
     pub store: Store,
 }
 
@@ -62,13 +59,11 @@ fn with_db(url: &str, db: &str) -> String {
     }
 }
 
-fn app_url_for(admin: &str, db: &str) -> String {
-    let password =
-        std::env::var("VAULTMESH_TEST_APP_PASSWORD").unwrap_or_else(|_| "vaultmesh_app".into());
+fn role_url_for(admin: &str, db: &str, role: DbRole) -> String {
     let rest = admin
         .split_once('@')
         .map_or("127.0.0.1:5432/postgres", |(_, r)| r);
-    with_db(&format!("postgres://vaultmesh_app:{password}@{rest}"), db)
+    with_db(&format!("postgres://{0}:{0}@{rest}", role.name()), db)
 }
 
 async fn admin_client(url: &str) -> Result<tokio_postgres::Client, StoreError> {
@@ -164,14 +159,23 @@ impl TestDb {
                 "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
             ))
             .await?;
-        let app_url = app_url_for(&admin, &name);
-        let store = Store::connect(&app_url, &PoolOptions::default())?;
+        let owner_url = with_db(&admin, &name);
+        let store = Store::connect(&owner_url, &PoolOptions::default())?;
         Ok(Self {
-            owner_url: with_db(&admin, &name),
-            app_url,
+            owner_url,
             name,
             store,
         })
+    }
+
+    /// URL of this database as a service's role.
+    pub fn url(&self, role: DbRole) -> String {
+        role_url_for(&admin_url(), &self.name, role)
+    }
+
+    /// A store connected as a service's role.
+    pub fn role_store(&self, role: DbRole) -> Result<Store, StoreError> {
+        Store::connect(&self.url(role), &PoolOptions::default())
     }
 
     /// A client connected as the schema owner, for assertions and deliberate tampering.
@@ -179,16 +183,16 @@ impl TestDb {
         admin_client(&self.owner_url).await
     }
 
-    /// A client connected as the application role.
-    pub async fn app_client(&self) -> Result<tokio_postgres::Client, StoreError> {
-        admin_client(&self.app_url).await
+    /// A client connected as a service's role.
+    pub async fn role_client(&self, role: DbRole) -> Result<tokio_postgres::Client, StoreError> {
+        admin_client(&self.url(role)).await
     }
 }
 
 /// A database URL on which nothing listens, to test behaviour with Postgres unreachable.
 pub async fn unreachable_database_url() -> String {
     format!(
-        "postgres://vaultmesh_app:x@127.0.0.1:{}/none",
+        "postgres://vaultmesh_portal:x@127.0.0.1:{}/none",
         closed_port().await
     )
 }
@@ -210,7 +214,7 @@ pub async fn wait_until_listening(
 }
 
 /// Appends `n` receipts of type `kind` with payloads `{"i": 0..n}` to `scroll` in one
-/// transaction, straight through the store.
+/// transaction, through the append gate as the admin client `key_test`.
 pub async fn append_receipts(store: &Store, scroll: &str, kind: &str, n: u64) {
     let items = (0..n)
         .map(|i| crate::store::NewReceipt {
@@ -221,10 +225,27 @@ pub async fn append_receipts(store: &Store, scroll: &str, kind: &str, n: u64) {
             request_hash: None,
         })
         .collect();
+    let admitted = admit(scroll, items);
     store
-        .append_receipts(scroll, items, true)
+        .append_receipts(admitted, true)
         .await
         .unwrap_or_else(|e| panic!("append to {scroll}: {e}"));
+}
+
+/// The test writer: an admin client key `key_test`.
+pub fn test_writer() -> crate::gate::Writer {
+    crate::gate::Writer::Client {
+        key_id: "key_test".into(),
+        role: crate::store::Role::Admin,
+        scrolls: None,
+    }
+}
+
+/// `items` for `scroll` through a gate with no policies, as [`test_writer`].
+pub fn admit(scroll: &str, items: Vec<crate::store::NewReceipt>) -> crate::gate::Admitted {
+    crate::gate::AppendGate::new()
+        .admit(&test_writer(), scroll, items)
+        .unwrap_or_else(|e| panic!("gate refused a test batch for {scroll}: {e}"))
 }
 
 /// A loopback port that was free a moment ago and has no listener now.
@@ -255,6 +276,7 @@ pub fn service_config(database_url: &str) -> crate::config::CommonConfig {
         crate::config::ServiceDefaults {
             api_addr: any,
             metrics_addr: any,
+            db_role: crate::store::DbRole::Portal,
         },
     )
 }
@@ -365,7 +387,13 @@ where
         Ok(db) => db,
         Err(e) => panic!("test database: {e}"),
     };
-    let running = match start(service_config(&db.app_url), crate::service::Shutdown::new()).await {
+    let role = DbRole::of_service(service).unwrap_or(DbRole::Portal);
+    let running = match start(
+        service_config(&db.url(role)),
+        crate::service::Shutdown::new(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => panic!("{service} did not start: {e}"),
     };

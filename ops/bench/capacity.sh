@@ -17,7 +17,7 @@ OUT=$(mktemp -d)
 trap 'vm_bench_drop "$DB"; rm -rf "$OUT"' EXIT
 "$BIN/vaultmesh" keygen --out "$OUT/guardian.key" --vkey-out "$OUT/guardian.vkey" >/dev/null
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"
-"$BIN/vaultmesh" bench seed --database-url "$(vm_app_url $DB)" --scroll $SCROLL \
+"$BIN/vaultmesh" bench seed --database-url "$(vm_owner_url $DB)" --scroll $SCROLL \
     --receipts "$RECEIPTS" --signing-key "$OUT/guardian.key" >/dev/null
 vm_psql_super -d "$DB" -qc "VACUUM ANALYZE" >/dev/null
 start=$(date +%s.%N)

@@ -17,21 +17,21 @@ DB=vaultmesh_bench_guardian
 PORT=18100
 
 vm_bench_prepare "$DB"
-APP=$(vm_app_url $DB)
+OWNER=$(vm_owner_url $DB)
 OUT=$(mktemp -d)
 "$BIN/vaultmesh" keygen --name bench/guardian --out "$OUT/guardian.key" --vkey-out "$OUT/guardian.vkey" >/dev/null
-WRITER=$("$BIN/vaultmesh" keys create --database-url "$APP" --role writer --label bench --format token)
-ADMIN=$("$BIN/vaultmesh" keys create --database-url "$APP" --role admin --label bench --format token)
+WRITER=$("$BIN/vaultmesh" keys create --database-url "$OWNER" --role writer --label bench --format token)
+ADMIN=$("$BIN/vaultmesh" keys create --database-url "$OWNER" --role admin --label bench --format token)
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"
 
 "$BIN/vaultmesh" bench hashing --runs "$RUNS" | tee "$OUT/hashing.json"
 
 "$BIN/vaultmesh-guardian" --api-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$((PORT + 1)) \
-    --database-url "$APP" --mesh-id bench --signing-key-file "$OUT/guardian.key" \
+    --database-url "$(vm_role_url guardian $DB)" --mesh-id bench --signing-key-file "$OUT/guardian.key" \
     --journal-path "$OUT/proofchain.jsonl" --log warn 2>"$OUT/guardian.log" &
 GUARDIAN=$!
 "$BIN/vaultmesh-portal" --api-addr 127.0.0.1:$((PORT + 2)) --metrics-addr 127.0.0.1:$((PORT + 3)) \
-    --database-url "$APP" --mesh-id bench --log warn 2>"$OUT/portal.log" &
+    --database-url "$(vm_role_url portal $DB)" --mesh-id bench --log warn 2>"$OUT/portal.log" &
 PORTAL=$!
 trap 'kill $GUARDIAN $PORTAL 2>/dev/null || true; vm_bench_drop "$DB"' EXIT
 vm_wait guardian curl -sf "http://127.0.0.1:$PORT/v1/health"
@@ -39,10 +39,10 @@ vm_wait portal curl -sf "http://127.0.0.1:$((PORT + 2))/v1/health"
 
 for r in $(seq 1 "$RUNS"); do
     "$BIN/vaultmesh" bench inclusion --addr 127.0.0.1:$((PORT + 2)) --token "$WRITER" \
-        --database-url "$APP" --scroll drills --rate 5000 --seconds "$SECS" | tee -a "$OUT/inclusion.jsonl"
+        --database-url "$OWNER" --scroll drills --rate 5000 --seconds "$SECS" | tee -a "$OUT/inclusion.jsonl"
 done
 
-"$BIN/vaultmesh" bench seed --database-url "$APP" --scroll bench-recompute --receipts "$RECOMPUTE" \
+"$BIN/vaultmesh" bench seed --database-url "$OWNER" --scroll bench-recompute --receipts "$RECOMPUTE" \
     --mesh-id bench --signing-key "$OUT/guardian.key" | tee "$OUT/seed.json"
 ID=$(psql -X -qtA "$(vm_owner_url $DB)" -c "SELECT id FROM scrolls WHERE name = 'bench-recompute'")
 TOTAL=$(psql -X -qtA "$(vm_owner_url $DB)" -c "SELECT count(*) FROM receipts")
@@ -50,7 +50,7 @@ rss_before=$(awk '/VmHWM/{print $2}' /proc/$GUARDIAN/status)
 now() { date +%s%N; }
 for r in $(seq 1 "$RUNS"); do
     t0=$(now)
-    psql -X -q "$APP" -c "COPY (SELECT leaf FROM receipts WHERE scroll_id = $ID ORDER BY seq) TO STDOUT" > /dev/null
+    psql -X -q "$OWNER" -c "COPY (SELECT leaf FROM receipts WHERE scroll_id = $ID ORDER BY seq) TO STDOUT" > /dev/null
     t1=$(now)
     curl -sf -X POST -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$PORT/v1/guardian/verify" > "$OUT/verify.json"
     t2=$(now)

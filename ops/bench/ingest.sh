@@ -14,11 +14,11 @@ DB=vaultmesh_bench_ingest
 PORT=18080
 
 vm_bench_prepare "$DB"
-TOKEN=$("$BIN/vaultmesh" keys create --database-url "$(vm_app_url $DB)" --role writer --label bench --format token)
+TOKEN=$("$BIN/vaultmesh" keys create --database-url "$(vm_owner_url $DB)" --role writer --label bench --format token)
 OUT=$(mktemp -d)
 
 "$BIN/vaultmesh-portal" --api-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$((PORT + 1)) \
-    --database-url "$(vm_app_url $DB)" --db-pool-size 16 --log warn 2>"$OUT/portal.log" &
+    --database-url "$(vm_role_url portal $DB)" --db-pool-size 16 --log warn 2>"$OUT/portal.log" &
 PORTAL=$!
 trap 'kill $PORTAL 2>/dev/null || true; vm_bench_drop "$DB"' EXIT
 vm_wait portal curl -sf "http://127.0.0.1:$PORT/v1/health"

@@ -18,7 +18,7 @@ DB=vaultmesh_bench
 
 vm_bench_prepare "$DB"
 BIN=target/release/vaultmesh
-APP=$(vm_app_url $DB)
+APP=$(vm_owner_url $DB)
 OUT=$(mktemp -d)
 
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"

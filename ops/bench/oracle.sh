@@ -14,17 +14,17 @@ DB=vaultmesh_bench_oracle
 PORT=18120
 
 vm_bench_prepare "$DB"
-APP=$(vm_app_url $DB)
-READER=$("$BIN/vaultmesh" keys create --database-url "$APP" --role reader --label bench --format token)
+OWNER=$(vm_owner_url $DB)
+READER=$("$BIN/vaultmesh" keys create --database-url "$OWNER" --role reader --label bench --format token)
 OUT=$(mktemp -d)
 "$BIN/vaultmesh-oracle" --api-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$((PORT + 1)) \
-    --database-url "$APP" --log warn 2>"$OUT/oracle.log" &
+    --database-url "$(vm_role_url oracle $DB)" --log warn 2>"$OUT/oracle.log" &
 ORACLE=$!
 trap 'kill $ORACLE 2>/dev/null || true; vm_bench_drop "$DB"' EXIT
 vm_wait oracle curl -sf "http://127.0.0.1:$PORT/v1/health"
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"
 for r in $(seq 1 "$RUNS"); do
-    "$BIN/vaultmesh" bench oracle --addr 127.0.0.1:$PORT --token "$READER" --database-url "$APP" \
+    "$BIN/vaultmesh" bench oracle --addr 127.0.0.1:$PORT --token "$READER" --database-url "$OWNER" \
         --sections "$SECTIONS" --queries "$QUERIES" | tee -a "$OUT/oracle.jsonl"
 done
 python3 - "$OUT" <<'PY'

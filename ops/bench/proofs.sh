@@ -20,11 +20,11 @@ vm_bench_prepare "$DB"
 OUT=$(mktemp -d)
 "$BIN/vaultmesh" keygen --out "$OUT/guardian.key" --vkey-out "$OUT/guardian.vkey" >/dev/null
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"
-"$BIN/vaultmesh" bench seed --database-url "$(vm_app_url $DB)" --scroll $SCROLL \
+"$BIN/vaultmesh" bench seed --database-url "$(vm_owner_url $DB)" --scroll $SCROLL \
     --receipts "$RECEIPTS" --signing-key "$OUT/guardian.key" | tee "$OUT/seed.json"
 
 "$BIN/vaultmesh-portal" --api-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$((PORT + 1)) \
-    --database-url "$(vm_app_url $DB)" --guardian-vkey-file "$OUT/guardian.vkey" \
+    --database-url "$(vm_role_url portal $DB)" --guardian-vkey-file "$OUT/guardian.vkey" \
     --log warn 2>"$OUT/portal.log" &
 PORTAL=$!
 trap 'kill $PORTAL 2>/dev/null || true; vm_bench_drop "$DB"' EXIT

@@ -3,14 +3,19 @@
 # Idempotent. Source it, then call vm_ensure_stack.
 #
 # Dev/test credentials (override for anything real):
-#   VAULTMESH_OWNER_PASSWORD (role vaultmesh: owns the schema, runs migrations)
-#   VAULTMESH_APP_PASSWORD   (role vaultmesh_app: what services use; append-only)
+#   VAULTMESH_OWNER_PASSWORD    (role vaultmesh: owns the schema, runs migrations, manages keys)
+#   VAULTMESH_PORTAL_PASSWORD   (role vaultmesh_portal: the portal at run time)
+#   VAULTMESH_GUARDIAN_PASSWORD (role vaultmesh_guardian: the guardian at run time)
+#   VAULTMESH_ORACLE_PASSWORD   (role vaultmesh_oracle: the oracle at run time)
+# Each service role's dev password is its own name; the migrations give the roles their rights.
 
 VM_PG_HOST=${VM_PG_HOST:-127.0.0.1}
 VM_PG_PORT=${VM_PG_PORT:-5432}
 VM_REDIS_PORT=${VM_REDIS_PORT:-6379}
 VAULTMESH_OWNER_PASSWORD=${VAULTMESH_OWNER_PASSWORD:-vaultmesh}
-VAULTMESH_APP_PASSWORD=${VAULTMESH_APP_PASSWORD:-vaultmesh_app}
+VAULTMESH_PORTAL_PASSWORD=${VAULTMESH_PORTAL_PASSWORD:-vaultmesh_portal}
+VAULTMESH_GUARDIAN_PASSWORD=${VAULTMESH_GUARDIAN_PASSWORD:-vaultmesh_guardian}
+VAULTMESH_ORACLE_PASSWORD=${VAULTMESH_ORACLE_PASSWORD:-vaultmesh_oracle}
 
 vm_log() { printf '[vaultmesh] %s\n' "$*" >&2; }
 
@@ -79,8 +84,8 @@ vm_psql_super() {
     fi
 }
 
-# Roles: vaultmesh (owner; CREATEDB and CREATEROLE so tests can make databases) and
-# vaultmesh_app (LOGIN; privileges come from the migrations). Database: vaultmesh.
+# Roles: vaultmesh (owner; CREATEDB and CREATEROLE so tests can make databases) and one LOGIN
+# role per service (privileges come from the migrations). Database: vaultmesh.
 vm_ensure_roles() {
     vm_psql_super -d postgres <<SQL
 DO \$\$
@@ -90,10 +95,20 @@ BEGIN
     ELSE
         ALTER ROLE vaultmesh LOGIN CREATEDB CREATEROLE PASSWORD '${VAULTMESH_OWNER_PASSWORD}';
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vaultmesh_app') THEN
-        CREATE ROLE vaultmesh_app LOGIN PASSWORD '${VAULTMESH_APP_PASSWORD}';
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vaultmesh_portal') THEN
+        CREATE ROLE vaultmesh_portal LOGIN PASSWORD '${VAULTMESH_PORTAL_PASSWORD}';
     ELSE
-        ALTER ROLE vaultmesh_app LOGIN PASSWORD '${VAULTMESH_APP_PASSWORD}';
+        ALTER ROLE vaultmesh_portal LOGIN PASSWORD '${VAULTMESH_PORTAL_PASSWORD}';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vaultmesh_guardian') THEN
+        CREATE ROLE vaultmesh_guardian LOGIN PASSWORD '${VAULTMESH_GUARDIAN_PASSWORD}';
+    ELSE
+        ALTER ROLE vaultmesh_guardian LOGIN PASSWORD '${VAULTMESH_GUARDIAN_PASSWORD}';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vaultmesh_oracle') THEN
+        CREATE ROLE vaultmesh_oracle LOGIN PASSWORD '${VAULTMESH_ORACLE_PASSWORD}';
+    ELSE
+        ALTER ROLE vaultmesh_oracle LOGIN PASSWORD '${VAULTMESH_ORACLE_PASSWORD}';
     END IF;
 END
 \$\$;
@@ -104,7 +119,17 @@ SQL
 }
 
 vm_owner_url() { printf 'postgres://vaultmesh:%s@%s:%s/%s' "$VAULTMESH_OWNER_PASSWORD" "$VM_PG_HOST" "$VM_PG_PORT" "${1:-vaultmesh}"; }
-vm_app_url() { printf 'postgres://vaultmesh_app:%s@%s:%s/%s' "$VAULTMESH_APP_PASSWORD" "$VM_PG_HOST" "$VM_PG_PORT" "${1:-vaultmesh}"; }
+# vm_role_url portal|guardian|oracle [database]: a service role's URL.
+vm_role_url() {
+    local role=$1 password
+    case $role in
+        portal) password=$VAULTMESH_PORTAL_PASSWORD ;;
+        guardian) password=$VAULTMESH_GUARDIAN_PASSWORD ;;
+        oracle) password=$VAULTMESH_ORACLE_PASSWORD ;;
+        *) vm_log "unknown service role $role"; return 1 ;;
+    esac
+    printf 'postgres://vaultmesh_%s:%s@%s:%s/%s' "$role" "$password" "$VM_PG_HOST" "$VM_PG_PORT" "${2:-vaultmesh}"
+}
 
 # Python with rfc8785 and cryptography for the independent verifier in ops/verify/, and
 # kubernetes-validate (with PyYAML) for the Kubernetes manifest tests.

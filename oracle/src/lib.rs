@@ -26,7 +26,7 @@ pub const SERVICE: &str = "oracle";
 
 /// Default listen addresses: API on port 8082, metrics on 9090.
 pub fn defaults() -> ServiceDefaults {
-    ledger::context::defaults(8082)
+    ledger::context::defaults(8082, ledger::store::DbRole::Oracle)
 }
 
 /// The oracle's shared state.

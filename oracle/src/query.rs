@@ -280,9 +280,14 @@ pub async fn receipt(
         idempotency_key: None,
         request_hash: None,
     };
-    let out = store
-        .append_receipts(ANSWER_SCROLL, vec![item], true)
-        .await?;
+    let admitted = ledger::gate::AppendGate::new()
+        .admit(
+            &ledger::gate::Writer::Service(ledger::gate::Service::Oracle),
+            ANSWER_SCROLL,
+            vec![item],
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+    let out = store.append_receipts(admitted, true).await?;
     match out.into_iter().next() {
         Some(AppendOutcome::Created(r)) => Ok(json!({
             "scroll": r.receipt.scroll, "seq": r.receipt.seq, "leaf_hash": to_hex(&r.leaf_hash),

@@ -73,7 +73,7 @@ async fn answers_cite_the_corpus_prove_evidence_and_are_receipted() {
         ..oracle::OracleArgs::default()
     };
     let o = oracle::start_with(
-        service_config(&db.app_url),
+        service_config(&db.url(ledger::store::DbRole::Oracle)),
         opts,
         ledger::service::Shutdown::new(),
     )

@@ -12,9 +12,10 @@
 //! (another portal wrote, or a write failed) the group falls back to the locking path, so
 //! positions stay gap-free whatever happens.
 
-use crate::error::ApiError;
 use crate::metrics::{type_label, RECEIPTS_TOTAL, RECEIPT_WRITE_DURATION, RECEIPT_WRITE_ERRORS};
-use ledger::store::{AppendOutcome, NewReceipt, Store, StoreError};
+use ledger::api_error::ApiError;
+use ledger::gate::Admitted;
+use ledger::store::{AppendOutcome, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 type Reply = oneshot::Sender<Result<Vec<AppendOutcome>, ApiError>>;
 
 struct Job {
-    items: Vec<NewReceipt>,
+    batch: Admitted,
     reply: Reply,
 }
 
@@ -59,45 +60,36 @@ impl Ingest {
         }
     }
 
-    /// Appends one receipt through the scroll's group commit; returns once durable.
-    pub async fn submit(&self, scroll: &str, item: NewReceipt) -> Result<AppendOutcome, ApiError> {
-        self.submit_many(scroll, vec![item])
+    /// Appends one admitted receipt through the scroll's group commit; returns once durable.
+    pub async fn submit(&self, batch: Admitted) -> Result<AppendOutcome, ApiError> {
+        self.submit_many(batch)
             .await?
             .pop()
             .ok_or_else(|| ApiError::Unavailable("the write returned no outcome".into()))
     }
 
-    /// Appends a batch (no idempotency keys), all or nothing; returns once durable.
-    pub async fn submit_batch(
-        &self,
-        scroll: &str,
-        items: Vec<NewReceipt>,
-    ) -> Result<Vec<AppendOutcome>, ApiError> {
-        self.submit_many(scroll, items).await
+    /// Appends an admitted batch (no idempotency keys), all or nothing; returns once durable.
+    pub async fn submit_batch(&self, batch: Admitted) -> Result<Vec<AppendOutcome>, ApiError> {
+        self.submit_many(batch).await
     }
 
     /// Appends a batch whose items carry idempotency keys in its own transaction, all or
     /// nothing: a key seen with another request fails the whole batch (409), and a replay of
     /// the same batch returns the original receipts. (Outside the group commit, whose
     /// per-item outcomes could split a batch.)
-    pub async fn submit_keyed_batch(
-        &self,
-        scroll: &str,
-        items: Vec<NewReceipt>,
-    ) -> Result<Vec<AppendOutcome>, ApiError> {
+    pub async fn submit_keyed_batch(&self, batch: Admitted) -> Result<Vec<AppendOutcome>, ApiError> {
         let start = Instant::now();
-        let result = self.store.append_receipts(scroll, items, true).await;
-        record(scroll, start, result.as_ref().map(Vec::as_slice));
+        let scroll = batch.scroll().to_string();
+        let result = self.store.append_receipts(batch, true).await;
+        record(&scroll, start, result.as_ref().map(Vec::as_slice));
         result.map_err(ApiError::from)
     }
 
-    async fn submit_many(
-        &self,
-        scroll: &str,
-        items: Vec<NewReceipt>,
-    ) -> Result<Vec<AppendOutcome>, ApiError> {
+    async fn submit_many(&self, batch: Admitted) -> Result<Vec<AppendOutcome>, ApiError> {
+        let scroll = batch.scroll().to_string();
+        let scroll = scroll.as_str();
         let (reply, answer) = oneshot::channel();
-        let mut job = Job { items, reply };
+        let mut job = Job { batch, reply };
         for _ in 0..2 {
             let sender = self.queue(scroll).await;
             match sender.send(job).await {
@@ -150,17 +142,25 @@ async fn committer(store: Store, scroll: String, mut rx: mpsc::Receiver<Job>, sh
         let Some(first) = rx.recv().await else {
             return;
         };
-        let (items, replies) = gather(first, &mut rx, shape).await;
-        let keyless = items.iter().all(|i| i.idempotency_key.is_none());
+        let (batch, replies) = gather(first, &mut rx, shape).await;
+        let Some(batch) = batch else {
+            // A scroll's queue only ever holds batches admitted for that scroll.
+            answer(
+                replies,
+                Err(StoreError::Integrity(format!("{scroll}: a group mixed scrolls"))),
+            );
+            continue;
+        };
+        let keyless = batch.items().iter().all(|i| i.idempotency_key.is_none());
         let expected = if keyless {
-            advance(&head, items.len() as u64)
+            advance(&head, batch.len() as u64)
         } else {
             None
         };
         let (store, scroll, head) = (store.clone(), scroll.clone(), head.clone());
         tokio::spawn(async move {
             let start = Instant::now();
-            let result = commit_group(&store, &scroll, &head, expected, items).await;
+            let result = commit_group(&store, &head, expected, batch).await;
             record(&scroll, start, result.as_ref().map(Vec::as_slice));
             answer(replies, result);
             drop(slot);
@@ -173,13 +173,13 @@ async fn gather(
     first: Job,
     rx: &mut mpsc::Receiver<Job>,
     shape: GroupShape,
-) -> (Vec<NewReceipt>, Vec<(Reply, usize)>) {
-    let mut rows = first.items.len();
+) -> (Option<Admitted>, Vec<(Reply, usize)>) {
+    let mut rows = first.batch.len();
     let mut jobs = vec![first];
     while rows < shape.max_rows {
         match rx.try_recv() {
             Ok(j) => {
-                rows += j.items.len();
+                rows += j.batch.len();
                 jobs.push(j);
             }
             Err(_) => break,
@@ -190,7 +190,7 @@ async fn gather(
         while rows < shape.max_rows {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(j)) => {
-                    rows += j.items.len();
+                    rows += j.batch.len();
                     jobs.push(j);
                 }
                 _ => break,
@@ -198,12 +198,12 @@ async fn gather(
         }
     }
     let mut replies = Vec::with_capacity(jobs.len());
-    let mut items = Vec::with_capacity(rows);
+    let mut batches = Vec::with_capacity(jobs.len());
     for j in jobs {
-        replies.push((j.reply, j.items.len()));
-        items.extend(j.items);
+        replies.push((j.reply, j.batch.len()));
+        batches.push(j.batch);
     }
-    (items, replies)
+    (Admitted::join(batches), replies)
 }
 
 /// Takes the next `n` positions from the guess, if there is one.
@@ -226,26 +226,25 @@ fn set_guess(head: &HeadGuess, value: Option<u64>) {
 /// otherwise (or when the guess was wrong) through the locking path, which always works.
 async fn commit_group(
     store: &Store,
-    scroll: &str,
     head: &HeadGuess,
     expected: Option<u64>,
-    items: Vec<NewReceipt>,
+    batch: Admitted,
 ) -> Result<Vec<AppendOutcome>, StoreError> {
-    let items = match expected {
-        Some(at) => match store.append_at(scroll, at, items).await {
+    let batch = match expected {
+        Some(at) => match store.append_at(at, batch).await {
             Ok(Ok(outcomes)) => return Ok(outcomes),
-            Ok(Err(items)) => {
+            Ok(Err(batch)) => {
                 set_guess(head, None);
-                items
+                batch
             }
             Err(e) => {
                 set_guess(head, None);
                 return Err(e);
             }
         },
-        None => items,
+        None => batch,
     };
-    let outcomes = store.append_receipts(scroll, items, false).await?;
+    let outcomes = store.append_receipts(batch, false).await?;
     let next = outcomes.iter().rev().find_map(|o| match o {
         AppendOutcome::Created(r) => Some(r.receipt.seq + 1),
         _ => None,

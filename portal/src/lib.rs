@@ -1,13 +1,14 @@
 //! VaultMesh portal: the receipt API — group-committed durable ingest, reads, proofs,
 //! checkpoints and anchors (SPEC §4), with bearer-key auth and per-route metrics.
 
-pub mod api;
-pub mod auth;
-pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
 pub mod options;
+pub mod params;
+pub mod read_cache;
+pub mod routes;
+pub mod state;
 
 use ledger::config::{CommonConfig, ServiceDefaults};
 use ledger::context::{ServiceContext, StartError};
@@ -19,7 +20,7 @@ pub const SERVICE: &str = "portal";
 
 /// Default listen addresses: API on port 8080, metrics on 9090.
 pub fn defaults() -> ServiceDefaults {
-    ledger::context::defaults(8080)
+    ledger::context::defaults(8080, ledger::store::DbRole::Portal)
 }
 
 /// Starts the portal with default portal options.
@@ -39,9 +40,9 @@ pub async fn start_with(
         Some(path) => Some(std::fs::read_to_string(path)?.trim().to_string()),
         None => None,
     };
-    let portal = api::Portal::new(ctx.clone(), opts, vkey);
+    let portal = state::Portal::new(ctx.clone(), opts, vkey);
     ctx.serve_counted(
-        api::routes(portal),
+        routes::routes(portal),
         Some(metrics::ACTIVE_CONNECTIONS.clone()),
     )
     .await

@@ -1,10 +1,10 @@
 //! The portal's metrics: the seven of the monitoring design (exact names, labels and
 //! buckets, with finer low buckets added; the two HTTP ones are shared by every service and
-//! live in `ledger::metrics`) plus integrity and auth counters.
+//! live in `ledger::metrics`) plus the integrity counter (the auth counter is shared, in `ledger::metrics`).
 
 use lazy_static::lazy_static;
 use prometheus::{
-    CounterVec, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    CounterVec, Gauge, HistogramOpts, HistogramVec, IntCounter, Opts, Registry,
 };
 
 lazy_static! {
@@ -34,11 +34,6 @@ lazy_static! {
         "vaultmesh_integrity_failures_total",
         "Stored receipts whose bytes did not match their stored leaf hash when read"
     ).unwrap_or_else(|_| unreachable!());
-    /// Rejected authentications, by reason.
-    pub static ref AUTH_REJECTIONS: IntCounterVec = IntCounterVec::new(
-        Opts::new("vaultmesh_auth_rejections_total", "Requests rejected by authentication or authorisation"),
-        &["reason"]
-    ).unwrap_or_else(|_| unreachable!());
 }
 
 /// Registers the portal metrics in the service's own registry (the pool gauge
@@ -50,7 +45,6 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     ledger::metrics::register_http(registry)?;
     registry.register(Box::new(ACTIVE_CONNECTIONS.clone()))?;
     registry.register(Box::new(INTEGRITY_FAILURES.clone()))?;
-    registry.register(Box::new(AUTH_REJECTIONS.clone()))?;
     Ok(())
 }
 

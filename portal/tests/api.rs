@@ -46,7 +46,7 @@ fn opts() -> PortalArgs {
 
 async fn start(db: &TestDb, o: PortalArgs) -> ledger::service::RunningService {
     portal::start_with(
-        service_config(&db.app_url),
+        service_config(&db.url(ledger::store::DbRole::Portal)),
         o,
         ledger::service::Shutdown::new(),
     )
@@ -824,7 +824,7 @@ async fn proofs_checkpoints_bundles_and_anchors() {
 async fn tampered_receipts_are_a_500_not_data() {
     let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
     let k = keys(&db).await;
-    let mut cfg = service_config(&db.app_url);
+    let mut cfg = service_config(&db.url(ledger::store::DbRole::Portal));
     cfg.redis_url = None;
     let p = portal::start_with(cfg, opts(), ledger::service::Shutdown::new())
         .await

@@ -40,7 +40,7 @@ async fn keep_alive_request(conn: &mut TcpStream) {
 async fn active_connections_counts_open_tcp_connections() {
     let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
     let p = portal::start(
-        service_config(&db.app_url),
+        service_config(&db.url(ledger::store::DbRole::Portal)),
         ledger::service::Shutdown::new(),
     )
     .await

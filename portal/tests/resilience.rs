@@ -39,7 +39,7 @@ async fn redis_killed_mid_test_changes_nothing_for_clients() {
         .unwrap_or_else(|e| panic!("{e}"))
         .token;
     let redis = RedisServer::start(0).await;
-    let mut cfg = service_config(&db.app_url);
+    let mut cfg = service_config(&db.url(ledger::store::DbRole::Portal));
     cfg.redis_url = Some(redis.url());
     let p = portal::start_with(
         cfg,
@@ -122,7 +122,7 @@ async fn sigkill_under_load_loses_no_acknowledged_receipt() {
         ])
         .args([
             "--database-url",
-            &db.app_url,
+            &db.url(ledger::store::DbRole::Portal),
             "--redis-url",
             "",
             "--log",

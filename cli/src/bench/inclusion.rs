@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long, env = "VAULTMESH_WRITER_KEY")]
     token: String,
     /// Postgres URL, to watch checkpoints.
-    #[arg(long, env = "VAULTMESH_DATABASE_URL", default_value = ledger::config::DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "VAULTMESH_DATABASE_URL", default_value = ledger::config::DEFAULT_OWNER_DATABASE_URL)]
     database_url: String,
     /// Scroll to write.
     #[arg(long, default_value = "drills")]

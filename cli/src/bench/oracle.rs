@@ -19,8 +19,8 @@ pub struct Args {
     /// Reader API key.
     #[arg(long, env = "VAULTMESH_READER_KEY")]
     token: String,
-    /// Postgres URL (application role), to fill the corpus.
-    #[arg(long, env = "VAULTMESH_DATABASE_URL", default_value = ledger::config::DEFAULT_DATABASE_URL)]
+    /// Postgres URL (schema owner), to fill the corpus.
+    #[arg(long, env = "VAULTMESH_DATABASE_URL", default_value = ledger::config::DEFAULT_OWNER_DATABASE_URL)]
     database_url: String,
     /// Sections to generate.
     #[arg(long, default_value_t = 10_000)]

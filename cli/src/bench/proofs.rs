@@ -9,8 +9,8 @@ use std::time::Instant;
 /// Options of `bench proofs`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Postgres URL (application role).
-    #[arg(long, env = "VAULTMESH_DATABASE_URL", default_value = ledger::config::DEFAULT_DATABASE_URL)]
+    /// Postgres URL (schema owner).
+    #[arg(long, env = "VAULTMESH_DATABASE_URL", default_value = ledger::config::DEFAULT_OWNER_DATABASE_URL)]
     database_url: String,
     /// Tree size to build.
     #[arg(long, default_value_t = 1_000_000)]

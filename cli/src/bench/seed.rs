@@ -11,8 +11,8 @@ use std::time::Instant;
 /// Options of `bench seed`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Postgres URL (application role).
-    #[arg(long, env = "VAULTMESH_DATABASE_URL", default_value = ledger::config::DEFAULT_DATABASE_URL)]
+    /// Postgres URL (schema owner).
+    #[arg(long, env = "VAULTMESH_DATABASE_URL", default_value = ledger::config::DEFAULT_OWNER_DATABASE_URL)]
     database_url: String,
     /// Scroll to fill (created if absent).
     #[arg(long, default_value = "bench-proofs")]
@@ -63,7 +63,8 @@ pub async fn run(a: &Args) -> anyhow::Result<()> {
                         request_hash: None,
                     })
                     .collect();
-                store.append_receipts(&name, items, true).await?;
+                let admitted = super::append::bench_gate_admit(&name, items)?;
+                store.append_receipts(admitted, true).await?;
                 done += n;
             }
             Ok::<_, StoreError>(())

@@ -43,10 +43,12 @@ pub async fn spawn(name: &str, db: &TestDb, dir: &Path, extra: &[String]) -> Ser
     let metrics = closed_port().await;
     let log = std::fs::File::create(dir.join(format!("{name}.log")))
         .unwrap_or_else(|e| panic!("log file: {e}"));
+    let role = ledger::store::DbRole::of_service(name)
+        .unwrap_or_else(|| panic!("{name} is not a service with a database role"));
     let child = Command::new(bin(&format!("vaultmesh-{name}")))
         .args(["--api-addr", &api.to_string()])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-        .args(["--database-url", &db.app_url])
+        .args(["--database-url", &db.url(role)])
         .args(["--redis-url", &redis_url()])
         .args(["--mesh-id", "vaultmesh-e2e"])
         .args(["--log", "warn"])

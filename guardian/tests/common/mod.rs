@@ -35,7 +35,7 @@ impl TestGuardian {
     pub async fn restarted(self) -> TestGuardian {
         self.g.stop().await;
         let g = guardian::start_with(
-            service_config(&self.db.app_url),
+            service_config(&self.db.url(ledger::store::DbRole::Guardian)),
             self.opts.clone(),
             ledger::service::Shutdown::new(),
         )
@@ -63,7 +63,7 @@ pub async fn start(tweak: impl FnOnce(&Path, &mut GuardianArgs)) -> TestGuardian
     tweak(&dir, &mut opts);
     let journal = opts.journal_path.clone();
     let g = guardian::start_with(
-        service_config(&db.app_url),
+        service_config(&db.url(ledger::store::DbRole::Guardian)),
         opts.clone(),
         ledger::service::Shutdown::new(),
     )

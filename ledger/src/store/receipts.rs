@@ -6,6 +6,7 @@
 //! gap-free positions, and a failed transaction gives its positions back.
 
 use super::{to_hash, to_i64, to_u64, Store, StoreError};
+use crate::gate::Admitted;
 use crate::hash::Hash;
 use crate::receipt::{format_timestamp, leaf_hash, truncate_micros, Receipt, ReceiptDraft};
 use chrono::Utc;
@@ -72,15 +73,17 @@ struct Row {
 }
 
 impl Store {
-    /// Appends `items` to `scroll` in one transaction. With `all_or_nothing`, any idempotency
-    /// conflict aborts the whole batch with [`StoreError::IdempotencyConflict`]; otherwise the
-    /// conflicting items are reported and the rest are written.
+    /// Appends a batch the append gate admitted, in one transaction. With `all_or_nothing`,
+    /// any idempotency conflict aborts the whole batch with
+    /// [`StoreError::IdempotencyConflict`]; otherwise the conflicting items are reported and the
+    /// rest are written. Idempotency keys are scoped to (scroll, submitter).
     pub async fn append_receipts(
         &self,
-        scroll: &str,
-        items: Vec<NewReceipt>,
+        batch: Admitted,
         all_or_nothing: bool,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let (scroll, items) = batch.into_parts();
+        let scroll = scroll.as_str();
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
         let keyless = items.iter().all(|i| i.idempotency_key.is_none());
@@ -106,25 +109,29 @@ impl Store {
         let scroll_id: i32 = head.get(0);
         let mut next_seq = to_u64(head.get(1));
 
-        let keys: Vec<&str> = items
+        let (submitters, keys): (Vec<&str>, Vec<&str>) = items
             .iter()
-            .filter_map(|i| i.idempotency_key.as_deref())
-            .collect();
-        let mut seen: HashMap<String, (Option<Vec<u8>>, StoredReceipt)> = HashMap::new();
+            .filter_map(|i| Some((i.submitter.as_str(), i.idempotency_key.as_deref()?)))
+            .unzip();
+        type Seen = HashMap<(String, String), (Option<Vec<u8>>, StoredReceipt)>;
+        let mut seen: Seen = HashMap::new();
         if !keys.is_empty() {
             let stmt = tx
                 .prepare_cached(
-                    "SELECT r.idempotency_key, r.request_hash, s.name, r.seq, r.leaf, r.leaf_hash \
-                     FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
-                     WHERE r.scroll_id = $1 AND r.idempotency_key = ANY($2)",
+                    "SELECT r.submitter, r.idempotency_key, r.request_hash, s.name, r.seq, r.leaf, \
+                     r.leaf_hash FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
+                     JOIN UNNEST($2::text[], $3::text[]) AS k(submitter, key) \
+                       ON r.submitter = k.submitter AND r.idempotency_key = k.key \
+                     WHERE r.scroll_id = $1",
                 )
                 .await?;
-            let rows = tx.query(&stmt, &[&scroll_id, &keys]).await?;
+            let rows = tx.query(&stmt, &[&scroll_id, &submitters, &keys]).await?;
             for row in rows {
-                let key: String = row.get(0);
-                let req: Option<Vec<u8>> = row.get(1);
-                let stored = stored_from_parts(row.get(2), row.get(3), row.get(4), row.get(5))?;
-                seen.insert(key, (req, stored));
+                let who: String = row.get(0);
+                let key: String = row.get(1);
+                let req: Option<Vec<u8>> = row.get(2);
+                let stored = stored_from_parts(row.get(3), row.get(4), row.get(5), row.get(6))?;
+                seen.insert((who, key), (req, stored));
             }
         }
 
@@ -134,7 +141,7 @@ impl Store {
         let mut rows: Vec<Row> = Vec::with_capacity(items.len());
         for item in items {
             if let Some(key) = &item.idempotency_key {
-                if let Some((req, original)) = seen.get(key) {
+                if let Some((req, original)) = seen.get(&(item.submitter.clone(), key.clone())) {
                     let same = req.as_deref() == item.request_hash.as_ref().map(|h| &h[..]);
                     if same {
                         outcomes.push(AppendOutcome::Replayed(original.clone()));
@@ -159,7 +166,10 @@ impl Store {
             };
             let request_hash = item.request_hash.map(|h| h.to_vec());
             if let Some(key) = &item.idempotency_key {
-                seen.insert(key.clone(), (request_hash.clone(), stored.clone()));
+                seen.insert(
+                    (item.submitter.clone(), key.clone()),
+                    (request_hash.clone(), stored.clone()),
+                );
             }
             rows.push(Row {
                 seq: to_i64(next_seq),
@@ -211,7 +221,7 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// Appends keyless `items` to `scroll` at positions `expected..`, in one statement and one
+    /// Appends a keyless admitted batch at positions `expected..`, in one statement and one
     /// round trip (an implicit transaction), provided the scroll's head is exactly at
     /// `expected` when the statement takes the head-row lock. Otherwise nothing is written
     /// and the items come back (`Err(items)`), for the caller to retry with
@@ -219,13 +229,14 @@ impl Store {
     /// consecutive expectations: each waits for the previous one's lock and then matches.
     pub async fn append_at(
         &self,
-        scroll: &str,
         expected: u64,
-        items: Vec<NewReceipt>,
-    ) -> Result<Result<Vec<AppendOutcome>, Vec<NewReceipt>>, StoreError> {
-        if items.is_empty() || items.iter().any(|i| i.idempotency_key.is_some()) {
-            return Ok(Err(items));
+        batch: Admitted,
+    ) -> Result<Result<Vec<AppendOutcome>, Admitted>, StoreError> {
+        if batch.is_empty() || batch.items().iter().any(|i| i.idempotency_key.is_some()) {
+            return Ok(Err(batch));
         }
+        let (scroll, items) = batch.into_parts();
+        let scroll = scroll.as_str();
         let at = truncate_micros(Utc::now());
         let stamp = format_timestamp(at);
         let mut leaves = Vec::with_capacity(items.len());
@@ -268,7 +279,7 @@ impl Store {
             )
             .await?;
         if written == 0 {
-            return Ok(Err(items));
+            return Ok(Err(Admitted::from_parts(scroll.to_string(), items)));
         }
         if written != items.len() as u64 {
             return Err(StoreError::Integrity(format!(

@@ -1,11 +1,14 @@
-//! The portal's one mapping from errors to HTTP statuses and JSON error bodies.
+//! The one error vocabulary of every service's API (portal, guardian, oracle) and its one
+//! mapping to HTTP statuses and JSON error bodies `{"error": {"code", "message"}}`: the same
+//! failure has the same status and code whichever service answers.
 
-use ledger::receipt::ReceiptError;
-use ledger::service::json_error;
-use ledger::store::StoreError;
+use crate::gate::GateError;
+use crate::receipt::ReceiptError;
+use crate::service::json_error;
+use crate::store::StoreError;
 use warp::http::StatusCode;
 
-/// Every way a portal request can fail, each with exactly one status.
+/// Every way an API request can fail, each with exactly one status.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// Malformed or invalid input (400).
@@ -44,12 +47,32 @@ pub enum ApiError {
     /// Body over the limit (413).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request is well-formed but a rule refuses it (422), e.g. the constitution.
+    #[error("{message}")]
+    Unprocessable {
+        /// Stable error code.
+        code: &'static str,
+        /// Explanation naming the rule and field.
+        message: String,
+    },
     /// A stored row failed its integrity check (500): never served as good.
     #[error("{0}")]
     Integrity(String),
-    /// Postgres unreachable or failing (503).
+    /// Postgres unreachable or failing (503). The message is for logs; clients get a
+    /// generic one (no SQL text, no connection details).
     #[error("{0}")]
     Unavailable(String),
+    /// The service refuses this kind of request for now (503 with Retry-After), e.g. the
+    /// emergency freeze.
+    #[error("{message}")]
+    Suspended {
+        /// Stable error code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+        /// Seconds before trying again.
+        retry_after_secs: u64,
+    },
 }
 
 impl ApiError {
@@ -79,8 +102,11 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Integrity(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Suspended { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -89,7 +115,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. }
             | ApiError::NotFound { code, .. }
-            | ApiError::Conflict { code, .. } => code,
+            | ApiError::Conflict { code, .. }
+            | ApiError::Unprocessable { code, .. }
+            | ApiError::Suspended { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::LengthRequired => "length_required",
@@ -99,18 +127,65 @@ impl ApiError {
         }
     }
 
-    /// The JSON error response.
+    /// A 403 with the stable code `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::Forbidden(message.into())
+    }
+
+    /// The JSON error response. Database failures are logged here and answered with a
+    /// generic message, so no SQL text or connection detail reaches a client.
     pub fn response(&self) -> warp::reply::Response {
-        json_error(self.status(), self.code(), &self.to_string())
+        match self {
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(detail = %detail, "request failed: database unavailable");
+                json_error(
+                    self.status(),
+                    self.code(),
+                    "the ledger database is unavailable; try again shortly",
+                )
+            }
+            ApiError::Suspended {
+                retry_after_secs, ..
+            } => {
+                let mut r = json_error(self.status(), self.code(), &self.to_string());
+                r.headers_mut().insert(
+                    warp::http::header::RETRY_AFTER,
+                    warp::http::HeaderValue::from(*retry_after_secs),
+                );
+                r
+            }
+            _ => json_error(self.status(), self.code(), &self.to_string()),
+        }
     }
 }
 
-impl From<ledger::service::BodyError> for ApiError {
-    fn from(e: ledger::service::BodyError) -> Self {
+impl From<GateError> for ApiError {
+    fn from(e: GateError) -> Self {
         match e {
-            ledger::service::BodyError::LengthRequired => ApiError::LengthRequired,
-            ledger::service::BodyError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
-            ledger::service::BodyError::Unreadable => {
+            GateError::Forbidden { message, .. } => ApiError::Forbidden(message),
+            GateError::Invalid { code, message } => ApiError::BadRequest { code, message },
+            GateError::Violation { message, .. } => ApiError::Unprocessable {
+                code: "constitutional_violation",
+                message,
+            },
+            GateError::Frozen {
+                message,
+                retry_after_secs,
+            } => ApiError::Suspended {
+                code: "emergency_active",
+                message,
+                retry_after_secs,
+            },
+        }
+    }
+}
+
+impl From<crate::service::BodyError> for ApiError {
+    fn from(e: crate::service::BodyError) -> Self {
+        match e {
+            crate::service::BodyError::LengthRequired => ApiError::LengthRequired,
+            crate::service::BodyError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+            crate::service::BodyError::Unreadable => {
                 ApiError::bad("unreadable_body", e.to_string())
             }
         }

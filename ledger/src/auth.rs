@@ -1,8 +1,9 @@
-//! Bearer API keys: who is calling, and what their role allows.
+//! Bearer API keys: who is calling, and what their role allows. The one authenticator of
+//! every service (portal, guardian, oracle): same checks, same errors, same metric.
 
-use crate::error::ApiError;
+use crate::api_error::ApiError;
 use crate::metrics::AUTH_REJECTIONS;
-use ledger::store::{ApiKey, Role, Store};
+use crate::store::{ApiKey, Role, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ impl Authenticator {
                 "the Authorization header must be `Bearer <api key>`",
             ));
         };
-        let hash = ledger::store::token_hash(token);
+        let hash = crate::store::token_hash(token);
         if !self.ttl.is_zero() {
             if let Some((key, at)) = self.cache.read().await.get(&hash) {
                 if at.elapsed() < self.ttl {
@@ -84,6 +85,23 @@ fn forbid(key: &ApiKey, reason: &str, message: String) -> ApiError {
     AUTH_REJECTIONS.with_label_values(&[reason]).inc();
     tracing::warn!(key_id = %key.id, role = %key.role, reason, "request rejected: not allowed");
     ApiError::Forbidden(message)
+}
+
+/// The key behind `header` if its role is one of `allowed` (401/403 otherwise).
+impl Authenticator {
+    /// Authenticates and checks the role in one step.
+    pub async fn require(&self, header: Option<&str>, allowed: &[Role]) -> Result<ApiKey, ApiError> {
+        let key = self.authenticate(header).await?;
+        if allowed.contains(&key.role) {
+            return Ok(key);
+        }
+        let roles: Vec<String> = allowed.iter().map(Role::to_string).collect();
+        Err(forbid(
+            &key,
+            "role",
+            format!("key {} needs one of the roles: {}", key.id, roles.join(", ")),
+        ))
+    }
 }
 
 /// Writers (limited to their scrolls) and admins may write to `scroll`.

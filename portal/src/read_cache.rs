@@ -1,0 +1,219 @@
+//! The portal's read-through cache: every Redis key it uses is named here, once, and every
+//! value read back is checked before it is used. The cache itself authenticates entries
+//! (`ledger::cache`); on top of that a cached receipt must hash to its leaf hash and name its
+//! position, a remembered idempotent submission belongs to the same API key, and a cached
+//! checkpoint must verify under the guardian's key before it is served or memoised.
+
+use crate::state::Portal;
+use ledger::api_error::ApiError;
+use ledger::checkpoint::Checkpoint;
+use ledger::hash::{to_hex, Hash, Sha3Hasher};
+use ledger::store::{StoreError, StoredCheckpoint, StoredReceipt};
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+/// How long the latest checkpoint of a scroll is served from Redis: a new checkpoint shows
+/// up within this time (checkpoints are signed about once a second).
+const CHECKPOINT_CACHE_TTL: Duration = Duration::from_secs(1);
+/// How long a checkpoint just read is reused from process memory, before Redis is asked.
+const CHECKPOINT_MEMO_TTL: Duration = Duration::from_millis(250);
+
+/// Key of a receipt's entry: its leaf hash followed by its leaf bytes.
+fn receipt_key(scroll: &str, seq: u64) -> String {
+    format!("receipt:{scroll}:{seq}")
+}
+
+/// Key of an idempotent submission's entry (request hash ‖ seq), scoped to (scroll, API key).
+fn idempotency_key(scroll: &str, key_id: &str, idempotency_key: &str) -> String {
+    let mut material = key_id.as_bytes().to_vec();
+    material.push(0);
+    material.extend_from_slice(idempotency_key.as_bytes());
+    format!("idem:{scroll}:{}", to_hex(&Sha3Hasher::plain(&material)))
+}
+
+/// Key of a scroll's latest signed checkpoint.
+fn checkpoint_key(scroll: &str) -> String {
+    format!("checkpoint:{scroll}")
+}
+
+/// The latest checkpoint per scroll as last read, with when it was read.
+#[derive(Clone, Default)]
+pub struct CheckpointMemo(Arc<RwLock<HashMap<String, (Instant, StoredCheckpoint)>>>);
+
+impl CheckpointMemo {
+    fn recent(&self, scroll: &str) -> Option<StoredCheckpoint> {
+        let memo = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        memo.get(scroll)
+            .filter(|(at, _)| at.elapsed() < CHECKPOINT_MEMO_TTL)
+            .map(|(_, cp)| cp.clone())
+    }
+
+    fn remember(&self, cp: &StoredCheckpoint) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(cp.scroll.clone(), (Instant::now(), cp.clone()));
+    }
+}
+
+/// A receipt from the cache or the store, or 404. A cache hit is served only if the leaf
+/// hashes to the hash stored beside it and names this position; anything else falls through
+/// to Postgres, which checks integrity itself.
+pub async fn receipt(p: &Portal, scroll: &str, seq: u64) -> Result<StoredReceipt, ApiError> {
+    if let Some(entry) = p.ctx.cache.get(&receipt_key(scroll, seq)).await {
+        if let Some(r) = receipt_from_entry(&entry, scroll, seq) {
+            return Ok(r);
+        }
+    }
+    let r = p.ctx.store.receipt(scroll, seq).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_receipt",
+            format!("scroll {scroll:?} has no receipt {seq}"),
+        )
+    })?;
+    remember_receipt(p, &r).await;
+    Ok(r)
+}
+
+fn receipt_from_entry(entry: &[u8], scroll: &str, seq: u64) -> Option<StoredReceipt> {
+    let (stored_hash, leaf) = entry.split_at_checked(32)?;
+    let leaf_hash = ledger::receipt::leaf_hash(leaf);
+    if leaf_hash[..] != *stored_hash || leaf.is_empty() {
+        return None;
+    }
+    let receipt = ledger::receipt::Receipt::from_leaf(leaf).ok()?;
+    (receipt.scroll == scroll && receipt.seq == seq).then(|| StoredReceipt {
+        receipt,
+        leaf: leaf.to_vec(),
+        leaf_hash,
+    })
+}
+
+/// Caches a stored receipt as its leaf hash followed by its leaf bytes.
+pub async fn remember_receipt(p: &Portal, r: &StoredReceipt) {
+    let mut entry = r.leaf_hash.to_vec();
+    entry.extend_from_slice(&r.leaf);
+    p.ctx
+        .cache
+        .put(&receipt_key(&r.receipt.scroll, r.receipt.seq), &entry)
+        .await;
+}
+
+/// Remembers that `key_id` wrote `stored` with idempotency key `key` and `request_hash`.
+pub async fn remember_submission(
+    p: &Portal,
+    key_id: &str,
+    key: &str,
+    request_hash: &Hash,
+    stored: &StoredReceipt,
+) {
+    let mut entry = request_hash.to_vec();
+    entry.extend_from_slice(&stored.receipt.seq.to_be_bytes());
+    let scroll = &stored.receipt.scroll;
+    p.ctx
+        .cache
+        .put(&idempotency_key(scroll, key_id, key), &entry)
+        .await;
+    remember_receipt(p, stored).await;
+}
+
+/// Idempotency fast path: a key this API key already used on this scroll answers a replay
+/// with the original receipt, or a different body with 409, without joining the group
+/// commit. The original must still be the same writer's receipt; anything odd (a miss,
+/// Redis down, another submitter) falls through to the check inside the append transaction.
+pub async fn remembered_submission(
+    p: &Portal,
+    scroll: &str,
+    key_id: &str,
+    key: &str,
+    request_hash: &Hash,
+) -> Result<Option<StoredReceipt>, ApiError> {
+    let Some(entry) = p
+        .ctx
+        .cache
+        .get(&idempotency_key(scroll, key_id, key))
+        .await
+    else {
+        return Ok(None);
+    };
+    let (Some(hash), Some(seq)) = (
+        entry.get(..32),
+        entry
+            .get(32..40)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes),
+    ) else {
+        return Ok(None);
+    };
+    let Ok(original) = receipt(p, scroll, seq).await else {
+        return Ok(None);
+    };
+    if original.receipt.submitter != key_id {
+        return Ok(None);
+    }
+    if hash != &request_hash[..] {
+        return Err(ApiError::from(StoreError::IdempotencyConflict(
+            key.to_string(),
+        )));
+    }
+    Ok(Some(original))
+}
+
+/// The scroll's id and latest signed checkpoint: from process memory, then Redis (only if it
+/// verifies under the guardian's key), then Postgres.
+pub async fn latest_checkpoint(
+    p: &Portal,
+    scroll: &str,
+) -> Result<(i32, StoredCheckpoint), ApiError> {
+    let id = p.existing_scroll(scroll).await?;
+    if let Some(cp) = p.checkpoints.recent(scroll) {
+        return Ok((id, cp));
+    }
+    let key = checkpoint_key(scroll);
+    if let Some(cp) = p
+        .ctx
+        .cache
+        .get(&key)
+        .await
+        .and_then(|b| serde_json::from_slice::<StoredCheckpoint>(&b).ok())
+        .filter(|cp| checkpoint_verifies(p, scroll, cp))
+    {
+        p.checkpoints.remember(&cp);
+        return Ok((id, cp));
+    }
+    let cp = p
+        .ctx
+        .store
+        .latest_checkpoint(scroll)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "no_checkpoint",
+                format!("scroll {scroll:?} has no signed checkpoint yet"),
+            )
+        })?;
+    if let Ok(bytes) = serde_json::to_vec(&cp) {
+        p.ctx
+            .cache
+            .put_ttl(&key, &bytes, CHECKPOINT_CACHE_TTL)
+            .await;
+    }
+    p.checkpoints.remember(&cp);
+    Ok((id, cp))
+}
+
+/// Whether a cached checkpoint is the guardian's, for this scroll, with the size and root it
+/// claims. Without a configured vkey nothing from the cache is trusted.
+fn checkpoint_verifies(p: &Portal, scroll: &str, cp: &StoredCheckpoint) -> bool {
+    let Some(verifier) = &p.verifier else {
+        return false;
+    };
+    let origin = Checkpoint::origin_for(&p.ctx.config.mesh_id, scroll);
+    match Checkpoint::verify(&cp.note, verifier, Some(&origin)) {
+        Ok(signed) => {
+            signed.size == cp.tree_size && signed.root == cp.root && cp.scroll == scroll
+        }
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,38 @@
+//! ProofChain routes: anchor records with their signed heads (public).
+
+use super::json_reply;
+use crate::params::{number, MAX_PAGE};
+use crate::state::Portal;
+use ledger::api_error::ApiError;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+fn anchor_json(a: &ledger::store::StoredAnchor) -> Value {
+    serde_json::to_value(&a.record).unwrap_or(Value::Null)
+}
+/// `GET /v1/anchors?from&limit`: the ProofChain (public).
+pub async fn list(p: Portal, q: HashMap<String, String>) -> Result<Response, ApiError> {
+    let from = number(&q, "from")?.unwrap_or(1);
+    let limit = number(&q, "limit")?.unwrap_or(100);
+    if limit == 0 || limit > u64::from(MAX_PAGE) {
+        return Err(ApiError::bad(
+            "invalid_query",
+            format!("limit: must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let list = p.ctx.store.anchors(from, limit as u32).await?;
+    let out: Vec<Value> = list.iter().map(anchor_json).collect();
+    Ok(json_reply(StatusCode::OK, &json!({"anchors": out})))
+}
+/// `GET /v1/anchors/{epoch}`.
+pub async fn get(p: Portal, epoch: String) -> Result<Response, ApiError> {
+    let epoch: u64 = epoch
+        .parse()
+        .map_err(|_| ApiError::bad("invalid_epoch", "epoch: must be a positive integer"))?;
+    let a = p.ctx.store.anchor(epoch).await?.ok_or_else(|| {
+        ApiError::not_found("unknown_anchor", format!("no anchor for epoch {epoch}"))
+    })?;
+    Ok(json_reply(StatusCode::OK, &anchor_json(&a)))
+}

@@ -1,0 +1,268 @@
+//! The portal's HTTP routes (SPEC §4), one module per area: receipts (submission and
+//! reads), scrolls, proofs and checkpoints, anchors, keys. Every handler returns a response
+//! (never a rejection), recorded under its route template.
+
+pub mod anchors;
+pub mod keys;
+pub mod proofs;
+pub mod receipts;
+pub mod scrolls;
+
+use crate::metrics::INTEGRITY_FAILURES;
+use crate::state::Portal;
+use bytes::Bytes;
+use ledger::api_error::ApiError;
+use ledger::service::BodyError;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Instant;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+/// All portal routes.
+pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
+    let submit = warp::path!("v1" / "scrolls" / String / "receipts")
+        .and(warp::post())
+        .and(with(p.clone()))
+        .and(auth_header())
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(limited_body(p.opts.max_receipt_body))
+        .then(
+            |scroll: String,
+             p: Portal,
+             auth: Option<String>,
+             key: Option<String>,
+             body: Result<Bytes, ApiError>| {
+                observe(
+                    "POST",
+                    "/v1/scrolls/{scroll}/receipts",
+                    receipts::submit_one(p, scroll, auth, key, body),
+                )
+            },
+        )
+        .boxed();
+    let batch = warp::path!("v1" / "scrolls" / String / "receipts" / "batch")
+        .and(warp::post())
+        .and(with(p.clone()))
+        .and(auth_header())
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(limited_body(p.opts.max_batch_body))
+        .then(
+            |scroll: String,
+             p: Portal,
+             auth: Option<String>,
+             idem: Option<String>,
+             body: Result<Bytes, ApiError>| {
+                observe(
+                    "POST",
+                    "/v1/scrolls/{scroll}/receipts/batch",
+                    receipts::submit_batch(p, scroll, auth, idem, body),
+                )
+            },
+        )
+        .boxed();
+    let list_scrolls = warp::path!("v1" / "scrolls")
+        .and(warp::get())
+        .and(with(p.clone()))
+        .then(|p: Portal| observe("GET", "/v1/scrolls", scrolls::list(p)))
+        .boxed();
+    let create_scroll = warp::path!("v1" / "scrolls")
+        .and(warp::post())
+        .and(with(p.clone()))
+        .and(auth_header())
+        .and(limited_body(4096))
+        .then(
+            |p: Portal, auth: Option<String>, body: Result<Bytes, ApiError>| {
+                observe("POST", "/v1/scrolls", scrolls::create(p, auth, body))
+            },
+        )
+        .boxed();
+    let list_receipts = warp::path!("v1" / "scrolls" / String / "receipts")
+        .and(warp::get())
+        .and(with(p.clone()))
+        .and(auth_header())
+        .and(warp::query::<HashMap<String, String>>())
+        .then(
+            |scroll: String, p: Portal, auth: Option<String>, q: HashMap<String, String>| {
+                observe(
+                    "GET",
+                    "/v1/scrolls/{scroll}/receipts",
+                    receipts::list(p, scroll, auth, q),
+                )
+            },
+        )
+        .boxed();
+    let get_receipt = warp::path!("v1" / "scrolls" / String / "receipts" / String)
+        .and(warp::get())
+        .and(with(p.clone()))
+        .and(auth_header())
+        .then(
+            |scroll: String, seq: String, p: Portal, auth: Option<String>| {
+                observe(
+                    "GET",
+                    "/v1/scrolls/{scroll}/receipts/{seq}",
+                    receipts::get(p, scroll, seq, auth),
+                )
+            },
+        )
+        .boxed();
+    let by_hash = warp::path!("v1" / "receipts" / String)
+        .and(warp::get())
+        .and(with(p.clone()))
+        .and(auth_header())
+        .then(|hash: String, p: Portal, auth: Option<String>| {
+            observe(
+                "GET",
+                "/v1/receipts/{leaf_hash}",
+                receipts::by_hash(p, hash, auth),
+            )
+        })
+        .boxed();
+    let checkpoint = warp::path!("v1" / "scrolls" / String / "checkpoint")
+        .and(warp::get())
+        .and(with(p.clone()))
+        .and(warp::header::optional::<String>("accept"))
+        .then(|scroll: String, p: Portal, accept: Option<String>| {
+            observe(
+                "GET",
+                "/v1/scrolls/{scroll}/checkpoint",
+                proofs::checkpoint(p, scroll, accept),
+            )
+        })
+        .boxed();
+    let inclusion = warp::path!("v1" / "scrolls" / String / "proof" / "inclusion")
+        .and(warp::get())
+        .and(with(p.clone()))
+        .and(warp::query::<HashMap<String, String>>())
+        .then(|scroll: String, p: Portal, q: HashMap<String, String>| {
+            observe(
+                "GET",
+                "/v1/scrolls/{scroll}/proof/inclusion",
+                proofs::inclusion(p, scroll, q),
+            )
+        })
+        .boxed();
+    let consistency = warp::path!("v1" / "scrolls" / String / "proof" / "consistency")
+        .and(warp::get())
+        .and(with(p.clone()))
+        .and(warp::query::<HashMap<String, String>>())
+        .then(|scroll: String, p: Portal, q: HashMap<String, String>| {
+            observe(
+                "GET",
+                "/v1/scrolls/{scroll}/proof/consistency",
+                proofs::consistency(p, scroll, q),
+            )
+        })
+        .boxed();
+    let bundle = warp::path!("v1" / "scrolls" / String / "receipts" / String / "bundle")
+        .and(warp::get())
+        .and(with(p.clone()))
+        .and(auth_header())
+        .then(
+            |scroll: String, seq: String, p: Portal, auth: Option<String>| {
+                observe(
+                    "GET",
+                    "/v1/scrolls/{scroll}/receipts/{seq}/bundle",
+                    proofs::bundle(p, scroll, seq, auth),
+                )
+            },
+        )
+        .boxed();
+    let anchors = warp::path!("v1" / "anchors")
+        .and(warp::get())
+        .and(with(p.clone()))
+        .and(warp::query::<HashMap<String, String>>())
+        .then(|p: Portal, q: HashMap<String, String>| observe("GET", "/v1/anchors", anchors::list(p, q)))
+        .boxed();
+    let anchor = warp::path!("v1" / "anchors" / String)
+        .and(warp::get())
+        .and(with(p.clone()))
+        .then(|epoch: String, p: Portal| observe("GET", "/v1/anchors/{epoch}", anchors::get(p, epoch)))
+        .boxed();
+    let openapi = warp::path!("v1" / "openapi.json")
+        .and(warp::get())
+        .then(|| {
+            observe("GET", "/v1/openapi.json", async {
+                Ok(json_reply(StatusCode::OK, &crate::openapi::document()))
+            })
+        })
+        .boxed();
+    let vkey = warp::path!("v1" / "keys" / "guardian")
+        .and(warp::get())
+        .and(with(p))
+        .then(|p: Portal| observe("GET", "/v1/keys/guardian", keys::guardian_key(p)))
+        .boxed();
+
+    submit
+        .or(batch)
+        .unify()
+        .or(list_scrolls)
+        .unify()
+        .or(create_scroll)
+        .unify()
+        .or(list_receipts)
+        .unify()
+        .or(bundle)
+        .unify()
+        .or(get_receipt)
+        .unify()
+        .or(by_hash)
+        .unify()
+        .or(checkpoint)
+        .unify()
+        .or(inclusion)
+        .unify()
+        .or(consistency)
+        .unify()
+        .or(anchors)
+        .unify()
+        .or(anchor)
+        .unify()
+        .or(vkey)
+        .unify()
+        .or(openapi)
+        .unify()
+        .boxed()
+}
+
+/// Runs a handler and records `vaultmesh_http_*` under `method` and the route `template`.
+pub(crate) async fn observe<Fut>(method: &'static str, template: &'static str, fut: Fut) -> Response
+where
+    Fut: Future<Output = Result<Response, ApiError>>,
+{
+    let start = Instant::now();
+    let response = match fut.await {
+        Ok(r) => r,
+        Err(e) => {
+            if let ApiError::Integrity(detail) = &e {
+                INTEGRITY_FAILURES.inc();
+                tracing::error!(path = template, detail = %detail, "integrity check failed: stored receipt not served");
+            }
+            e.response()
+        }
+    };
+    ledger::metrics::record_http(method, template, response.status().as_u16(), start);
+    response
+}
+pub(crate) fn with<T: Clone + Send + Sync + 'static>(
+    v: T,
+) -> impl Filter<Extract = (T,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || v.clone())
+}
+pub(crate) fn auth_header() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+}
+/// The request body, limited to `limit` bytes before it is read (see
+/// [`ledger::service::limited_body`]), with failures as API errors.
+pub(crate) fn limited_body(
+    limit: u64,
+) -> impl Filter<Extract = (Result<Bytes, ApiError>,), Error = std::convert::Infallible> + Clone {
+    ledger::service::limited_body(limit)
+        .map(|r: Result<Bytes, BodyError>| r.map_err(ApiError::from))
+}
+pub(crate) fn json_reply(status: StatusCode, body: &Value) -> Response {
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}

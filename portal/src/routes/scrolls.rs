@@ -1,0 +1,57 @@
+//! Scroll routes: the public listing and creation by an admin.
+
+use super::json_reply;
+use crate::params::parse_json;
+use crate::state::Portal;
+use bytes::Bytes;
+use ledger::api_error::ApiError;
+use ledger::auth::must_be_admin;
+use ledger::hash::to_hex;
+use ledger::receipt::validate_scroll_name;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+/// `GET /v1/scrolls`: every scroll with its size and latest checkpoint (public).
+pub async fn list(p: Portal) -> Result<Response, ApiError> {
+    let scrolls = p.ctx.store.list_scrolls().await?;
+    let latest: HashMap<String, ledger::store::StoredCheckpoint> = p
+        .ctx
+        .store
+        .latest_checkpoints()
+        .await?
+        .into_iter()
+        .map(|c| (c.scroll.clone(), c))
+        .collect();
+    let out: Vec<Value> = scrolls
+        .iter()
+        .map(|s| {
+            let cp = latest.get(&s.name).map(|c| json!({"tree_size": c.tree_size, "root": to_hex(&c.root)}));
+            json!({"name": s.name, "size": s.size, "tree_size": s.tree_size, "created_at": s.created_at, "latest_checkpoint": cp})
+        })
+        .collect();
+    Ok(json_reply(StatusCode::OK, &json!({ "scrolls": out })))
+}
+/// `POST /v1/scrolls` (admin): creates a scroll.
+pub async fn create(
+    p: Portal,
+    auth: Option<String>,
+    body: Result<Bytes, ApiError>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    let key = p.auth.authenticate(auth.as_deref()).await?;
+    must_be_admin(&key)?;
+    let v = parse_json(&body)?;
+    let name = match v.get("name") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(ApiError::bad("invalid_body", "body.name: must be a string")),
+    };
+    validate_scroll_name(&name)?;
+    let s = p.ctx.store.create_scroll(&name).await?;
+    tracing::info!(scroll = %name, key_id = %key.id, "scroll created");
+    Ok(json_reply(
+        StatusCode::CREATED,
+        &json!({"name": s.name, "size": s.size, "tree_size": s.tree_size, "created_at": s.created_at}),
+    ))
+}

@@ -1,0 +1,90 @@
+//! The portal's shared handler state: store, cache and registry, the group commit, the
+//! authenticator, the append gate, options, and the scrolls known to exist.
+
+use crate::ingest::Ingest;
+use crate::options::PortalArgs;
+use crate::read_cache::CheckpointMemo;
+use ledger::api_error::ApiError;
+use ledger::auth::Authenticator;
+use ledger::context::ServiceContext;
+use ledger::gate::AppendGate;
+use ledger::note::NoteVerifier;
+use ledger::receipt::validate_scroll_name;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::RwLock;
+
+/// Shared state of the portal's handlers.
+#[derive(Clone)]
+pub struct Portal {
+    /// Store, cache, registry, config.
+    pub ctx: ServiceContext,
+    /// Group commit.
+    pub ingest: Ingest,
+    /// API-key verification.
+    pub auth: Authenticator,
+    /// The one append gate every submission passes.
+    pub gate: AppendGate,
+    /// Portal options.
+    pub opts: PortalArgs,
+    /// The guardian's vkey, if configured.
+    pub vkey: Option<String>,
+    /// Verifier of `vkey`: checkpoints read from the cache are checked against it.
+    pub verifier: Option<NoteVerifier>,
+    /// Latest checkpoint per scroll as last read.
+    pub checkpoints: CheckpointMemo,
+    known_scrolls: Arc<RwLock<HashMap<String, i32>>>,
+}
+
+impl Portal {
+    /// Handler state over a started service context.
+    pub fn new(mut ctx: ServiceContext, opts: PortalArgs, vkey: Option<String>) -> Self {
+        ctx.store = ctx
+            .store
+            .clone()
+            .with_tile_cache(ctx.cache.clone(), opts.proof_tile_memo);
+        let ingest = Ingest::new(
+            ctx.store.clone(),
+            opts.group_commit_max,
+            opts.group_commit_wait(),
+            usize::from(opts.group_commit_depth),
+        );
+        let auth = Authenticator::new(
+            ctx.store.clone(),
+            std::time::Duration::from_secs(opts.auth_cache_secs),
+        );
+        let verifier = vkey.as_deref().and_then(|v| match NoteVerifier::from_vkey(v) {
+            Ok(verifier) => Some(verifier),
+            Err(e) => {
+                tracing::warn!(error = %e, "the guardian vkey does not parse; cached checkpoints are not reused");
+                None
+            }
+        });
+        Self {
+            ctx,
+            ingest,
+            auth,
+            gate: AppendGate::new(),
+            opts,
+            vkey,
+            verifier,
+            checkpoints: CheckpointMemo::default(),
+            known_scrolls: Arc::new(RwLock::new(HashMap::new())),
+        }
+    }
+
+    /// Validates a scroll name, checks that the scroll exists and returns its id (scrolls are
+    /// never deleted, so a positive answer is remembered).
+    pub async fn existing_scroll(&self, name: &str) -> Result<i32, ApiError> {
+        validate_scroll_name(name)?;
+        if let Some(id) = self.known_scrolls.read().await.get(name) {
+            return Ok(*id);
+        }
+        let info = self.ctx.store.scroll(name).await?;
+        self.known_scrolls
+            .write()
+            .await
+            .insert(name.to_string(), info.id);
+        Ok(info.id)
+    }
+}
