@@ -45,6 +45,8 @@ pub struct ServiceContext {
     pub registry: Registry,
     /// Stop signal.
     pub shutdown: Shutdown,
+    /// The database role the service connects as (`current_user`), when known.
+    pub db_role: Option<String>,
     pool_gauge: IntGaugeVec,
 }
 
@@ -101,6 +103,13 @@ impl ServiceContext {
             },
             Some(cache_metrics),
         )?;
+        let db_role = match store.current_role().await {
+            Ok(role) => Some(role),
+            Err(e) => {
+                tracing::warn!(service = name, error = %e, "could not read the database role");
+                None
+            }
+        };
         let ctx = Self {
             name,
             config,
@@ -108,6 +117,7 @@ impl ServiceContext {
             cache,
             registry,
             shutdown,
+            db_role,
             pool_gauge,
         };
         ctx.refresh_pool_gauge();
@@ -172,6 +182,7 @@ impl ServiceContext {
                 "service": ctx.name,
                 "version": env!("CARGO_PKG_VERSION"),
                 "mesh_id": ctx.config.mesh_id,
+                "db_role": ctx.db_role,
                 "api_addr": ctx.config.api_addr,
                 "metrics_addr": ctx.config.metrics_addr,
                 "pool": {"max": p.max_size, "open": p.size, "idle": p.available, "waiting": p.waiting},

@@ -166,6 +166,13 @@ impl Store {
         Ok(deadpool_postgres::Object::take(object))
     }
 
+    /// The role this store's connections act as (`current_user`).
+    pub async fn current_role(&self) -> Result<String, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client.query_one("SELECT current_user::text", &[]).await?;
+        Ok(row.get(0))
+    }
+
     /// Checks that a pooled connection answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
