@@ -191,9 +191,21 @@ fn kubernetes_manifests_validate_and_fit_the_services() {
                 "{service} does not document {var}"
             );
         }
-        assert!(
-            c["env"].to_string().contains("\"secretKeyRef\""),
-            "{service}: the database URL comes from a Secret"
+        let db_url = c["env"]
+            .as_array()
+            .and_then(|env| {
+                env.iter()
+                    .find(|e| e["name"] == "VAULTMESH_DATABASE_URL")
+                    .cloned()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            (
+                db_url["valueFrom"]["secretKeyRef"]["name"].as_str(),
+                db_url["valueFrom"]["secretKeyRef"]["key"].as_str()
+            ),
+            (Some("vaultmesh-database"), Some(format!("{service}-url").as_str())),
+            "{service}: its own role's database URL comes from a Secret"
         );
         for v in pod["spec"]["volumes"]
             .as_array()
@@ -274,9 +286,20 @@ fn systemd_units_verify_and_are_hardened() {
         } else {
             assert!(!unit.contains("ReadWritePaths="), "{file} writes nothing");
         }
+        let own = std::fs::read_to_string(ops(&format!("systemd/{service}.env.example")))
+            .unwrap_or_else(|e| panic!("{service}.env.example: {e}"));
+        assert!(
+            own.contains(&format!("VAULTMESH_DATABASE_URL=postgres://vaultmesh_{service}:")),
+            "{service} connects as its own role"
+        );
+        assert!(
+            unit.contains(&format!("EnvironmentFile=-/etc/vaultmesh/{service}.env\n")),
+            "{file} reads its own env file"
+        );
         let documented = documented_env(service);
         let mut set = env_names(&unit);
         set.extend(env_names(&example));
+        set.extend(env_names(&own));
         for var in set {
             assert!(
                 documented.contains(&var),

@@ -22,6 +22,8 @@ pub mod proofchain;
 pub mod receipt;
 pub mod service;
 pub mod store;
+pub mod rng;
 pub mod telemetry;
-pub mod timestamp;
+#[cfg(feature = "testing")]
 pub mod testing;
+pub mod timestamp;

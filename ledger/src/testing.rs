@@ -11,18 +11,7 @@ use tokio_postgres::NoTls;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A small deterministic xorshift generator, so tests and benchmarks reproduce exactly.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// The next value below `n` (0 for `n` = 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
+pub use crate::rng::Rng;
 
 /// A database of its own for one test.
 pub struct TestDb {

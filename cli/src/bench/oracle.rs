@@ -7,7 +7,7 @@ use super::connection::Conn;
 use super::quantile;
 use ledger::hash::Sha3Hasher;
 use ledger::store::{NewDocument, NewSection, PoolOptions, Store};
-use ledger::testing::Rng;
+use ledger::rng::Rng;
 use std::time::Instant;
 
 /// Options of `bench oracle`.

@@ -3,7 +3,7 @@
 use super::{median, quantile};
 use ledger::hash::{Hash, Sha3Hasher};
 use ledger::store::{PoolOptions, Store};
-use ledger::testing::Rng;
+use ledger::rng::Rng;
 use std::time::Instant;
 
 /// Options of `bench proofs`.

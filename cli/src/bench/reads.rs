@@ -4,7 +4,7 @@
 
 use super::connection::Conn;
 use super::quantile;
-use ledger::testing::Rng;
+use ledger::rng::Rng;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
