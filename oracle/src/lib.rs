@@ -4,7 +4,6 @@
 
 pub mod answer;
 pub mod corpus;
-pub mod error;
 pub mod frameworks;
 pub mod llm;
 pub mod metrics;
@@ -37,6 +36,9 @@ pub struct Oracle {
     pub opts: OracleArgs,
     /// The LLM answerer, when configured.
     pub llm: Option<llm::Llm>,
+    /// API-key verification (the shared authenticator; no key cache, so a revocation takes
+    /// effect at once).
+    pub auth: ledger::auth::Authenticator,
 }
 
 impl Oracle {
@@ -102,6 +104,7 @@ pub async fn start_with(
         None => None,
     };
     let oracle = Arc::new(Oracle {
+        auth: ledger::auth::Authenticator::new(ctx.store.clone(), std::time::Duration::ZERO),
         ctx: ctx.clone(),
         opts,
         llm,

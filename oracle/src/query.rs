@@ -46,6 +46,15 @@ pub enum QueryError {
     Store(#[from] StoreError),
 }
 
+impl From<QueryError> for ledger::api_error::ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Invalid(m) => ledger::api_error::ApiError::bad("invalid_query", m),
+            QueryError::Store(e) => ledger::api_error::ApiError::from(e),
+        }
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> QueryError {
     QueryError::Invalid(msg.into())
 }

@@ -2,12 +2,11 @@
 //! `GET /v1/oracle/corpus` (public), `POST /v1/oracle/corpus` (admin key).
 
 use crate::corpus::{self, DocumentMeta};
-use crate::error::ApiError;
 use crate::metrics::QUERY_DURATION;
 use crate::query::Query;
 use crate::Oracle;
 use bytes::Bytes;
-use ledger::access::require_role;
+use ledger::api_error::ApiError;
 use ledger::metrics::observed;
 use ledger::service::{limited_body, BodyError};
 use ledger::store::Role;
@@ -42,7 +41,7 @@ pub fn routes(
                 observed("POST", "/v1/oracle/query", async move {
                     match body {
                         Ok(b) => query_route(&o, a, &b).await,
-                        Err(e) => e.response(),
+                        Err(e) => ApiError::from(e).response(),
                     }
                 })
             },
@@ -67,7 +66,7 @@ pub fn routes(
                 observed("POST", "/v1/oracle/corpus", async move {
                     match body {
                         Ok(b) => upload_route(&o, a, &b).await,
-                        Err(e) => e.response(),
+                        Err(e) => ApiError::from(e).response(),
                     }
                 })
             },
@@ -77,7 +76,7 @@ pub fn routes(
 
 fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid("invalid_json", format!("body: not valid JSON: {e}")))
+        .map_err(|e| ApiError::bad("malformed_json", format!("body: not valid JSON: {e}")))
 }
 
 /// The response for a handler's result.
@@ -86,9 +85,8 @@ fn reply(result: Result<Response, ApiError>) -> Response {
 }
 
 async fn query_route(o: &Oracle, auth: Option<String>, body: &[u8]) -> Response {
-    if let Err(r) = require_role(&o.ctx.store, auth.as_deref(), &[Role::Reader, Role::Admin]).await
-    {
-        return r;
+    if let Err(e) = o.auth.require(auth.as_deref(), &[Role::Reader, Role::Admin]).await {
+        return e.response();
     }
     let started = Instant::now();
     reply(
@@ -115,7 +113,7 @@ async fn list_route(o: &Oracle) -> Response {
 
 /// The upload's text and the metadata given beside it.
 fn upload_fields(body: &[u8]) -> Result<(String, DocumentMeta), ApiError> {
-    let bad = |m: String| ApiError::invalid("invalid_document", m);
+    let bad = |m: String| ApiError::bad("invalid_document", m);
     let Value::Object(m) = parse_body(body)? else {
         return Err(bad("body: must be a JSON object".into()));
     };
@@ -145,14 +143,14 @@ fn upload_fields(body: &[u8]) -> Result<(String, DocumentMeta), ApiError> {
 }
 
 async fn upload_route(o: &Oracle, auth: Option<String>, body: &[u8]) -> Response {
-    if let Err(r) = require_role(&o.ctx.store, auth.as_deref(), &[Role::Admin]).await {
-        return r;
+    if let Err(e) = o.auth.require(auth.as_deref(), &[Role::Admin]).await {
+        return e.response();
     }
     reply(
         async {
             let (text, meta) = upload_fields(body)?;
             let doc = corpus::parse(&text, &meta)
-                .map_err(|e| ApiError::invalid("invalid_document", e.to_string()))?;
+                .map_err(|e| ApiError::bad("invalid_document", e.to_string()))?;
             o.ctx.store.put_document(&doc).await?;
             o.refresh_document_count().await;
             tracing::info!(id = %doc.id, framework = %doc.framework, sections = doc.sections.len(), "corpus document loaded");
