@@ -47,6 +47,12 @@ pub enum ApiError {
     /// Body over the limit (413).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A body of the wrong media type (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body did not arrive in time (408).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The request is well-formed but a rule refuses it (422), e.g. the constitution.
     #[error("{message}")]
     Unprocessable {
@@ -102,6 +108,8 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Integrity(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) | ApiError::Suspended { .. } => {
@@ -122,6 +130,8 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::LengthRequired => "length_required",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Integrity(_) => "integrity_error",
             ApiError::Unavailable(_) => "database_unavailable",
         }
@@ -180,14 +190,15 @@ impl From<GateError> for ApiError {
     }
 }
 
-impl From<crate::service::BodyError> for ApiError {
-    fn from(e: crate::service::BodyError) -> Self {
+impl From<crate::body::BodyError> for ApiError {
+    fn from(e: crate::body::BodyError) -> Self {
+        use crate::body::BodyError;
         match e {
-            crate::service::BodyError::LengthRequired => ApiError::LengthRequired,
-            crate::service::BodyError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
-            crate::service::BodyError::Unreadable => {
-                ApiError::bad("unreadable_body", e.to_string())
-            }
+            BodyError::LengthRequired => ApiError::LengthRequired,
+            BodyError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+            BodyError::NotJson(_) => ApiError::UnsupportedMediaType(e.to_string()),
+            BodyError::TooSlow(_) => ApiError::RequestTimeout(e.to_string()),
+            BodyError::Unreadable => ApiError::bad("unreadable_body", e.to_string()),
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod api_error;
 pub mod auth;
+pub mod body;
 pub mod bundle;
 pub mod cache;
 pub mod checkpoint;
@@ -22,6 +23,7 @@ pub mod proofchain;
 pub mod receipt;
 pub mod service;
 pub mod store;
+pub mod strict_json;
 pub mod rng;
 pub mod telemetry;
 #[cfg(feature = "testing")]

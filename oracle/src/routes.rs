@@ -5,10 +5,9 @@ use crate::corpus::{self, DocumentMeta};
 use crate::metrics::QUERY_DURATION;
 use crate::query::Query;
 use crate::Oracle;
-use bytes::Bytes;
 use ledger::api_error::ApiError;
 use ledger::metrics::observed;
-use ledger::service::{limited_body, BodyError};
+use ledger::body::{pending_body, PendingBody};
 use ledger::store::Role;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -19,6 +18,8 @@ use warp::{Filter, Rejection, Reply};
 
 /// Largest query body.
 const MAX_QUERY_BODY: u64 = 64 * 1024;
+/// How long a request body may take to arrive once the caller is authenticated.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Largest corpus upload body (the text plus JSON framing).
 const MAX_CORPUS_BODY: u64 = corpus::MAX_DOCUMENT_BYTES as u64 + 64 * 1024;
 
@@ -35,14 +36,11 @@ pub fn routes(
         .and(warp::post())
         .and(with())
         .and(auth())
-        .and(limited_body(MAX_QUERY_BODY))
+        .and(pending_body())
         .then(
-            |o: Arc<Oracle>, a: Option<String>, body: Result<Bytes, BodyError>| {
+            |o: Arc<Oracle>, a: Option<String>, body: PendingBody| {
                 observed("POST", "/v1/oracle/query", async move {
-                    match body {
-                        Ok(b) => query_route(&o, a, &b).await,
-                        Err(e) => ApiError::from(e).response(),
-                    }
+                    query_route(&o, a, body).await
                 })
             },
         );
@@ -60,14 +58,11 @@ pub fn routes(
         .and(warp::post())
         .and(with())
         .and(auth())
-        .and(limited_body(MAX_CORPUS_BODY))
+        .and(pending_body())
         .then(
-            |o: Arc<Oracle>, a: Option<String>, body: Result<Bytes, BodyError>| {
+            |o: Arc<Oracle>, a: Option<String>, body: PendingBody| {
                 observed("POST", "/v1/oracle/corpus", async move {
-                    match body {
-                        Ok(b) => upload_route(&o, a, &b).await,
-                        Err(e) => ApiError::from(e).response(),
-                    }
+                    upload_route(&o, a, body).await
                 })
             },
         );
@@ -75,8 +70,8 @@ pub fn routes(
 }
 
 fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad("malformed_json", format!("body: not valid JSON: {e}")))
+    ledger::strict_json::parse(body)
+        .map_err(|e| ApiError::bad("malformed_json", format!("body: not valid I-JSON: {e}")))
 }
 
 /// The response for a handler's result.
@@ -84,14 +79,15 @@ fn reply(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(|e| e.response())
 }
 
-async fn query_route(o: &Oracle, auth: Option<String>, body: &[u8]) -> Response {
+async fn query_route(o: &Oracle, auth: Option<String>, body: PendingBody) -> Response {
     if let Err(e) = o.auth.require(auth.as_deref(), &[Role::Reader, Role::Admin]).await {
         return e.response();
     }
     let started = Instant::now();
     reply(
         async {
-            let q = Query::from_json(parse_body(body)?)?;
+            let body = body.json(MAX_QUERY_BODY, BODY_READ_TIMEOUT).await?;
+            let q = Query::from_json(parse_body(&body)?)?;
             let answered = o.answer(&q).await;
             QUERY_DURATION.observe(started.elapsed().as_secs_f64());
             Ok(warp::reply::json(&answered?).into_response())
@@ -142,13 +138,14 @@ fn upload_fields(body: &[u8]) -> Result<(String, DocumentMeta), ApiError> {
     ))
 }
 
-async fn upload_route(o: &Oracle, auth: Option<String>, body: &[u8]) -> Response {
+async fn upload_route(o: &Oracle, auth: Option<String>, body: PendingBody) -> Response {
     if let Err(e) = o.auth.require(auth.as_deref(), &[Role::Admin]).await {
         return e.response();
     }
     reply(
         async {
-            let (text, meta) = upload_fields(body)?;
+            let body = body.json(MAX_CORPUS_BODY, BODY_READ_TIMEOUT).await?;
+            let (text, meta) = upload_fields(&body)?;
             let doc = corpus::parse(&text, &meta)
                 .map_err(|e| ApiError::bad("invalid_document", e.to_string()))?;
             o.ctx.store.put_document(&doc).await?;

@@ -34,6 +34,10 @@ pub struct PortalArgs {
     /// within this time; 0 checks Postgres on every request).
     #[arg(long, env = "VAULTMESH_AUTH_CACHE_SECS", default_value_t = 5)]
     pub auth_cache_secs: u64,
+    /// How long a request body may take to arrive, in milliseconds, once the handler has
+    /// authenticated the caller (slower bodies get 408).
+    #[arg(long, env = "VAULTMESH_BODY_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_read_timeout_ms: u64,
     /// File with the guardian's verifier key (signed-note vkey), served at /v1/keys/guardian
     /// and put into proof bundles.
     #[arg(long, env = "VAULTMESH_GUARDIAN_VKEY_FILE", value_name = "FILE")]
@@ -51,6 +55,7 @@ impl Default for PortalArgs {
             group_commit_depth: 2,
             proof_tile_memo: 32_768,
             auth_cache_secs: 5,
+            body_read_timeout_ms: 10_000,
             guardian_vkey_file: None,
         }
     }
@@ -60,5 +65,10 @@ impl PortalArgs {
     /// The group-commit wait as a duration.
     pub fn group_commit_wait(&self) -> Duration {
         Duration::from_micros(self.group_commit_wait_us)
+    }
+
+    /// The body read deadline as a duration.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
     }
 }

@@ -8,29 +8,74 @@ use std::collections::HashMap;
 /// Largest page of a listing.
 pub const MAX_PAGE: u32 = 1000;
 
-/// The body as JSON, or 400 `malformed_json`.
+/// The body as I-JSON (duplicate member names refused), or 400 `malformed_json`.
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+    ledger::strict_json::parse(body).map_err(|e| {
         ApiError::bad(
             "malformed_json",
-            format!("request body is not valid JSON: {e}"),
+            format!("request body is not valid I-JSON: {e}"),
         )
     })
 }
-/// Query parameter `name` as a non-negative integer, if present.
+
+/// A canonical decimal integer: ASCII digits only, no sign, no leading zero (except `0`
+/// itself), within u64. `+1`, `01`, ` 1` and `1e3` are refused, so one position has exactly
+/// one spelling.
+pub fn canonical_u64(text: &str) -> Option<u64> {
+    let digits_only = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let no_leading_zero = text == "0" || !text.starts_with('0');
+    if digits_only && no_leading_zero && text.len() <= 20 {
+        text.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Query parameter `name` as a canonical non-negative integer, if present.
 pub fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
     match q.get(name) {
         None => Ok(None),
-        Some(s) => s.parse::<u64>().map(Some).map_err(|_| {
+        Some(s) => canonical_u64(s).map(Some).ok_or_else(|| {
             ApiError::bad(
                 "invalid_query",
-                format!("{name}: must be a non-negative integer"),
+                format!("{name}: must be a non-negative decimal integer without sign or leading zeros"),
             )
         }),
     }
 }
-/// A `{seq}` path segment as a non-negative integer.
+
+/// A `{seq}` path segment as a canonical non-negative integer.
 pub fn seq_param(s: &str) -> Result<u64, ApiError> {
-    s.parse::<u64>()
-        .map_err(|_| ApiError::bad("invalid_seq", "seq: must be a non-negative integer"))
+    canonical_u64(s).ok_or_else(|| {
+        ApiError::bad(
+            "invalid_seq",
+            "seq: must be a non-negative decimal integer without sign or leading zeros",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_u64;
+
+    #[test]
+    fn only_canonical_integers_parse() {
+        for (text, want) in [
+            ("0", Some(0)),
+            ("7", Some(7)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("18446744073709551616", None),
+            ("+1", None),
+            ("01", None),
+            ("00", None),
+            ("-0", None),
+            (" 1", None),
+            ("1 ", None),
+            ("1e3", None),
+            ("", None),
+            ("١", None),
+        ] {
+            assert_eq!(canonical_u64(text), want, "{text:?}");
+        }
+    }
 }

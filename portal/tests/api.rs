@@ -698,7 +698,7 @@ async fn proofs_checkpoints_bundles_and_anchors() {
             .unwrap_or_else(|e| panic!("{e}"));
         roots.push(root);
     }
-    let rec = AnchorRecord::build(
+    let mut rec = AnchorRecord::build(
         1,
         "vaultmesh-test",
         "2026-11-23T00:00:00.000000Z",
@@ -710,6 +710,7 @@ async fn proofs_checkpoints_bundles_and_anchors() {
         GENESIS_PREV,
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    rec.signature = Some(rec.sign_head(&signer).unwrap_or_else(|e| panic!("{e}")));
     db.store
         .insert_anchor(&rec)
         .await

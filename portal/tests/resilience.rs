@@ -16,7 +16,10 @@ async fn post(addr: SocketAddr, token: &str, body: &str) -> std::io::Result<(u16
         addr,
         "POST",
         "/v1/scrolls/drills/receipts",
-        &[("authorization", &bearer)],
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
         body.as_bytes(),
     )
     .await?;

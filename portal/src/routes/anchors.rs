@@ -28,9 +28,9 @@ pub async fn list(p: Portal, q: HashMap<String, String>) -> Result<Response, Api
 }
 /// `GET /v1/anchors/{epoch}`.
 pub async fn get(p: Portal, epoch: String) -> Result<Response, ApiError> {
-    let epoch: u64 = epoch
-        .parse()
-        .map_err(|_| ApiError::bad("invalid_epoch", "epoch: must be a positive integer"))?;
+    let epoch = crate::params::canonical_u64(&epoch)
+        .filter(|e| *e >= 1)
+        .ok_or_else(|| ApiError::bad("invalid_epoch", "epoch: must be a positive decimal integer"))?;
     let a = p.ctx.store.anchor(epoch).await?.ok_or_else(|| {
         ApiError::not_found("unknown_anchor", format!("no anchor for epoch {epoch}"))
     })?;

@@ -10,9 +10,8 @@ pub mod scrolls;
 
 use crate::metrics::INTEGRITY_FAILURES;
 use crate::state::Portal;
-use bytes::Bytes;
 use ledger::api_error::ApiError;
-use ledger::service::BodyError;
+use ledger::body::{pending_body, PendingBody};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,13 +28,13 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(with(p.clone()))
         .and(auth_header())
         .and(warp::header::optional::<String>("idempotency-key"))
-        .and(limited_body(p.opts.max_receipt_body))
+        .and(pending_body())
         .then(
             |scroll: String,
              p: Portal,
              auth: Option<String>,
              key: Option<String>,
-             body: Result<Bytes, ApiError>| {
+             body: PendingBody| {
                 observe(
                     "POST",
                     "/v1/scrolls/{scroll}/receipts",
@@ -49,13 +48,13 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(with(p.clone()))
         .and(auth_header())
         .and(warp::header::optional::<String>("idempotency-key"))
-        .and(limited_body(p.opts.max_batch_body))
+        .and(pending_body())
         .then(
             |scroll: String,
              p: Portal,
              auth: Option<String>,
              idem: Option<String>,
-             body: Result<Bytes, ApiError>| {
+             body: PendingBody| {
                 observe(
                     "POST",
                     "/v1/scrolls/{scroll}/receipts/batch",
@@ -73,9 +72,9 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(with(p.clone()))
         .and(auth_header())
-        .and(limited_body(4096))
+        .and(pending_body())
         .then(
-            |p: Portal, auth: Option<String>, body: Result<Bytes, ApiError>| {
+            |p: Portal, auth: Option<String>, body: PendingBody| {
                 observe("POST", "/v1/scrolls", scrolls::create(p, auth, body))
             },
         )
@@ -254,14 +253,6 @@ pub(crate) fn with<T: Clone + Send + Sync + 'static>(
 }
 pub(crate) fn auth_header() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
-}
-/// The request body, limited to `limit` bytes before it is read (see
-/// [`ledger::service::limited_body`]), with failures as API errors.
-pub(crate) fn limited_body(
-    limit: u64,
-) -> impl Filter<Extract = (Result<Bytes, ApiError>,), Error = std::convert::Infallible> + Clone {
-    ledger::service::limited_body(limit)
-        .map(|r: Result<Bytes, BodyError>| r.map_err(ApiError::from))
 }
 pub(crate) fn json_reply(status: StatusCode, body: &Value) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()

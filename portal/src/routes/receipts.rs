@@ -5,7 +5,7 @@ use super::json_reply;
 use crate::params::{number, parse_json, seq_param, MAX_PAGE};
 use crate::read_cache;
 use crate::state::Portal;
-use bytes::Bytes;
+use ledger::body::PendingBody;
 use ledger::api_error::ApiError;
 use ledger::auth::{may_read, may_write};
 use ledger::gate::Writer;
@@ -68,9 +68,8 @@ pub async fn submit_one(
     scroll: String,
     auth: Option<String>,
     idempotency_key: Option<String>,
-    body: Result<Bytes, ApiError>,
+    body: PendingBody,
 ) -> Result<Response, ApiError> {
-    let body = body?;
     let key = p.auth.authenticate(auth.as_deref()).await?;
     validate_scroll_name(&scroll)?;
     may_write(&key, &scroll)?;
@@ -78,6 +77,9 @@ pub async fn submit_one(
     if let Some(k) = &idempotency_key {
         ledger::gate::validate_idempotency_key(k)?;
     }
+    let body = body
+        .json(p.opts.max_receipt_body, p.opts.body_read_timeout())
+        .await?;
     let (draft, request_hash) = parse_submission(parse_json(&body)?, "body")?;
     let item = NewReceipt {
         draft,
@@ -113,9 +115,8 @@ pub async fn submit_batch(
     scroll: String,
     auth: Option<String>,
     idempotency_key: Option<String>,
-    body: Result<Bytes, ApiError>,
+    body: PendingBody,
 ) -> Result<Response, ApiError> {
-    let body = body?;
     let key = p.auth.authenticate(auth.as_deref()).await?;
     validate_scroll_name(&scroll)?;
     may_write(&key, &scroll)?;
@@ -123,6 +124,9 @@ pub async fn submit_batch(
     if let Some(k) = &idempotency_key {
         ledger::gate::validate_idempotency_key(k)?;
     }
+    let body = body
+        .json(p.opts.max_batch_body, p.opts.body_read_timeout())
+        .await?;
     let v = parse_json(&body)?;
     let Value::Object(mut m) = v else {
         return Err(ApiError::bad(

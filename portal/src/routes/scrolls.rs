@@ -3,7 +3,7 @@
 use super::json_reply;
 use crate::params::parse_json;
 use crate::state::Portal;
-use bytes::Bytes;
+use ledger::body::PendingBody;
 use ledger::api_error::ApiError;
 use ledger::auth::must_be_admin;
 use ledger::hash::to_hex;
@@ -37,13 +37,21 @@ pub async fn list(p: Portal) -> Result<Response, ApiError> {
 pub async fn create(
     p: Portal,
     auth: Option<String>,
-    body: Result<Bytes, ApiError>,
+    body: PendingBody,
 ) -> Result<Response, ApiError> {
-    let body = body?;
     let key = p.auth.authenticate(auth.as_deref()).await?;
     must_be_admin(&key)?;
-    let v = parse_json(&body)?;
-    let name = match v.get("name") {
+    let body = body.json(4096, p.opts.body_read_timeout()).await?;
+    let Value::Object(m) = parse_json(&body)? else {
+        return Err(ApiError::bad("invalid_body", "body: must be an object with `name`"));
+    };
+    if let Some(extra) = m.keys().find(|k| *k != "name") {
+        return Err(ApiError::bad(
+            "unknown_field",
+            format!("body.{extra}: unknown field (allowed: name)"),
+        ));
+    }
+    let name = match m.get("name") {
         Some(Value::String(s)) => s.clone(),
         _ => return Err(ApiError::bad("invalid_body", "body.name: must be a string")),
     };
