@@ -1,0 +1,270 @@
+//! Strict protocol at a running portal: nothing an unauthenticated caller sends is read,
+//! I-JSON only (duplicate member names refused), JSON bodies need a JSON media type,
+//! unknown fields and non-canonical integers are refused, slow bodies time out — each a
+//! JSON error with its status, writing nothing.
+
+use ledger::store::{DbRole, Role};
+use ledger::testing::{call, request, service_config, TestDb};
+use portal::PortalArgs;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn start(db: &TestDb, opts: PortalArgs) -> ledger::service::RunningService {
+    portal::start_with(
+        service_config(&db.url(DbRole::Portal)),
+        opts,
+        ledger::service::Shutdown::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("portal: {e}"))
+}
+
+async fn token(db: &TestDb, role: Role) -> String {
+    db.store
+        .create_api_key(role, None, "protocol")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .token
+}
+
+async fn receipts(db: &TestDb) -> i64 {
+    let c = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    c.query_one("SELECT count(*) FROM receipts", &[])
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(-1)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misread_bodies_and_parameters_are_refused() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let w = token(&db, Role::Writer).await;
+    let admin = token(&db, Role::Admin).await;
+    let r = token(&db, Role::Reader).await;
+    let p = start(&db, PortalArgs::default()).await;
+    let post = "/v1/scrolls/drills/receipts";
+    for (path, token, body, status, code) in [
+        (
+            post,
+            &w,
+            r#"{"type":"first","type":"second","payload":{}}"#,
+            400,
+            "malformed_json",
+        ),
+        (
+            post,
+            &w,
+            r#"{"type":"t","payload":{"a":1,"a":2}}"#,
+            400,
+            "malformed_json",
+        ),
+        (
+            post,
+            &w,
+            r#"{"type":"t","payload":{},"extra":1}"#,
+            400,
+            "unknown_field",
+        ),
+        (
+            "/v1/scrolls/drills/receipts/batch",
+            &w,
+            r#"{"receipts":[{"type":"t","payload":{}}],"receipts":[]}"#,
+            400,
+            "malformed_json",
+        ),
+        (
+            "/v1/scrolls",
+            &admin,
+            r#"{"name":"new-scroll","owner":"me"}"#,
+            400,
+            "unknown_field",
+        ),
+        (
+            "/v1/scrolls",
+            &admin,
+            r#"{"name":"a","name":"b"}"#,
+            400,
+            "malformed_json",
+        ),
+    ] {
+        let (s, b) = call(p.api_addr, "POST", path, Some(token), &[], body).await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {b}"
+        );
+    }
+    let body = br#"{"type":"t","payload":{}}"#;
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/xml"),
+        Some("application/jsonp"),
+    ] {
+        let bearer = format!("Bearer {w}");
+        let mut headers = vec![("authorization", bearer.as_str())];
+        if let Some(ct) = ct {
+            headers.push(("content-type", ct));
+        }
+        let (s, text) = request(p.api_addr, "POST", post, &headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s, 415, "{ct:?}: {text}");
+        assert!(text.contains("unsupported_media_type"), "{text}");
+    }
+    for ct in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+    ] {
+        let bearer = format!("Bearer {w}");
+        let (s, text) = request(
+            p.api_addr,
+            "POST",
+            post,
+            &[("authorization", &bearer), ("content-type", ct)],
+            body,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s, 201, "{ct}: {text}");
+    }
+    for seq in ["+1", "01", "00", "1e0", "%201"] {
+        let (s, b) = call(
+            p.api_addr,
+            "GET",
+            &format!("/v1/scrolls/drills/receipts/{seq}"),
+            Some(&r),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (400, Some("invalid_seq")),
+            "{seq}: {b}"
+        );
+        let (s, b) = call(
+            p.api_addr,
+            "GET",
+            &format!("/v1/scrolls/drills/receipts?from={seq}"),
+            Some(&r),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(s, 400, "from={seq}: {b}");
+    }
+    for epoch in ["0", "01", "+1"] {
+        let (s, _) = call(
+            p.api_addr,
+            "GET",
+            &format!("/v1/anchors/{epoch}"),
+            None,
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(s, 400, "epoch {epoch}");
+    }
+    let (s, b) = call(
+        p.api_addr,
+        "GET",
+        "/v1/scrolls/drills/receipts/0",
+        Some(&r),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(receipts(&db).await, 3);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_bodies_are_never_read() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let p = start(&db, PortalArgs::default()).await;
+    let before = rss_kib();
+    let started = Instant::now();
+    for auth in [None, Some("Bearer not-a-key")] {
+        let mut s = tokio::net::TcpStream::connect(p.api_addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut head = String::from(
+            "POST /v1/scrolls/drills/receipts/batch HTTP/1.1\r\nHost: x\r\n\
+             Content-Type: application/json\r\nContent-Length: 16777216\r\n",
+        );
+        if let Some(a) = auth {
+            head.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Only the first 64 KiB of the promised 16 MiB are ever sent.
+        let _ = s.write_all(&vec![b' '; 64 * 1024]).await;
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no answer without the body"))
+            .unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+        assert!(text.contains("unauthorized"), "{text}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        rss_kib().saturating_sub(before) < 8 * 1024,
+        "the portal buffered an unauthenticated body"
+    );
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_dribbles_in_times_out() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let w = token(&db, Role::Writer).await;
+    let p = start(
+        &db,
+        PortalArgs {
+            body_read_timeout_ms: 500,
+            ..PortalArgs::default()
+        },
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(p.api_addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let head = format!(
+        "POST /v1/scrolls/drills/receipts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {w}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"type\""
+    );
+    s.write_all(head.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("the slow body was never cut off"))
+        .unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(receipts(&db).await, 0);
+    p.stop().await;
+}
