@@ -50,7 +50,7 @@ pub fn pending_body() -> impl Filter<Extract = (PendingBody,), Error = Infallibl
     warp::header::headers_cloned()
         .and(warp::body::stream())
         .map(|headers: HeaderMap, stream| PendingBody::new(&headers, boxed(stream)))
-        .or(warp::any().map(|| PendingBody::empty()))
+        .or(warp::any().map(PendingBody::empty))
         .unify()
 }
 

@@ -3,10 +3,15 @@
 //! Object members are sorted by their UTF-16 code units, strings use the minimal
 //! ECMAScript escaping, and numbers are printed as ECMAScript's `Number.prototype.toString`
 //! (via `ryu-js`). A number is only accepted when that printing keeps its exact decimal
-//! value, so canonicalisation never silently changes what a client sent.
+//! value, so canonicalisation never silently changes what a client sent, and when its
+//! magnitude is within I-JSON's exact integer range (RFC 7493 §2.2). No input panics.
 
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Number, Value};
 use std::cmp::Ordering;
+
+/// Largest magnitude I-JSON (RFC 7493 §2.2) guarantees every reader keeps exact: 2^53 − 1.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// Why a JSON value has no canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +25,33 @@ pub enum CanonicalError {
         /// The number as it was written.
         text: String,
     },
+    /// A number (necessarily an integer) whose magnitude exceeds 2^53 − 1: outside the
+    /// I-JSON range, so other readers may not keep it exact.
+    #[error("{path}: integer {text} is outside the I-JSON range [-(2^53-1), 2^53-1]")]
+    UnsafeInteger {
+        /// JSON path of the offending number or field (e.g. `payload.n`, `seq`).
+        path: String,
+        /// The number as it was written.
+        text: String,
+    },
+}
+
+/// Refuses `n`, the value of the integer field `field`, when it exceeds 2^53 − 1.
+pub fn check_safe_integer(n: u64, field: &str) -> Result<u64, CanonicalError> {
+    if n > MAX_SAFE_INTEGER {
+        return Err(CanonicalError::UnsafeInteger {
+            path: field.to_string(),
+            text: n.to_string(),
+        });
+    }
+    Ok(n)
+}
+
+/// Reads the integer field `field` of a format (receipt `seq`, anchor `epoch`, `tree_size`)
+/// for `#[serde(deserialize_with)]` wrappers, refusing values above 2^53 − 1.
+pub fn deserialize_safe_u64<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    check_safe_integer(n, field).map_err(serde::de::Error::custom)
 }
 
 /// Canonical bytes of `value` (RFC 8785).
@@ -187,12 +219,22 @@ pub fn number_text(n: &Number, path: &str) -> Result<String, CanonicalError> {
 }
 
 /// ECMAScript form of a JSON number, or an error if printing it that way would change
-/// its decimal value (the receipt policy: canonicalisation never alters client data).
+/// its decimal value or its magnitude exceeds 2^53 − 1 (the receipt policy:
+/// canonicalisation never alters client data, and every I-JSON reader reads it exactly).
 pub fn exact_number(n: &Number, path: &str) -> Result<String, CanonicalError> {
     let printed = number_text(n, path)?;
     let text = n.to_string();
-    if decimal_value(&text) != decimal_value(&printed) {
-        return Err(CanonicalError::InexactNumber {
+    let value = match (decimal_value(&text), decimal_value(&printed)) {
+        (Some(written), Some(canonical)) if written == canonical => canonical,
+        _ => {
+            return Err(CanonicalError::InexactNumber {
+                path: path.to_string(),
+                text,
+            })
+        }
+    };
+    if value.exceeds_safe_integer() {
+        return Err(CanonicalError::UnsafeInteger {
             path: path.to_string(),
             text,
         });
@@ -217,15 +259,29 @@ struct Decimal {
     exponent: i64,
 }
 
-/// Parses JSON number text into its exact decimal value (`0.digits × 10^exponent`).
+impl Decimal {
+    /// Whether the magnitude exceeds 2^53 − 1 (every such exact double is an integer).
+    fn exceeds_safe_integer(&self) -> bool {
+        const MAX_DIGITS: &str = "9007199254740991";
+        match self.exponent.cmp(&16) {
+            Ordering::Less => false,
+            Ordering::Greater => true,
+            Ordering::Equal => self.digits.as_str() > MAX_DIGITS,
+        }
+    }
+}
+
+/// Parses JSON number text into its exact decimal value (`0.digits × 10^exponent`). Zero is
+/// recognised whatever its exponent; otherwise `None` when the exponent does not fit in an
+/// `i64` (such a value is far outside double range).
 fn decimal_value(text: &str) -> Option<Decimal> {
     let (negative, rest) = match text.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, text),
     };
-    let (mantissa, exp) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
-        None => (rest, 0),
+    let (mantissa, exp_text) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
     };
     let (int_part, frac_part) = match mantissa.find('.') {
         Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
@@ -241,7 +297,13 @@ fn decimal_value(text: &str) -> Option<Decimal> {
             exponent: 0,
         });
     }
-    let exponent = exp + int_part.len() as i64 - leading as i64;
+    let exp = match exp_text {
+        Some(t) => t.parse::<i64>().ok()?,
+        None => 0,
+    };
+    let int_len = i64::try_from(int_part.len()).ok()?;
+    let leading = i64::try_from(leading).ok()?;
+    let exponent = exp.checked_add(int_len)?.checked_sub(leading)?;
     Some(Decimal {
         negative,
         digits: trimmed.to_string(),
@@ -371,10 +433,213 @@ mod tests {
     #[test]
     fn exact_numbers_are_normalised() {
         assert_eq!(
-            strict("[1.0, 1e2, 1E-7, -0, 0.1, 9007199254740992, 1.5e300, 100e-2]")
-                .unwrap_or_default(),
-            "[1,100,1e-7,0,0.1,9007199254740992,1.5e+300,1]"
+            strict(
+                "[1.0, 1e2, 1E-7, -0, 0.1, 9007199254740991, -9007199254740991, 1.5e15, 100e-2]"
+            )
+            .unwrap_or_default(),
+            "[1,100,1e-7,0,0.1,9007199254740991,-9007199254740991,1500000000000000,1]"
         );
+    }
+
+    fn parsed(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{text} does not parse: {e}"))
+    }
+
+    #[test]
+    fn integers_outside_the_i_json_range_are_refused_with_their_path() {
+        for bad in [
+            "9007199254740992",
+            "-9007199254740992",
+            "9007199254740992.0",
+            "90071992547409920e-1",
+            "18014398509481984",
+            "1000000000000000000",
+            "1e16",
+            "1e21",
+            "-1e21",
+            "1.5e300",
+            "1.7976931348623157e308",
+        ] {
+            match check_numbers(&parsed(&format!("{{\"a\":[0,{bad}]}}")), "payload") {
+                Err(CanonicalError::UnsafeInteger { path, text }) => {
+                    assert_eq!(path, "payload.a[1]");
+                    assert_eq!(decimal_value(&text), decimal_value(bad));
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        for ok in [
+            "9007199254740991",
+            "-9007199254740991",
+            "9007199254740990.0",
+            "9.007199254740991e15",
+            "4503599627370495.5",
+            "1e15",
+            "5e-324",
+        ] {
+            assert_eq!(check_numbers(&parsed(ok), ""), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            to_string(&parsed("[9007199254740992, 1e21]")).unwrap_or_default(),
+            "[9007199254740992,1e+21]",
+            "plain RFC 8785 canonicalisation still prints any double"
+        );
+    }
+
+    #[test]
+    fn integer_fields_are_bounded_by_2_pow_53_minus_1() {
+        assert_eq!(
+            check_safe_integer(MAX_SAFE_INTEGER, "seq"),
+            Ok(MAX_SAFE_INTEGER)
+        );
+        assert!(matches!(
+            check_safe_integer(MAX_SAFE_INTEGER + 1, "seq"),
+            Err(CanonicalError::UnsafeInteger { path, .. }) if path == "seq"
+        ));
+        let read = |text: &str| {
+            let mut de = serde_json::Deserializer::from_str(text);
+            deserialize_safe_u64(&mut de, "tree_size").map_err(|e| e.to_string())
+        };
+        assert_eq!(read("9007199254740991"), Ok(MAX_SAFE_INTEGER));
+        for bad in [
+            "9007199254740992",
+            "9007199254740993",
+            "18446744073709551615",
+        ] {
+            let err = read(bad).err().unwrap_or_default();
+            assert!(
+                err.contains("tree_size") && err.contains(bad),
+                "{bad}: {err}"
+            );
+        }
+        assert!(read("-1").is_err() && read("1.5").is_err() && read("\"1\"").is_err());
+    }
+
+    #[test]
+    fn extreme_exponents_never_panic() {
+        for zero in [
+            "0e9223372036854775807",
+            "0e-9223372036854775808",
+            "-0e-99999999999999999999",
+            "0.000e+99999999999999999999999999",
+            "-0.0E9223372036854775808",
+        ] {
+            let v = parsed(zero);
+            assert_eq!(check_numbers(&v, ""), Ok(()), "{zero}");
+            assert_eq!(to_string(&v), Ok("0".to_string()), "{zero}");
+        }
+        let long_one = format!("1{}", "0".repeat(400));
+        let long_tiny = format!("0.{}1", "0".repeat(400));
+        let long_digits = "7".repeat(5000);
+        for bad in [
+            "0.00001e-9223372036854775808",
+            "-0.00001e-9223372036854775808",
+            "1e9223372036854775807",
+            "1e-9223372036854775807",
+            "1e9223372036854775808",
+            "-1e-9223372036854775808",
+            "123.456e-9223372036854775808",
+            "12.5e99999999999999999999",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            &long_one,
+            &long_tiny,
+            &long_digits,
+        ] {
+            let v = parsed(bad);
+            assert!(check_numbers(&v, "").is_err(), "{bad} accepted");
+            let _ = to_vec(&v);
+        }
+        let exact_long = format!("1{}e-400", "0".repeat(400));
+        assert_eq!(strict(&exact_long), Ok("1".to_string()));
+        let padded = format!("0.1{}", "0".repeat(1000));
+        assert_eq!(strict(&padded), Ok("0.1".to_string()));
+    }
+
+    /// xorshift64*: a small deterministic generator for the number-text property test.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn digits(&mut self, len: u64) -> String {
+            (0..len)
+                .map(|_| char::from(b'0' + self.below(10) as u8))
+                .collect()
+        }
+
+        fn number(&mut self) -> String {
+            let mut t = String::new();
+            if self.below(2) == 0 {
+                t.push('-');
+            }
+            let int_len = [1, 1, 3, 16, 17, 25, 400][self.below(7) as usize];
+            if self.below(4) == 0 {
+                t.push('0');
+            } else {
+                t.push(char::from(b'1' + self.below(9) as u8));
+                t.push_str(&self.digits(int_len - 1));
+            }
+            if self.below(2) == 0 {
+                let frac_len = [1, 2, 15, 30, 400][self.below(5) as usize];
+                t.push('.');
+                t.push_str(&self.digits(frac_len));
+            }
+            if self.below(3) != 0 {
+                t.push(['e', 'E'][self.below(2) as usize]);
+                t.push_str(["", "+", "-"][self.below(3) as usize]);
+                let exp = match self.below(6) {
+                    0 => "9223372036854775807".to_string(),
+                    1 => "9223372036854775808".to_string(),
+                    2 => "99999999999999999999".to_string(),
+                    3 => format!("00{}", self.below(400)),
+                    4 => {
+                        let len = 1 + self.below(25);
+                        self.digits(len)
+                    }
+                    _ => self.below(330).to_string(),
+                };
+                t.push_str(&exp);
+            }
+            t
+        }
+    }
+
+    #[test]
+    fn random_number_texts_never_panic_and_accepted_ones_are_stable() {
+        let mut g = Gen(0x5eed_cafe_f00d_d00d);
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let text = g.number();
+            let v = parsed(&format!("{{\"n\":[{text}]}}"));
+            let plain = to_vec(&v);
+            if let Value::Number(n) = &v["n"][0] {
+                let _ = number_text(n, "n");
+                let _ = exact_number(n, "n");
+            }
+            if check_numbers(&v, "").is_err() {
+                continue;
+            }
+            accepted += 1;
+            let canonical = plain.unwrap_or_else(|e| panic!("{text}: {e}"));
+            let mut normalised = v.clone();
+            assert_eq!(normalize_numbers(&mut normalised), Ok(()), "{text}");
+            assert_eq!(to_vec(&normalised).as_ref(), Ok(&canonical), "{text}");
+            let again = parsed(&String::from_utf8_lossy(&canonical));
+            assert_eq!(check_numbers(&again, ""), Ok(()), "{text}");
+            assert_eq!(to_vec(&again).as_ref(), Ok(&canonical), "{text}");
+        }
+        assert!(accepted > 1_000, "only {accepted} accepted");
     }
 
     #[test]

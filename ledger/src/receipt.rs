@@ -136,7 +136,8 @@ impl ReceiptDraft {
 pub struct Receipt {
     /// Scroll name.
     pub scroll: String,
-    /// 0-based position in the scroll.
+    /// 0-based position in the scroll, at most 2^53 − 1 (refused above it when parsed).
+    #[serde(deserialize_with = "deserialize_seq")]
     pub seq: u64,
     /// Receipt type.
     #[serde(rename = "type")]
@@ -183,8 +184,10 @@ impl Receipt {
         Value::Object(m)
     }
 
-    /// RFC 8785 bytes of the receipt: the Merkle leaf.
+    /// RFC 8785 bytes of the receipt: the Merkle leaf. A `seq` above 2^53 − 1 is refused,
+    /// since it would not print exactly.
     pub fn leaf_bytes(&self) -> Result<Vec<u8>, CanonicalError> {
+        jcs::check_safe_integer(self.seq, "seq")?;
         jcs::to_vec(&self.to_value())
     }
 
@@ -192,6 +195,10 @@ impl Receipt {
     pub fn from_leaf(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
+}
+
+fn deserialize_seq<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    jcs::deserialize_safe_u64(d, "seq")
 }
 
 /// `H(0x00 ‖ leaf)` with SHA3-256.
@@ -281,10 +288,10 @@ mod tests {
     #[test]
     fn assembled_leaves_equal_canonicalised_receipts() {
         let at = "2026-11-23T12:00:00.000001Z";
-        let payload = serde_json::json!({"é": [1.5, -0.0, 1e21], "\u{1}": "\"\\", "a": {"z": null, "b": true}});
+        let payload = serde_json::json!({"é": [1.5, -0.0, 1e-21], "\u{1}": "\"\\", "a": {"z": null, "b": true}});
         for (kind, submitter, seq) in [
             ("t", "key_1", 0u64),
-            ("tÿpe \u{7}\n", "k\"ey", 9_007_199_254_740_992),
+            ("tÿpe \u{7}\n", "k\"ey", jcs::MAX_SAFE_INTEGER),
         ] {
             let draft = ReceiptDraft::new(kind, payload.clone()).unwrap_or_else(|e| panic!("{e}"));
             let assembled = draft.leaf_at("drills", seq, at, submitter);
@@ -321,5 +328,58 @@ mod tests {
         let back = Receipt::from_leaf(&bytes).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, r);
         assert_eq!(back.leaf_bytes().unwrap_or_default(), bytes);
+    }
+
+    #[test]
+    fn seq_beyond_2_pow_53_minus_1_is_refused() {
+        let leaf = |seq: &str| {
+            format!(
+                r#"{{"payload":{{}},"scroll":"drills","seq":{seq},"submitted_at":"2026-11-23T12:00:00.000000Z","submitter":"key_1","type":"t"}}"#
+            )
+        };
+        let max = Receipt::from_leaf(leaf("9007199254740991").as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(max.seq, jcs::MAX_SAFE_INTEGER);
+        assert_eq!(
+            max.leaf_bytes().unwrap_or_default(),
+            leaf("9007199254740991").into_bytes()
+        );
+        for bad in [
+            "9007199254740992",
+            "9007199254740993",
+            "18446744073709551615",
+        ] {
+            let err = Receipt::from_leaf(leaf(bad).as_bytes())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("seq") && err.contains(bad), "{bad}: {err:?}");
+        }
+        let too_far = Receipt {
+            seq: jcs::MAX_SAFE_INTEGER + 1,
+            ..max
+        };
+        assert!(matches!(
+            too_far.leaf_bytes(),
+            Err(CanonicalError::UnsafeInteger { path, .. }) if path == "seq"
+        ));
+    }
+
+    #[test]
+    fn payload_integers_beyond_2_pow_53_minus_1_are_refused() {
+        for (text, path) in [
+            (r#"{"n":9007199254740992}"#, "payload.n"),
+            (r#"{"a":[1,{"b":-1e300}]}"#, "payload.a[1].b"),
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap_or_default();
+            match ReceiptDraft::new("t", v) {
+                Err(ReceiptError::Number(CanonicalError::UnsafeInteger { path: p, .. })) => {
+                    assert_eq!(p, path)
+                }
+                other => panic!("{text} accepted: {other:?}"),
+            }
+        }
+        let v: Value = serde_json::from_str(r#"{"n":-9007199254740991}"#).unwrap_or_default();
+        assert!(ReceiptDraft::new("t", v).is_ok());
     }
 }

@@ -2,7 +2,7 @@
 //! RFC 6962 SHA-256 vectors, and every family of corrupted proof.
 
 use ledger::hash::{Hash, Sha3Hasher, TreeHasher};
-use ledger::merkle::{verify_consistency, verify_inclusion, MemoryTree};
+use ledger::merkle::{verify_consistency, verify_inclusion, MemoryTree, ProofError};
 use ledger::testing::Rng;
 use sha2::Sha256;
 use sha3::Sha3_256;
@@ -95,7 +95,7 @@ fn roots_and_proofs_match_the_reference_for_sizes_0_to_2000() {
             assert_eq!(root, H3::empty_root());
             assert_eq!(
                 verify_consistency::<Sha3_256>(0, 0, &[], &root, &root),
-                Ok(())
+                Err(ProofError::FromEmptyTree)
             );
             continue;
         }
@@ -125,9 +125,14 @@ fn roots_and_proofs_match_the_reference_for_sizes_0_to_2000() {
             };
             assert_eq!(path, expected, "consistency {m}->{n}");
             let old_root = tree.root(m as u64).unwrap_or_default();
+            let want = if m == 0 {
+                Err(ProofError::FromEmptyTree)
+            } else {
+                Ok(())
+            };
             assert_eq!(
                 verify_consistency::<Sha3_256>(m as u64, n as u64, &path, &old_root, &root),
-                Ok(()),
+                want,
                 "verify consistency {m}->{n}"
             );
         }
@@ -318,7 +323,7 @@ fn single_leaf_and_empty_edge_cases() {
     assert!(verify_inclusion::<Sha3_256>(&all[0], 0, 0, &[], &root).is_err());
     assert!(verify_inclusion::<Sha3_256>(&all[0], 1, 1, &[], &root).is_err());
     let empty = H3::empty_root();
-    assert!(verify_consistency::<Sha3_256>(0, 1, &[], &empty, &root).is_ok());
+    assert!(verify_consistency::<Sha3_256>(0, 1, &[], &empty, &root).is_err());
     assert!(verify_consistency::<Sha3_256>(0, 1, &[], &root, &root).is_err());
     assert!(verify_consistency::<Sha3_256>(0, 1, &[root], &empty, &root).is_err());
     assert!(verify_consistency::<Sha3_256>(1, 1, &[], &root, &root).is_ok());
@@ -326,30 +331,35 @@ fn single_leaf_and_empty_edge_cases() {
     assert!(verify_consistency::<Sha3_256>(1, 1, &[root], &root, &root).is_err());
 }
 
+/// The eight RFC 6962 test inputs (hex), leaves of the SHA-256 vector tree.
+const RFC6962_DATA: [&str; 8] = [
+    "",
+    "00",
+    "10",
+    "2021",
+    "3031",
+    "40414243",
+    "5051525354555657",
+    "606162636465666768696a6b6c6d6e6f",
+];
+
+/// Roots of the first 0..=8 of those leaves, computed independently with Python's hashlib
+/// (sha256) from the RFC 6962 MTH definition.
+const RFC6962_ROOTS: [&str; 9] = [
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+];
+
 #[test]
 fn sha256_mode_reproduces_rfc6962_vectors() {
-    // Expected roots computed independently with Python's hashlib (sha256), RFC 6962 MTH.
-    let data: [&str; 8] = [
-        "",
-        "00",
-        "10",
-        "2021",
-        "3031",
-        "40414243",
-        "5051525354555657",
-        "606162636465666768696a6b6c6d6e6f",
-    ];
-    let expected: [&str; 9] = [
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
-        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
-        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
-        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
-        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
-        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
-    ];
+    let (data, expected) = (RFC6962_DATA, RFC6962_ROOTS);
     let hashed: Vec<Hash> = data
         .iter()
         .map(|d| TreeHasher::<Sha256>::leaf(&hex::decode(d).unwrap_or_default()))
@@ -385,5 +395,230 @@ fn rs_merkle_tiles_agree_with_the_reference() {
             ledger::hash::subtree_root::<Sha3_256>(&all[..n]),
             reference_root(&all[..n])
         );
+    }
+}
+
+/// RFC 9162 §2.1.4.1 consistency paths over the RFC 6962 SHA-256 leaves above, produced by a
+/// separate Python implementation of SUBPROOF (and accepted there by its own §2.1.4.2 check).
+const CONSISTENCY_VECTORS: [(u64, u64, &[&str]); 10] = [
+    (
+        1,
+        2,
+        &["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7"],
+    ),
+    (
+        1,
+        8,
+        &[
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        2,
+        5,
+        &[
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
+    (
+        3,
+        7,
+        &[
+            "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
+            "07506a85fd9dd2f120eb694f86011e5bb4662e5c415a62917033d4a9624487e7",
+            "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+            "837dbb152e9b079010717e84e865da4ebc0fa198a806d59d31bf15accef22d0e",
+        ],
+    ),
+    (
+        4,
+        7,
+        &["837dbb152e9b079010717e84e865da4ebc0fa198a806d59d31bf15accef22d0e"],
+    ),
+    (
+        4,
+        8,
+        &["6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"],
+    ),
+    (
+        5,
+        8,
+        &[
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            "4271a26be0d8a84f0bd54c8c302e7cb3a3b5d1fa6780a40bcce2873477dab658",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        6,
+        7,
+        &[
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        6,
+        8,
+        &[
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        7,
+        8,
+        &[
+            "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+            "46f6ffadd3d06a09ff3c5860d2755c8b9819db7df44251788c7d8e3180de8eb1",
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+];
+
+fn unhex(s: &str) -> Hash {
+    ledger::hash::from_hex(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn rfc6962_roots() -> Vec<Hash> {
+    RFC6962_ROOTS.iter().map(|r| unhex(r)).collect()
+}
+
+fn vectors() -> Vec<(u64, u64, Vec<Hash>)> {
+    CONSISTENCY_VECTORS
+        .iter()
+        .map(|(m, n, p)| (*m, *n, p.iter().map(|h| unhex(h)).collect()))
+        .collect()
+}
+
+fn check(m: u64, n: u64, path: &[Hash], old: &Hash, new: &Hash) -> Result<(), ProofError> {
+    verify_consistency::<Sha256>(m, n, path, old, new)
+}
+
+#[test]
+fn rfc9162_consistency_vectors_verify_and_match_the_tree() {
+    let roots = rfc6962_roots();
+    let hashed: Vec<Hash> = RFC6962_DATA
+        .iter()
+        .map(|d| TreeHasher::<Sha256>::leaf(&hex::decode(d).unwrap_or_default()))
+        .collect();
+    let tree = MemoryTree::<Sha256>::new(hashed);
+    for (m, n, path) in vectors() {
+        let (old, new) = (roots[m as usize], roots[n as usize]);
+        assert_eq!(check(m, n, &path, &old, &new), Ok(()), "{m}->{n}");
+        assert_eq!(tree.consistency(m, n), Some(path), "{m}->{n}");
+    }
+    for m in 1..=8u64 {
+        let r = roots[m as usize];
+        assert_eq!(check(m, m, &[], &r, &r), Ok(()), "{m}->{m}");
+        let other = roots[m as usize - 1];
+        assert_eq!(check(m, m, &[], &r, &other), Err(ProofError::RootMismatch));
+        assert_eq!(check(m, m, &[r], &r, &r), Err(ProofError::WrongPathLength));
+    }
+}
+
+#[test]
+fn consistency_from_size_zero_is_refused() {
+    let roots = rfc6962_roots();
+    let empty = roots[0];
+    assert_eq!(
+        check(0, 0, &[], &empty, &empty),
+        Err(ProofError::FromEmptyTree)
+    );
+    assert_eq!(
+        check(0, 0, &[empty], &empty, &empty),
+        Err(ProofError::FromEmptyTree)
+    );
+    for n in 1..=8u64 {
+        let new = roots[n as usize];
+        for old in [empty, new] {
+            assert_eq!(
+                check(0, n, &[], &old, &new),
+                Err(ProofError::FromEmptyTree),
+                "0->{n} empty"
+            );
+            assert_eq!(
+                check(0, n, &[new], &old, &new),
+                Err(ProofError::FromEmptyTree),
+                "0->{n} [new root]"
+            );
+            assert_eq!(
+                check(0, n, &[empty, new], &old, &new),
+                Err(ProofError::FromEmptyTree),
+                "0->{n} [empty, new]"
+            );
+        }
+    }
+    for (m, n, path) in vectors() {
+        assert_eq!(
+            check(0, n, &path, &roots[m as usize], &roots[n as usize]),
+            Err(ProofError::FromEmptyTree),
+            "the {m}->{n} path presented as 0->{n}"
+        );
+    }
+}
+
+#[test]
+fn malformed_consistency_proofs_are_refused() {
+    let roots = rfc6962_roots();
+    let all = vectors();
+    for (m, n, path) in &all {
+        let (m, n) = (*m, *n);
+        let (old, new) = (roots[m as usize], roots[n as usize]);
+        for len in 0..path.len() {
+            assert!(
+                check(m, n, &path[..len], &old, &new).is_err(),
+                "{m}->{n} truncated to {len}"
+            );
+        }
+        let last = path.last().copied().unwrap_or_default();
+        for extra in [new, old, last, [0u8; 32], roots[1]] {
+            let mut longer = path.clone();
+            longer.push(extra);
+            assert_eq!(
+                check(m, n, &longer, &old, &new),
+                Err(ProofError::WrongPathLength),
+                "{m}->{n} with an extra trailing hash"
+            );
+            let mut prepended = vec![extra];
+            prepended.extend_from_slice(path);
+            assert!(
+                check(m, n, &prepended, &old, &new).is_err(),
+                "{m}->{n} with an extra leading hash"
+            );
+        }
+        for i in 0..path.len() {
+            for bit in [0, 100, 255] {
+                let mut p = path.clone();
+                p[i] = flip(&p[i], bit);
+                assert_eq!(
+                    check(m, n, &p, &old, &new),
+                    Err(ProofError::RootMismatch),
+                    "{m}->{n} node {i} bit {bit}"
+                );
+            }
+        }
+        for p in [path.clone(), Vec::new()] {
+            assert_eq!(
+                check(n, m, &p, &new, &old),
+                Err(ProofError::SizesReversed { from: n, to: m }),
+                "{n}->{m}"
+            );
+        }
+        for (m2, n2, other) in &all {
+            if (m2, n2) != (&m, &n) && other != path {
+                assert!(
+                    check(m, n, other, &old, &new).is_err(),
+                    "the {m2}->{n2} path presented as {m}->{n}"
+                );
+            }
+        }
     }
 }

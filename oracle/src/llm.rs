@@ -1,11 +1,11 @@
 //! The optional LLM answerer: an OpenAI-compatible chat-completions endpoint gets the
 //! question, the ranked passages and the evidence summary, and must return a
 //! `vm_oracle_answer_v1` object. Its answer is used only if it validates — the same question,
-//! citations only of passages it was given, known frameworks, a confidence in [0, 1] —
-//! otherwise the extractive answer is given and `vaultmesh_oracle_llm_errors_total{reason}`
-//! counts why.
+//! citations only of passages it was given, each excerpt found verbatim in its passage, known
+//! frameworks, a confidence in [0, 1] — otherwise the extractive answer is given and
+//! `vaultmesh_oracle_llm_errors_total{reason}` counts why.
 
-use crate::answer::Answer;
+use crate::answer::{Answer, Citation};
 use crate::metrics::LLM_ERRORS;
 use crate::query::{Gathered, Query};
 use serde_json::{json, Value};
@@ -148,21 +148,91 @@ impl Llm {
 }
 
 /// An LLM answer must answer this question, cite only given passages (with their true
-/// framework), and keep its numbers and sizes in range.
+/// framework) by excerpts found in them, and keep its numbers and sizes in range.
 fn validate(a: &Answer, q: &Query, g: &Gathered) -> Result<(), LlmFailure> {
     let text_ok =
         !a.answer_text.trim().is_empty() && a.answer_text.chars().count() <= MAX_ANSWER_CHARS;
     let confidence_ok = (0.0..=1.0).contains(&a.confidence);
-    let citations_ok = a.citations.iter().all(|c| {
-        g.hits
-            .iter()
-            .any(|h| h.document_id == c.document_id && h.framework == c.framework)
-            && !c.excerpt.trim().is_empty()
-    });
+    let citations_ok = a.citations.iter().all(|c| quotes_its_passage(c, g));
     let honest = !a.citations.is_empty() || a.insufficient_context;
     if a.question == q.question && text_ok && confidence_ok && citations_ok && honest {
         Ok(())
     } else {
         Err(LlmFailure::Schema)
+    }
+}
+
+/// Whether the citation's excerpt appears verbatim in a passage of the cited document and
+/// framework that the model was given; only surrounding whitespace is trimmed and runs of
+/// whitespace count as one space, on both sides.
+fn quotes_its_passage(c: &Citation, g: &Gathered) -> bool {
+    let excerpt = squash_whitespace(&c.excerpt);
+    !excerpt.is_empty()
+        && g.hits.iter().any(|h| {
+            h.document_id == c.document_id
+                && h.framework == c.framework
+                && squash_whitespace(&h.body).contains(&excerpt)
+        })
+}
+
+/// `text` trimmed, with every run of whitespace replaced by one space.
+fn squash_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger::store::SectionHit;
+
+    fn gathered(body: &str) -> Gathered {
+        Gathered {
+            hits: vec![SectionHit {
+                document_id: "doc".into(),
+                framework: "gdpr".into(),
+                heading: "h".into(),
+                body: body.into(),
+                evidence_types: Vec::new(),
+                rank: 0.5,
+            }],
+            requirements: Vec::new(),
+            evidence: Vec::new(),
+        }
+    }
+
+    fn cite(document_id: &str, framework: &str, excerpt: &str) -> Citation {
+        Citation {
+            document_id: document_id.into(),
+            framework: framework.into(),
+            excerpt: excerpt.into(),
+        }
+    }
+
+    #[test]
+    fn excerpts_must_be_verbatim_up_to_whitespace_runs() {
+        let g = gathered("Keep the logs for a\nperiod that fits,  and at least six months.");
+        for ok in [
+            "at least six months",
+            "  a period that fits, and at least\tsix months.\n",
+            "Keep the logs for a\n\n period",
+        ] {
+            assert!(quotes_its_passage(&cite("doc", "gdpr", ok), &g), "{ok:?}");
+        }
+        for bad in [
+            "at least 6 months",
+            "At least six months",
+            "at least six months unless",
+            "atleast six months",
+            "period that fits; and",
+            " \n ",
+            "",
+        ] {
+            assert!(
+                !quotes_its_passage(&cite("doc", "gdpr", bad), &g),
+                "{bad:?}"
+            );
+        }
+        assert!(!quotes_its_passage(&cite("other", "gdpr", "at least"), &g));
+        assert!(!quotes_its_passage(&cite("doc", "nis2", "at least"), &g));
     }
 }

@@ -1,6 +1,8 @@
 //! The LLM answerer against a local HTTP server speaking the chat-completions wire format:
-//! a valid answer is used; malformed JSON, a schema-invalid answer, an invented citation, a
-//! 500 and a timeout each fall back to the extractive answer and count their reason.
+//! a valid answer is used (also when its excerpt differs from the passage only in whitespace);
+//! malformed JSON, a schema-invalid answer, an invented citation, an excerpt that is not in the
+//! cited passage, a 500 and a timeout each fall back to the extractive answer and count their
+//! reason.
 //! (One test per binary: the oracle's metrics are process-wide.)
 
 use ledger::store::Role;
@@ -16,11 +18,15 @@ enum Mode {
     NotJson,
     BadSchema,
     InventedCitation,
+    MisquotedExcerpt,
+    ReflowedExcerpt,
     ServerError,
     Slow,
 }
 
 const QUESTION: &str = "How long must AI system logs be kept?";
+/// In the cited passage, with a line break where this has a space.
+const REFLOWED: &str = "keep the automatically generated logs under their control for a period that fits the system's purpose";
 
 fn completion(content: &str) -> Value {
     json!({"id": "c1", "object": "chat.completion", "model": "test",
@@ -35,15 +41,18 @@ async fn serve(mode: Arc<Mutex<Mode>>, seen: Arc<Mutex<Vec<Value>>>) -> std::net
             async move {
                 seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(req);
                 let mode = *mode.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let answer = |doc: &str| json!({
+                let quoting = |doc: &str, excerpt: &str| json!({
                     "question": QUESTION,
                     "answer_text": "Keep them at least six months, under your control.",
-                    "citations": [{"document_id": doc, "framework": "eu_ai_act", "excerpt": "at least six months"}],
+                    "citations": [{"document_id": doc, "framework": "eu_ai_act", "excerpt": excerpt}],
                     "compliance_flags": {"gdpr_relevant": false, "ai_act_relevant": true, "nis2_relevant": false},
                     "gaps": [], "insufficient_context": false, "confidence": 0.9,
                 }).to_string();
+                let answer = |doc: &str| quoting(doc, "at least six months");
                 let body = match mode {
                     Mode::Valid => completion(&answer("eu-ai-act-record-keeping")),
+                    Mode::MisquotedExcerpt => completion(&quoting("eu-ai-act-record-keeping", "at least twelve months")),
+                    Mode::ReflowedExcerpt => completion(&quoting("eu-ai-act-record-keeping", &format!("  {}\n", REFLOWED.replace(' ', " \t ")))),
                     Mode::NotJson => completion("Sure! Logs should be kept six months."),
                     Mode::BadSchema => completion(&json!({"question": QUESTION, "answer": "six months"}).to_string()),
                     Mode::InventedCitation => completion(&answer("made-up-regulation")),
@@ -69,6 +78,16 @@ async fn serve(mode: Arc<Mutex<Mode>>, seen: Arc<Mutex<Vec<Value>>>) -> std::net
     addr
 }
 
+/// The value of `vaultmesh_oracle_llm_errors_total{reason}` (0 before its first failure).
+fn llm_errors(metrics: &str, reason: &str) -> u64 {
+    let prefix = format!("vaultmesh_oracle_llm_errors_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_llm_answer_is_used_and_every_failure_falls_back() {
     let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
@@ -89,7 +108,7 @@ async fn a_valid_llm_answer_is_used_and_every_failure_falls_back() {
         llm_timeout_ms: 500,
     };
     let o = oracle::start_with(
-        service_config(&db.app_url),
+        service_config(&db.url(ledger::store::DbRole::Oracle)),
         opts,
         ledger::service::Shutdown::new(),
     )
@@ -168,6 +187,48 @@ async fn a_valid_llm_answer_is_used_and_every_failure_falls_back() {
     assert!(
         metrics.contains("vaultmesh_oracle_llm_errors_total{reason=\"invalid_answer\"} 2"),
         "{metrics}"
+    );
+
+    // A real document cited with words that are not in its passage: not used.
+    *mode
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Mode::MisquotedExcerpt;
+    let a = ask().await;
+    assert_eq!(a["answered_by"], "extractive", "{a}");
+    assert_ne!(
+        a["citations"][0]["excerpt"], "at least twelve months",
+        "{a}"
+    );
+    let (_, after) = http(o.metrics_addr, "GET", "/metrics")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        llm_errors(&after, "invalid_answer"),
+        llm_errors(&metrics, "invalid_answer") + 1,
+        "{after}"
+    );
+
+    // The passage's words, with other whitespace around and between them: used as given.
+    *mode
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Mode::ReflowedExcerpt;
+    let a = ask().await;
+    assert_eq!(a["answered_by"], "llm", "{a}");
+    assert_eq!(
+        a["citations"][0]["excerpt"]
+            .as_str()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+        REFLOWED
+    );
+    let (_, last) = http(o.metrics_addr, "GET", "/metrics")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        llm_errors(&last, "invalid_answer"),
+        llm_errors(&after, "invalid_answer")
     );
     o.stop().await;
 }

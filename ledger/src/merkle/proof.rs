@@ -23,6 +23,10 @@ pub enum ProofError {
         /// Newer size.
         to: u64,
     },
+    /// A consistency proof from the empty tree: every tree extends it, so such a proof
+    /// proves nothing and is refused (callers starting from size 0 skip the check).
+    #[error("consistency proofs from size 0 are refused: every tree extends the empty tree")]
+    FromEmptyTree,
     /// The path has the wrong number of elements for these sizes.
     #[error("proof path has the wrong length")]
     WrongPathLength,
@@ -114,7 +118,10 @@ pub fn verify_inclusion<D: Digest<OutputSize = U32>>(
 }
 
 /// Verifies that the tree of `to` leaves with `new_root` extends the tree of `from` leaves
-/// with `old_root`. From size 0 the path must be empty and `old_root` the empty root.
+/// with `old_root` (RFC 9162 §2.1.4.2). `from` must be at least 1: any proof from size 0,
+/// even an empty one, is refused with [`ProofError::FromEmptyTree`], so a caller that starts
+/// from the empty tree must skip this check (after checking its old root is the empty root).
+/// Equal sizes (`from == to >= 1`) need an empty path and equal roots.
 pub fn verify_consistency<D: Digest<OutputSize = U32>>(
     from: u64,
     to: u64,
@@ -122,19 +129,17 @@ pub fn verify_consistency<D: Digest<OutputSize = U32>>(
     old_root: &Hash,
     new_root: &Hash,
 ) -> Result<(), ProofError> {
+    if from == 0 {
+        return Err(ProofError::FromEmptyTree);
+    }
     if from > to {
         return Err(ProofError::SizesReversed { from, to });
     }
-    if from == to || from == 0 {
+    if from == to {
         if !path.is_empty() {
             return Err(ProofError::WrongPathLength);
         }
-        let expected_old = if from == 0 {
-            TreeHasher::<D>::empty_root()
-        } else {
-            *new_root
-        };
-        return if old_root == &expected_old {
+        return if old_root == new_root {
             Ok(())
         } else {
             Err(ProofError::RootMismatch)
