@@ -70,6 +70,18 @@ pub struct CommonArgs {
     /// Seconds to let in-flight requests finish after a stop signal. [default: 10]
     #[arg(long, env = "VAULTMESH_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Most open API connections; further ones get a 503 JSON answer and are closed.
+    /// [default: 1024]
+    #[arg(long, env = "VAULTMESH_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Milliseconds a client may take to send a request's headers before the connection is
+    /// closed (slow-loris defence). [default: 10000]
+    #[arg(long, env = "VAULTMESH_HEADER_READ_TIMEOUT_MS", value_name = "MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Milliseconds any request may take in all before it is answered 503
+    /// `request_deadline`. [default: 30000]
+    #[arg(long, env = "VAULTMESH_REQUEST_TIMEOUT_MS", value_name = "MS")]
+    pub request_timeout_ms: Option<u64>,
 }
 
 /// The same options as read from a TOML file.
@@ -96,6 +108,12 @@ pub struct CommonFile {
     pub log: Option<String>,
     /// See [`CommonArgs::shutdown_grace_secs`].
     pub shutdown_grace_secs: Option<u64>,
+    /// See [`CommonArgs::max_connections`].
+    pub max_connections: Option<usize>,
+    /// See [`CommonArgs::header_read_timeout_ms`].
+    pub header_read_timeout_ms: Option<u64>,
+    /// See [`CommonArgs::request_timeout_ms`].
+    pub request_timeout_ms: Option<u64>,
 }
 
 /// Resolved configuration shared by every service.
@@ -126,6 +144,8 @@ pub struct CommonConfig {
     /// Graceful shutdown deadline.
     #[serde(with = "secs")]
     pub shutdown_grace: Duration,
+    /// Connection and request limits of the API listener.
+    pub http: crate::http_guard::HttpLimits,
 }
 
 /// Per-service defaults for the listen addresses.
@@ -201,6 +221,25 @@ impl CommonArgs {
                     .or(file.shutdown_grace_secs)
                     .unwrap_or(10),
             ),
+            http: crate::http_guard::HttpLimits {
+                max_connections: self
+                    .max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(1024)
+                    .max(1),
+                header_read_timeout: Duration::from_millis(
+                    self.header_read_timeout_ms
+                        .or(file.header_read_timeout_ms)
+                        .unwrap_or(10_000)
+                        .max(1),
+                ),
+                request_timeout: Duration::from_millis(
+                    self.request_timeout_ms
+                        .or(file.request_timeout_ms)
+                        .unwrap_or(30_000)
+                        .max(1),
+                ),
+            },
         }
     }
 
@@ -277,6 +316,30 @@ mod tests {
             cfg.database_url,
             "postgres://vaultmesh_portal:vaultmesh_portal@127.0.0.1:5432/vaultmesh"
         );
+    }
+
+    #[test]
+    fn the_cache_secret_file_is_a_path_shown_as_such() {
+        let file: CommonFile =
+            toml::from_str("cache_secret_file = \"/etc/vaultmesh/cache.secret\"")
+                .unwrap_or_default();
+        let cfg = CommonArgs::default().resolve(file.clone(), defaults());
+        assert_eq!(
+            cfg.cache_secret_file.as_deref(),
+            Some(Path::new("/etc/vaultmesh/cache.secret"))
+        );
+        let shown = serde_json::to_value(&cfg).unwrap_or_default();
+        assert_eq!(shown["cache_secret_file"], "/etc/vaultmesh/cache.secret");
+        let args = CommonArgs {
+            cache_secret_file: Some(PathBuf::from("/run/secret")),
+            ..Default::default()
+        };
+        assert_eq!(
+            args.resolve(file, defaults()).cache_secret_file,
+            Some(PathBuf::from("/run/secret"))
+        );
+        let unset = CommonArgs::default().resolve(CommonFile::default(), defaults());
+        assert_eq!(unset.cache_secret_file, None);
     }
 
     #[test]

@@ -199,13 +199,16 @@ impl ServiceContext {
         F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
         F::Extract: Reply,
     {
-        self.serve_counted(routes, None).await
+        self.serve_counted(routes, None, None).await
     }
 
-    /// [`ServiceContext::serve`], with `connections` following the API's open connections.
+    /// [`ServiceContext::serve`], with `table` listing the service's own routes (the base
+    /// routes are added) for 404/405/HEAD answers before any filter runs, and `connections`
+    /// following the API's open connections.
     pub async fn serve_counted<F>(
         &self,
         routes: F,
+        table: Option<crate::http_guard::RouteTable>,
         connections: Option<prometheus::Gauge>,
     ) -> Result<RunningService, StartError>
     where
@@ -222,7 +225,17 @@ impl ServiceContext {
             service::Api {
                 listener: api,
                 filter: api_routes,
-                connections,
+                how: service::Listening {
+                    limits: self.config.http,
+                    routes: table.map(|t| {
+                        std::sync::Arc::new(t.with([
+                            ("GET", "/v1/health"),
+                            ("GET", "/v1/ready"),
+                            ("GET", "/v1/status"),
+                        ]))
+                    }),
+                    connections,
+                },
             },
             metrics_listener,
             self.registry.clone(),

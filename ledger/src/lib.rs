@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod gate;
 pub mod hash;
+pub mod http_guard;
 pub mod jcs;
 pub mod merkle;
 pub mod metrics;

@@ -82,7 +82,8 @@ pub static AUTH_REJECTIONS: std::sync::LazyLock<prometheus::IntCounterVec> =
 pub fn register_http(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(HTTP_REQUESTS_TOTAL.clone()))?;
     registry.register(Box::new(HTTP_REQUEST_DURATION.clone()))?;
-    registry.register(Box::new(AUTH_REJECTIONS.clone()))
+    registry.register(Box::new(AUTH_REJECTIONS.clone()))?;
+    registry.register(Box::new(crate::http_guard::HTTP_REJECTIONS.clone()))
 }
 
 /// Counts one answered request under `method`, the route `template` and its `status`.

@@ -3,7 +3,8 @@
 //! with a deadline.
 
 use crate::metrics;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use crate::http_guard::{Guarded, HttpLimits, RouteTable};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -12,9 +13,10 @@ use serde::Serialize;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
@@ -110,19 +112,45 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServiceError> {
         .map_err(|source| ServiceError::Bind { addr, source })
 }
 
+/// How a listener serves: its limits, its route table (none: every path goes to the
+/// filter), and an optional gauge of open connections.
+#[derive(Clone, Default)]
+pub struct Listening {
+    /// Connection and request limits.
+    pub limits: HttpLimits,
+    /// Routes for 404/405/HEAD answers before the filter runs.
+    pub routes: Option<Arc<RouteTable>>,
+    /// Follows the number of open connections.
+    pub connections: Option<Gauge>,
+}
+
 /// Serves `filter` on `listener` until `shutdown`, then lets open requests finish for at
-/// most `grace`. With `connections`, the gauge follows the number of open TCP connections.
+/// most `grace`. HTTP/1.1 only; headers must arrive within the header deadline, connections
+/// beyond the cap get a 503 and are closed, and every request passes the
+/// [`crate::http_guard`] checks.
 pub async fn serve<F>(
     listener: TcpListener,
     filter: F,
     shutdown: Shutdown,
     grace: Duration,
-    connections: Option<Gauge>,
+    how: Listening,
 ) where
     F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
     F::Extract: Reply,
 {
-    let service = warp::service(filter.recover(recover_rejection));
+    let service = Guarded::new(
+        warp::service(filter.recover(recover_rejection)),
+        how.routes.clone(),
+        how.limits.request_timeout,
+    );
+    let slots = Arc::new(Semaphore::new(how.limits.max_connections));
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(how.limits.header_read_timeout)
+        .max_headers(64);
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let stop = shutdown.wait();
     tokio::pin!(stop);
@@ -138,12 +166,16 @@ pub async fn serve<F>(
             _ = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let open = connections.clone().map(OpenConnection::new);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_connection(stream));
+            continue;
+        };
+        let open = how.connections.clone().map(OpenConnection::new);
         let service = TowerToHyperService::new(service.clone());
         let watcher = graceful.watcher();
+        let builder = builder.clone();
         tokio::spawn(async move {
-            let _open = open;
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let _held = (open, slot);
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -160,6 +192,17 @@ pub async fn serve<F>(
             "shutdown deadline passed, dropping open connections"
         );
     }
+}
+
+/// Answers a connection over the cap with a 503 and closes it, spending at most a second.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let answer = crate::http_guard::over_capacity_response();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(&answer).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 /// A client that hung up before being accepted is not worth a log line; anything else (such
@@ -212,8 +255,8 @@ pub struct Api<F> {
     pub listener: TcpListener,
     /// Routes.
     pub filter: F,
-    /// Follows the number of open connections.
-    pub connections: Option<Gauge>,
+    /// Limits, route table and connection gauge.
+    pub how: Listening,
 }
 
 impl RunningService {
@@ -234,18 +277,22 @@ impl RunningService {
         let metrics_addr = metrics_listener.local_addr()?;
         let tasks = vec![
             tokio::spawn(serve(
-                api.listener,
-                api.filter,
-                shutdown.clone(),
-                grace,
-                api.connections,
-            )),
-            tokio::spawn(serve(
                 metrics_listener,
                 metrics_route(registry, on_scrape),
                 shutdown.clone(),
                 grace,
-                None,
+                Listening {
+                    limits: api.how.limits,
+                    routes: Some(Arc::new(RouteTable::new([("GET", "/metrics")]))),
+                    connections: None,
+                },
+            )),
+            tokio::spawn(serve(
+                api.listener,
+                api.filter,
+                shutdown.clone(),
+                grace,
+                api.how,
             )),
         ];
         Ok(Self {

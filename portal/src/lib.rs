@@ -43,6 +43,7 @@ pub async fn start_with(
     let portal = state::Portal::new(ctx.clone(), opts, vkey);
     ctx.serve_counted(
         routes::routes(portal),
+        Some(openapi::route_table()),
         Some(metrics::ACTIVE_CONNECTIONS.clone()),
     )
     .await

@@ -13,6 +13,12 @@ struct Op {
     statuses: &'static [u16],
 }
 
+/// The portal's routes (method, path template): the same table the listener uses to answer
+/// 404, 405 with `Allow`, and `HEAD`, so the served routes and the document never drift.
+pub fn route_table() -> ledger::http_guard::RouteTable {
+    ledger::http_guard::RouteTable::new(OPS.iter().map(|op| (op.method, op.path)))
+}
+
 const OPS: &[Op] = &[
     Op { method: "post", path: "/v1/scrolls/{scroll}/receipts", summary: "Submit one receipt (writer); 201 once durable, 200 for an idempotent replay", auth: true, body: Some("Submission"), query: &[], statuses: &[200, 201, 400, 401, 403, 404, 409, 411, 413, 503] },
     Op { method: "post", path: "/v1/scrolls/{scroll}/receipts/batch", summary: "Submit up to max_batch receipts, all or nothing (writer); with Idempotency-Key, a replay of the same batch answers 200 with the original receipts", auth: true, body: Some("Batch"), query: &[], statuses: &[200, 201, 400, 401, 403, 404, 409, 411, 413, 503] },

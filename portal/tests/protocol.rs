@@ -268,3 +268,175 @@ async fn a_body_that_dribbles_in_times_out() {
     assert_eq!(receipts(&db).await, 0);
     p.stop().await;
 }
+
+/// Sends raw bytes and returns what came back before the server closed (or `within` ran out).
+async fn raw(addr: std::net::SocketAddr, bytes: &[u8], within: Duration) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(within, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_heads_and_header_bytes() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let w = token(&db, Role::Writer).await;
+    let p = start(&db, PortalArgs::default()).await;
+    let a = p.api_addr;
+    let t = Duration::from_secs(5);
+    let text = raw(
+        a,
+        b"TRACE /v1/scrolls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        t,
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 405"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("allow: get, head, post"),
+        "{text}"
+    );
+    assert!(text.contains("method_not_allowed"), "{text}");
+    let text = raw(
+        a,
+        b"DELETE /v1/scrolls/drills/receipts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        t,
+    )
+    .await;
+    assert!(
+        text.to_ascii_lowercase().contains("allow: get, head, post"),
+        "{text}"
+    );
+    let text = raw(
+        a,
+        b"GET /v1/nothing/here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        t,
+    )
+    .await;
+    assert!(
+        text.starts_with("HTTP/1.1 404") && text.contains("not_found"),
+        "{text}"
+    );
+    let text = raw(
+        a,
+        b"HEAD /v1/scrolls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        t,
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(!text.contains("\"scrolls\""), "HEAD has no body: {text}");
+    let text = raw(
+        a,
+        b"HEAD /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        t,
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for (method, path) in [
+        ("POST", "/v1/scrolls/drills/receipts"),
+        ("GET", "/v1/scrolls/drills/receipts/0"),
+    ] {
+        for header in [
+            "Idempotency-Key: caf\u{e9}",
+            "Authorization: Bearer \u{e9}t\u{e9}",
+        ] {
+            let req = format!(
+                "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {w}\r\n{header}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            );
+            let text = raw(a, req.as_bytes(), t).await;
+            assert!(
+                text.starts_with("HTTP/1.1 400"),
+                "{method} {header}: {text}"
+            );
+            assert!(text.contains("invalid_header"), "{text}");
+        }
+    }
+    // HTTP/2 (prior knowledge) is not spoken: the preface is refused, nothing is served.
+    let text = raw(a, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", t).await;
+    assert!(!text.contains("HTTP/2"), "{text:?}");
+    assert_eq!(receipts(&db).await, 0);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off_and_connections_are_capped() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut cfg = service_config(&db.url(DbRole::Portal));
+    cfg.http.header_read_timeout = Duration::from_millis(700);
+    cfg.http.max_connections = 8;
+    let p = portal::start_with(cfg, PortalArgs::default(), ledger::service::Shutdown::new())
+        .await
+        .unwrap_or_else(|e| panic!("portal: {e}"));
+    // Headers at one byte every 200 ms: closed once the header deadline passes.
+    let mut s = tokio::net::TcpStream::connect(p.api_addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let mut closed_after = None;
+    for b in b"GET /v1/health HTTP/1.1\r\nHost: slow-loris\r\n"
+        .iter()
+        .cycle()
+        .take(60)
+    {
+        if s.write_all(&[*b]).await.is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(Ok(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let after = closed_after.unwrap_or_else(|| panic!("a slow-loris connection stayed open"));
+    assert!(
+        after < Duration::from_secs(3),
+        "closed only after {after:?}"
+    );
+    // Eight idle connections fill the cap; the ninth is answered 503 and closed.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(
+            tokio::net::TcpStream::connect(p.api_addr)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    let text = raw(
+        p.api_addr,
+        b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("too_many_connections"), "{text}");
+    drop(idle);
+    let mut served = false;
+    for _ in 0..50 {
+        let (s, _) = call(p.api_addr, "GET", "/v1/health", None, &[], "").await;
+        if s == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "freed slots are reused");
+    let (_, metrics) = ledger::testing::http(p.metrics_addr, "GET", "/metrics")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        metrics.contains("vaultmesh_http_rejections_total{reason=\"connection_cap\"}"),
+        "{metrics}"
+    );
+    p.stop().await;
+}
