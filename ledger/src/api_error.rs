@@ -68,10 +68,12 @@ pub enum ApiError {
     /// generic one (no SQL text, no connection details).
     #[error("{0}")]
     Unavailable(String),
-    /// The service refuses this kind of request for now (503 with Retry-After), e.g. the
-    /// emergency freeze.
+    /// The service refuses this request for now, with Retry-After: 503 for the emergency
+    /// freeze, 429 for a key over its rate.
     #[error("{message}")]
     Suspended {
+        /// 429 or 503.
+        status: StatusCode,
         /// Stable error code.
         code: &'static str,
         /// Explanation.
@@ -112,9 +114,8 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Integrity(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Unavailable(_) | ApiError::Suspended { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Suspended { status, .. } => *status,
         }
     }
 
@@ -182,6 +183,7 @@ impl From<GateError> for ApiError {
                 message,
                 retry_after_secs,
             } => ApiError::Suspended {
+                status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "emergency_active",
                 message,
                 retry_after_secs,

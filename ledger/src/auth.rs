@@ -18,6 +18,7 @@ pub struct Authenticator {
     store: Store,
     ttl: Duration,
     cache: KeyCache,
+    limiter: Option<crate::rate_limit::RateLimiter>,
 }
 
 impl Authenticator {
@@ -27,12 +28,41 @@ impl Authenticator {
             store,
             ttl,
             cache: Arc::new(RwLock::new(HashMap::new())),
+            limiter: None,
         }
     }
 
-    /// The key behind an `Authorization` header value. Rejections are counted and logged
-    /// without the token.
+    /// This authenticator, refusing a key's requests beyond `limiter`'s rate with 429.
+    pub fn with_rate_limit(mut self, limiter: Option<crate::rate_limit::RateLimiter>) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// The key behind an `Authorization` header value, within its rate limit. Rejections are
+    /// counted and logged without the token.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<ApiKey, ApiError> {
+        let key = self.verify(header).await?;
+        if let Some(limiter) = &self.limiter {
+            if let Err(wait) = limiter.take(&key.id) {
+                crate::http_guard::HTTP_REJECTIONS
+                    .with_label_values(&["rate_limited"])
+                    .inc();
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                return Err(ApiError::Suspended {
+                    status: warp::http::StatusCode::TOO_MANY_REQUESTS,
+                    code: "rate_limited",
+                    message: format!(
+                        "key {} is over its request rate; retry in {secs} s",
+                        key.id
+                    ),
+                    retry_after_secs: secs.max(1),
+                });
+            }
+        }
+        Ok(key)
+    }
+
+    async fn verify(&self, header: Option<&str>) -> Result<ApiKey, ApiError> {
         let Some(value) = header else {
             return Err(reject(
                 "missing",

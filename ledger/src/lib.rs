@@ -21,6 +21,7 @@ pub mod merkle;
 pub mod metrics;
 pub mod note;
 pub mod proofchain;
+pub mod rate_limit;
 pub mod receipt;
 pub mod service;
 pub mod store;

@@ -30,7 +30,7 @@ echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(unam
     --database-url "$(vm_role_url guardian $DB)" --mesh-id bench --signing-key-file "$OUT/guardian.key" \
     --journal-path "$OUT/proofchain.jsonl" --log warn 2>"$OUT/guardian.log" &
 GUARDIAN=$!
-"$BIN/vaultmesh-portal" --api-addr 127.0.0.1:$((PORT + 2)) --metrics-addr 127.0.0.1:$((PORT + 3)) \
+"$BIN/vaultmesh-portal" --rate-limit-per-sec 0 --api-addr 127.0.0.1:$((PORT + 2)) --metrics-addr 127.0.0.1:$((PORT + 3)) \
     --database-url "$(vm_role_url portal $DB)" --mesh-id bench --log warn 2>"$OUT/portal.log" &
 PORTAL=$!
 trap 'kill $GUARDIAN $PORTAL 2>/dev/null || true; vm_bench_drop "$DB"' EXIT

@@ -17,7 +17,7 @@ vm_bench_prepare "$DB"
 TOKEN=$("$BIN/vaultmesh" keys create --database-url "$(vm_owner_url $DB)" --role writer --label bench --format token)
 OUT=$(mktemp -d)
 
-"$BIN/vaultmesh-portal" --api-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$((PORT + 1)) \
+"$BIN/vaultmesh-portal" --rate-limit-per-sec 0 --api-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$((PORT + 1)) \
     --database-url "$(vm_role_url portal $DB)" --db-pool-size 16 --log warn 2>"$OUT/portal.log" &
 PORTAL=$!
 trap 'kill $PORTAL 2>/dev/null || true; vm_bench_drop "$DB"' EXIT

@@ -23,7 +23,7 @@ echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(unam
 "$BIN/vaultmesh" bench seed --database-url "$(vm_owner_url $DB)" --scroll $SCROLL \
     --receipts "$RECEIPTS" --signing-key "$OUT/guardian.key" | tee "$OUT/seed.json"
 
-"$BIN/vaultmesh-portal" --api-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$((PORT + 1)) \
+"$BIN/vaultmesh-portal" --rate-limit-per-sec 0 --api-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$((PORT + 1)) \
     --database-url "$(vm_role_url portal $DB)" --guardian-vkey-file "$OUT/guardian.vkey" \
     --log warn 2>"$OUT/portal.log" &
 PORTAL=$!

@@ -34,6 +34,13 @@ pub struct PortalArgs {
     /// within this time; 0 checks Postgres on every request).
     #[arg(long, env = "VAULTMESH_AUTH_CACHE_SECS", default_value_t = 5)]
     pub auth_cache_secs: u64,
+    /// Requests a second each API key may make on average (token bucket; 429 with
+    /// Retry-After beyond it). 0 turns the limit off.
+    #[arg(long, env = "VAULTMESH_RATE_LIMIT_PER_SEC", default_value_t = 1000)]
+    pub rate_limit_per_sec: u32,
+    /// Requests an API key may make at once above its rate (the bucket's size).
+    #[arg(long, env = "VAULTMESH_RATE_LIMIT_BURST", default_value_t = 2000)]
+    pub rate_limit_burst: u32,
     /// How long a request body may take to arrive, in milliseconds, once the handler has
     /// authenticated the caller (slower bodies get 408).
     #[arg(long, env = "VAULTMESH_BODY_READ_TIMEOUT_MS", default_value_t = 10_000)]
@@ -55,6 +62,8 @@ impl Default for PortalArgs {
             group_commit_depth: 2,
             proof_tile_memo: 32_768,
             auth_cache_secs: 5,
+            rate_limit_per_sec: 1000,
+            rate_limit_burst: 2000,
             body_read_timeout_ms: 10_000,
             guardian_vkey_file: None,
         }

@@ -52,7 +52,11 @@ impl Portal {
         let auth = Authenticator::new(
             ctx.store.clone(),
             std::time::Duration::from_secs(opts.auth_cache_secs),
-        );
+        )
+        .with_rate_limit(ledger::rate_limit::RateLimiter::new(
+            opts.rate_limit_per_sec,
+            opts.rate_limit_burst,
+        ));
         let verifier = vkey.as_deref().and_then(|v| match NoteVerifier::from_vkey(v) {
             Ok(verifier) => Some(verifier),
             Err(e) => {

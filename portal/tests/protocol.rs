@@ -440,3 +440,54 @@ async fn slow_headers_are_cut_off_and_connections_are_capped() {
     );
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_rate_gets_429_and_others_do_not() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let busy = token(&db, Role::Reader).await;
+    let calm = token(&db, Role::Reader).await;
+    let p = start(
+        &db,
+        PortalArgs {
+            rate_limit_per_sec: 5,
+            rate_limit_burst: 10,
+            ..PortalArgs::default()
+        },
+    )
+    .await;
+    let path = "/v1/scrolls/drills/receipts";
+    let mut limited = None;
+    for i in 0..40 {
+        let bearer = format!("Bearer {busy}");
+        let (s, text) = request(p.api_addr, "GET", path, &[("authorization", &bearer)], b"")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if s == 429 {
+            limited = Some((i, text));
+            break;
+        }
+        assert_eq!(s, 200, "{text}");
+    }
+    let (at, text) = limited.unwrap_or_else(|| panic!("40 quick requests never hit the limit"));
+    assert!(at >= 10, "the burst of 10 was not honoured ({at})");
+    assert!(text.contains("rate_limited"), "{text}");
+    let raw_answer = {
+        let mut s = tokio::net::TcpStream::connect(p.api_addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {busy}\r\nConnection: close\r\n\r\n"
+        );
+        let _ = s.write_all(req.as_bytes()).await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).to_ascii_lowercase()
+    };
+    assert!(raw_answer.starts_with("http/1.1 429"), "{raw_answer}");
+    assert!(raw_answer.contains("retry-after: 1"), "{raw_answer}");
+    for _ in 0..10 {
+        let (s, b) = call(p.api_addr, "GET", path, Some(&calm), &[], "").await;
+        assert_eq!(s, 200, "another key is unaffected: {b}");
+    }
+    p.stop().await;
+}
