@@ -260,6 +260,108 @@ where
     }
 }
 
+/// A connection's byte stream that turns the HTTP library's own bodiless error answers (400,
+/// 414, 431 for requests it could not parse) into JSON errors like every other answer.
+pub struct JsonErrorStream<T> {
+    inner: T,
+    /// A replacement being written, how far it got, and the length it stands for.
+    pending: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl<T> JsonErrorStream<T> {
+    /// Wraps a connection.
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            pending: None,
+        }
+    }
+}
+
+/// The JSON version of one of the library's automatic error answers, if `head` is one.
+fn json_version(head: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(head).ok()?;
+    let (status, code, message) = match text.get(..13)? {
+        "HTTP/1.1 400 " => (400, "bad_request", "the request could not be parsed"),
+        "HTTP/1.1 414 " => (414, "uri_too_long", "the request target is too long"),
+        "HTTP/1.1 431 " => (
+            431,
+            "header_fields_too_large",
+            "the request headers are too large or too many",
+        ),
+        _ => return None,
+    };
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains("content-length: 0\r\n") || lower.contains("content-type:") {
+        return None;
+    }
+    let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
+    HTTP_REJECTIONS.with_label_values(&[code]).inc();
+    let reason = text.get(13..text.find("\r\n")?)?;
+    Some(
+        format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n\
+             connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for JsonErrorStream<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for JsonErrorStream<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.pending.is_none() {
+            match json_version(buf) {
+                Some(replacement) => this.pending = Some((replacement, 0, buf.len())),
+                None => return Pin::new(&mut this.inner).poll_write(cx, buf),
+            }
+        }
+        while let Some((bytes, done, stands_for)) = &mut this.pending {
+            if *done >= bytes.len() {
+                let n = *stands_for;
+                this.pending = None;
+                return Poll::Ready(Ok(n));
+            }
+            match Pin::new(&mut this.inner).poll_write(cx, &bytes[*done..]) {
+                Poll::Ready(Ok(0)) => {
+                    this.pending = None;
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *done += n,
+                Poll::Ready(Err(e)) => {
+                    this.pending = None;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(0))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 fn bad_header_value(v: &HeaderValue) -> bool {
     v.as_bytes()
         .iter()
@@ -299,8 +401,28 @@ mod tests {
             Verdict::NotAllowed("POST".into())
         );
         assert_eq!(t.verdict(&Method::GET, "/v1/nope"), Verdict::NotFound);
-        assert_eq!(t.verdict(&Method::GET, "/v1/scrolls//receipts/1"), Verdict::NotFound);
+        assert_eq!(
+            t.verdict(&Method::GET, "/v1/scrolls//receipts/1"),
+            Verdict::NotFound
+        );
         assert_eq!(t.verdict(&Method::GET, "/v1/scrolls/"), Verdict::NotFound);
+    }
+
+    #[test]
+    fn only_the_librarys_bodiless_errors_are_rewritten() {
+        let auto =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let out = json_version(auto).map(|v| String::from_utf8_lossy(&v).to_string());
+        let out = out.unwrap_or_else(|| panic!("not rewritten"));
+        assert!(
+            out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{out}"
+        );
+        assert!(out.ends_with(r#"{"error":{"code":"header_fields_too_large","message":"the request headers are too large or too many"}}"#));
+        let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n";
+        assert!(json_version(ours).is_none());
+        assert!(json_version(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+        assert!(json_version(b"HTTP/1.1 4").is_none());
     }
 
     #[test]

@@ -176,6 +176,7 @@ pub async fn serve<F>(
         let builder = builder.clone();
         tokio::spawn(async move {
             let _held = (open, slot);
+            let stream = crate::http_guard::JsonErrorStream::new(stream);
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");

@@ -491,3 +491,45 @@ async fn a_key_over_its_rate_gets_429_and_others_do_not() {
     }
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_librarys_own_errors_are_json_too() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let p = start(&db, PortalArgs::default()).await;
+    let t = Duration::from_secs(5);
+    let mut many = String::from("GET /v1/health HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..100 {
+        many.push_str(&format!("X-Filler-{i}: {i}\r\n"));
+    }
+    many.push_str("\r\n");
+    let long = format!("GET /v1/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+    for (request, status, code) in [
+        (many.as_str(), "431", "header_fields_too_large"),
+        ("GARBAGE\r\n\r\n", "400", "bad_request"),
+        (
+            "GET /v1/health HTTP/1.1\r\nBad Header\r\n\r\n",
+            "400",
+            "bad_request",
+        ),
+        (long.as_str(), "", ""),
+    ] {
+        let text = raw(p.api_addr, request.as_bytes(), t).await;
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        if status.is_empty() {
+            assert!(head.starts_with("HTTP/1.1 4"), "{head}");
+        } else {
+            assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{head}");
+            assert!(body.contains(code), "{body}");
+        }
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        assert!(v["error"]["code"].is_string(), "{body}");
+    }
+    let (s, _) = call(p.api_addr, "GET", "/v1/health", None, &[], "").await;
+    assert_eq!(s, 200);
+    p.stop().await;
+}
