@@ -110,5 +110,6 @@ pub async fn start_with(
         llm,
     });
     oracle.refresh_document_count().await;
-    ctx.serve(routes::routes(oracle)).await
+    ctx.serve_counted(routes::routes(oracle), Some(routes::table()), None)
+        .await
 }

@@ -6,8 +6,8 @@ use crate::metrics::QUERY_DURATION;
 use crate::query::Query;
 use crate::Oracle;
 use ledger::api_error::ApiError;
-use ledger::metrics::observed;
 use ledger::body::{pending_body, PendingBody};
+use ledger::metrics::observed;
 use ledger::store::Role;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -23,6 +23,15 @@ const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// Largest corpus upload body (the text plus JSON framing).
 const MAX_CORPUS_BODY: u64 = corpus::MAX_DOCUMENT_BYTES as u64 + 64 * 1024;
 
+/// The oracle's routes, for 404/405/HEAD answers before any handler runs.
+pub fn table() -> ledger::http_guard::RouteTable {
+    ledger::http_guard::RouteTable::new([
+        ("POST", "/v1/oracle/query"),
+        ("GET", "/v1/oracle/corpus"),
+        ("POST", "/v1/oracle/corpus"),
+    ])
+}
+
 /// All oracle routes.
 pub fn routes(
     o: Arc<Oracle>,
@@ -37,13 +46,11 @@ pub fn routes(
         .and(with())
         .and(auth())
         .and(pending_body())
-        .then(
-            |o: Arc<Oracle>, a: Option<String>, body: PendingBody| {
-                observed("POST", "/v1/oracle/query", async move {
-                    query_route(&o, a, body).await
-                })
-            },
-        );
+        .then(|o: Arc<Oracle>, a: Option<String>, body: PendingBody| {
+            observed("POST", "/v1/oracle/query", async move {
+                query_route(&o, a, body).await
+            })
+        });
     let list = warp::path!("v1" / "oracle" / "corpus")
         .and(warp::get())
         .and(with())
@@ -59,13 +66,11 @@ pub fn routes(
         .and(with())
         .and(auth())
         .and(pending_body())
-        .then(
-            |o: Arc<Oracle>, a: Option<String>, body: PendingBody| {
-                observed("POST", "/v1/oracle/corpus", async move {
-                    upload_route(&o, a, body).await
-                })
-            },
-        );
+        .then(|o: Arc<Oracle>, a: Option<String>, body: PendingBody| {
+            observed("POST", "/v1/oracle/corpus", async move {
+                upload_route(&o, a, body).await
+            })
+        });
     query.or(list).unify().or(upload).unify()
 }
 
@@ -80,7 +85,11 @@ fn reply(result: Result<Response, ApiError>) -> Response {
 }
 
 async fn query_route(o: &Oracle, auth: Option<String>, body: PendingBody) -> Response {
-    if let Err(e) = o.auth.require(auth.as_deref(), &[Role::Reader, Role::Admin]).await {
+    if let Err(e) = o
+        .auth
+        .require(auth.as_deref(), &[Role::Reader, Role::Admin])
+        .await
+    {
         return e.response();
     }
     let started = Instant::now();
