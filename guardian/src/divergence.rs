@@ -254,7 +254,10 @@ impl Auditor {
         Ok(())
     }
 
-    /// The journal must hold, line by line, the stored text of every epoch it accepted.
+    /// The journal must hold, as line `epoch`, exactly the stored text of every epoch it
+    /// accepted; every other line must be the stored text of the epoch it stands for (a
+    /// line beyond the newest epoch, or a partial last line, is a finding too). The file is
+    /// read under a shared lock, so never while the sink is writing it.
     async fn journal(
         &self,
         records: &[AnchorRecord],
@@ -264,42 +267,86 @@ impl Auditor {
             return Ok(());
         };
         let accepted = self.store.epochs_accepted_by_sink("journal").await?;
-        if accepted.is_empty() {
-            return Ok(());
-        }
-        let text = match tokio::fs::read_to_string(path).await {
-            Ok(t) => t,
+        let shown = path.display().to_string();
+        let read = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || read_journal(&path)).await
+        };
+        let text = match read {
+            Ok(Ok(Some(t))) => t,
+            Ok(Ok(None)) if accepted.is_empty() => return Ok(()),
+            Ok(Ok(None)) => String::new(),
+            Ok(Err(e)) => {
+                findings.push(finding(
+                    None,
+                    None,
+                    format!("journal {shown}: cannot be read: {e}"),
+                ));
+                return Ok(());
+            }
             Err(e) => {
                 findings.push(finding(
                     None,
                     None,
-                    format!("journal {}: cannot be read: {e}", path.display()),
+                    format!("journal {shown}: cannot be read: {e}"),
                 ));
                 return Ok(());
             }
         };
-        let lines: Vec<&str> = text.lines().collect();
+        let (whole, partial) = match text.rfind('\n') {
+            Some(i) => (&text[..=i], &text[i + 1..]),
+            None => ("", text.as_str()),
+        };
+        if !partial.is_empty() {
+            findings.push(finding(
+                None,
+                None,
+                format!("journal {shown} does not end with a complete line"),
+            ));
+        }
+        let lines: Vec<&str> = whole.lines().collect();
         let by_epoch: BTreeMap<u64, &AnchorRecord> = records.iter().map(|r| (r.epoch, r)).collect();
-        for epoch in accepted {
-            let line = usize::try_from(epoch)
-                .ok()
-                .and_then(|e| e.checked_sub(1))
-                .and_then(|i| lines.get(i));
-            let stored = by_epoch.get(&epoch).and_then(|r| r.stored_text().ok());
-            match (line, stored) {
-                (Some(l), Some(s)) if *l == s => {}
-                (None, _) => findings.push(finding(
+        for epoch in &accepted {
+            if lines.len() < usize::try_from(*epoch).unwrap_or(usize::MAX) {
+                findings.push(finding(
                     None,
-                    Some(epoch),
-                    format!("journal {} has no line for epoch {epoch}", path.display()),
-                )),
-                _ => findings.push(finding(
+                    Some(*epoch),
+                    format!("journal {shown} has no line for epoch {epoch}"),
+                ));
+            }
+        }
+        for (i, line) in lines.iter().enumerate() {
+            let epoch = i as u64 + 1;
+            let stored = by_epoch.get(&epoch).and_then(|r| r.stored_text().ok());
+            match stored {
+                Some(s) if *line == s => {}
+                Some(_) => findings.push(finding(
                     None,
                     Some(epoch),
                     format!("journal line for epoch {epoch} differs from the stored record"),
+                )),
+                None => findings.push(finding(
+                    None,
+                    Some(epoch),
+                    format!("journal line {epoch} stands for no stored epoch"),
                 )),
             }
         }
         Ok(())
     }
+}
+
+/// The journal's text under a shared lock; `None` if there is no journal file.
+fn read_journal(path: &std::path::Path) -> Result<Option<String>, crate::sinks::SinkError> {
+    use crate::sinks::journal::{lock, LockKind};
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    lock(&file, LockKind::Shared, path)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(Some(text))
 }

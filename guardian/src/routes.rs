@@ -1,6 +1,7 @@
 //! The guardian's own HTTP routes: its state, and an on-demand epoch for admins.
 
 use crate::error::GuardianError;
+use crate::findings::AckError;
 use crate::Guardian;
 use ledger::metrics::observed;
 use ledger::service::json_error;
@@ -12,8 +13,9 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 /// `GET /v1/guardian/state`, and with an admin key `POST /v1/guardian/anchor` (an epoch
-/// now), `POST /v1/guardian/verify` (a verification pass now) and
-/// `POST /v1/guardian/divergence/ack` (acknowledge the findings raised so far).
+/// now), `POST /v1/guardian/verify` (a verification pass now), `GET /v1/guardian/divergence`
+/// (the findings known, with their ids) and `POST /v1/guardian/divergence/ack` (acknowledge
+/// the findings named by id).
 pub fn routes(
     g: Arc<Guardian>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
@@ -45,16 +47,37 @@ pub fn routes(
                 verify(&g, auth).await
             })
         });
+    let findings = warp::path!("v1" / "guardian" / "divergence")
+        .and(warp::get())
+        .and(with())
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|g: Arc<Guardian>, auth: Option<String>| {
+            observed("GET", "/v1/guardian/divergence", async move {
+                findings(&g, auth).await
+            })
+        });
     let ack = warp::path!("v1" / "guardian" / "divergence" / "ack")
         .and(warp::post())
         .and(with())
         .and(warp::header::optional::<String>("authorization"))
-        .then(|g: Arc<Guardian>, auth: Option<String>| {
-            observed("POST", "/v1/guardian/divergence/ack", async move {
-                acknowledge(&g, auth).await
-            })
-        });
-    state.or(anchor).unify().or(verify).unify().or(ack).unify()
+        .and(warp::body::content_length_limit(ACK_BODY_LIMIT))
+        .and(warp::body::bytes())
+        .then(
+            |g: Arc<Guardian>, auth: Option<String>, body: warp::hyper::body::Bytes| {
+                observed("POST", "/v1/guardian/divergence/ack", async move {
+                    acknowledge(&g, auth, &body).await
+                })
+            },
+        );
+    state
+        .or(anchor)
+        .unify()
+        .or(verify)
+        .unify()
+        .or(findings)
+        .unify()
+        .or(ack)
+        .unify()
 }
 
 async fn state(g: &Guardian) -> Response {
@@ -92,13 +115,61 @@ async fn verify(g: &Guardian, auth: Option<String>) -> Response {
     }
 }
 
-async fn acknowledge(g: &Guardian, auth: Option<String>) -> Response {
+/// Largest acknowledgement body accepted.
+const ACK_BODY_LIMIT: u64 = 256 * 1024;
+
+/// The body of an acknowledgement: the finding ids, explicitly.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckRequest {
+    findings: Vec<String>,
+}
+
+async fn findings(g: &Guardian, auth: Option<String>) -> Response {
+    if let Err(r) = require_admin(g, auth).await {
+        return r;
+    }
+    match g.divergence_findings().await {
+        Ok(all) => {
+            let open = all.iter().filter(|f| !f.acknowledged).count();
+            warp::reply::json(&json!({"open": open, "findings": all})).into_response()
+        }
+        Err(e) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "findings_unavailable",
+            &e.to_string(),
+        ),
+    }
+}
+
+async fn acknowledge(g: &Guardian, auth: Option<String>, body: &[u8]) -> Response {
     let key = match require_admin(g, auth).await {
         Ok(k) => k,
         Err(r) => return r,
     };
-    match g.acknowledge_divergence(&key.id).await {
-        Ok(n) => warp::reply::json(&json!({"acknowledged": n})).into_response(),
+    let request: AckRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                &format!("expected {{\"findings\": [\"<id>\", …]}}: {e}"),
+            )
+        }
+    };
+    match g.acknowledge_divergence(&request.findings, &key.id).await {
+        Ok(ids) => warp::reply::json(&json!({"acknowledged": ids})).into_response(),
+        Err(e @ (AckError::Empty | AckError::TooMany)) => {
+            json_error(StatusCode::BAD_REQUEST, "invalid_body", &e.to_string())
+        }
+        Err(e @ AckError::Unknown(_)) => {
+            json_error(StatusCode::NOT_FOUND, "unknown_finding", &e.to_string())
+        }
+        Err(e @ AckError::AlreadyAcknowledged(_)) => json_error(
+            StatusCode::BAD_REQUEST,
+            "already_acknowledged",
+            &e.to_string(),
+        ),
         Err(e) => json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "acknowledge_failed",

@@ -151,6 +151,12 @@ impl Tiles {
     }
 }
 
+/// Whether `bytes` can be a stored tile: whole 32-byte entries, at most [`TILE_WIDTH`] of
+/// them (anything else from the cache is ignored, as a miss).
+fn is_tile_shaped(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.len().is_multiple_of(32) && bytes.len() <= FULL_TILE_BYTES
+}
+
 fn tile_cache_key(scroll_id: i32, key: TileKey) -> String {
     format!("tile:{scroll_id}:{}:{}", key.0, key.1)
 }
@@ -159,7 +165,10 @@ fn tile_cache_key(scroll_id: i32, key: TileKey) -> String {
 const FULL_TILE_BYTES: usize = 32 * TILE_WIDTH as usize;
 
 /// An in-process, bounded map of full tiles in front of Redis: the hot upper levels of every
-/// proof are served without a round trip. When full, the oldest entry makes room.
+/// proof are served without a round trip. When full, the oldest entry makes room. It is fed
+/// only with tiles read from Postgres or authenticated by the cache (`Cache::get_many` returns
+/// only entries sealed under this deployment's secret for that very key), and only with
+/// tiles of exactly [`FULL_TILE_BYTES`].
 pub(crate) struct TileMemo {
     inner: std::sync::Mutex<MemoInner>,
     capacity: usize,
@@ -235,7 +244,7 @@ impl Store {
                 let names: Vec<String> =
                     keys.iter().map(|k| tile_cache_key(scroll_id, *k)).collect();
                 for (key, hit) in keys.into_iter().zip(cache.get_many(&names).await) {
-                    if let Some(bytes) = hit {
+                    if let Some(bytes) = hit.filter(|b| is_tile_shaped(b)) {
                         memo.put(scroll_id, key, &bytes);
                         tiles.raw.insert(key, bytes);
                     }
@@ -301,6 +310,98 @@ fn check_size(requested: u64, available: u64) -> Result<(), StoreError> {
         });
     }
     Ok(())
+}
+
+/// What one integration step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Integration {
+    /// Tree size before.
+    pub from: u64,
+    /// Tree size after.
+    pub to: u64,
+    /// The first receipt refused; it and every later one stay out of the tree.
+    pub rejected: Option<RejectedLeaf>,
+}
+
+/// A receipt integration refused: its stored row is not what it claims to be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedLeaf {
+    /// The position the tree needed next.
+    pub seq: u64,
+    /// What is wrong with the row found there (or that none was).
+    pub reason: String,
+}
+
+/// The shape of a receipt's leaf, parsed without building its payload: exactly the six
+/// fields of SPEC §3, the payload an object (skipped, not kept), so integration stays a
+/// streaming pass at hashing speed.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeafShape<'a> {
+    #[serde(borrow)]
+    scroll: std::borrow::Cow<'a, str>,
+    seq: u64,
+    #[serde(rename = "type")]
+    _kind: serde::de::IgnoredAny,
+    #[serde(rename = "payload")]
+    _payload: SkippedObject,
+    #[serde(rename = "submitted_at")]
+    _submitted_at: serde::de::IgnoredAny,
+    #[serde(rename = "submitter")]
+    _submitter: serde::de::IgnoredAny,
+}
+
+/// A JSON object, read and discarded.
+struct SkippedObject;
+
+impl<'de> serde::Deserialize<'de> for SkippedObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SkippedObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SkippedObject, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(SkippedObject)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// Re-derives the leaf hash of the receipt row found where `expected` was due: its seq
+/// must be `expected`, `H(0x00‖leaf)` must equal the stored hash, and the bytes must be a
+/// receipt (the six fields, a payload object) naming `scroll` and `expected`. Returns the
+/// hash, or why the row is refused.
+pub fn check_leaf(
+    scroll: &str,
+    expected: u64,
+    seq: u64,
+    leaf: &[u8],
+    stored_hash: &[u8],
+) -> Result<Hash, String> {
+    if seq != expected {
+        return Err(format!(
+            "receipt {seq} found where {expected} was expected (a receipt is missing)"
+        ));
+    }
+    let hash = crate::receipt::leaf_hash(leaf);
+    if stored_hash != hash.as_slice() {
+        return Err("the stored leaf hash is not H(0x00 || leaf) of the stored bytes".into());
+    }
+    match serde_json::from_slice::<LeafShape>(leaf) {
+        Ok(r) if r.scroll == scroll && r.seq == expected => Ok(hash),
+        Ok(r) => Err(format!("its bytes name position {}/{}", r.scroll, r.seq)),
+        Err(e) => Err(format!("its bytes are not a receipt: {e}")),
+    }
 }
 
 /// Tile key: (tile level, tile index).
@@ -382,34 +483,96 @@ impl Store {
         Ok(new_size)
     }
 
-    /// Integrates up to `limit` receipts beyond the tree size into the tree, checking that
-    /// their positions are contiguous. Returns `(old_size, new_size)`.
+    /// Integrates up to `limit` receipts beyond the tree size into the tree (see
+    /// [`Store::integrate_step`]). Returns `(old_size, new_size)`; fails if the first receipt
+    /// beyond the tree is refused (those before a refused one are integrated).
     pub async fn integrate(&self, scroll_id: i32, limit: u32) -> Result<(u64, u64), StoreError> {
+        let step = self.integrate_step(scroll_id, limit).await?;
+        match step.rejected {
+            Some(r) if step.to == step.from => Err(StoreError::Integrity(format!(
+                "scroll {scroll_id}: receipt {}: {}",
+                r.seq, r.reason
+            ))),
+            _ => Ok((step.from, step.to)),
+        }
+    }
+
+    /// Integrates up to `limit` receipts beyond the tree size, in one transaction holding the
+    /// tree row lock. Each receipt's leaf hash is re-derived from its stored bytes and must
+    /// equal the stored `leaf_hash`, and the bytes must be a receipt naming this scroll and
+    /// its own seq, in an unbroken sequence; the first receipt that fails stops the step, and
+    /// only those before it enter the tree.
+    pub async fn integrate_step(
+        &self,
+        scroll_id: i32,
+        limit: u32,
+    ) -> Result<Integration, StoreError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let size = lock_tree(&tx, scroll_id).await?;
+        let row = tx
+            .query_opt(
+                "SELECT t.size, s.name FROM trees t JOIN scrolls s ON s.id = t.scroll_id \
+                 WHERE t.scroll_id = $1 FOR UPDATE OF t",
+                &[&scroll_id],
+            )
+            .await?
+            .ok_or_else(|| StoreError::UnknownScroll(format!("id {scroll_id}")))?;
+        let size = to_u64(row.get(0));
+        let name: String = row.get(1);
         let rows = tx
             .query(
-                "SELECT seq, leaf_hash FROM receipts WHERE scroll_id = $1 AND seq >= $2 \
+                "SELECT seq, leaf, leaf_hash FROM receipts WHERE scroll_id = $1 AND seq >= $2 \
                  ORDER BY seq LIMIT $3",
                 &[&scroll_id, &to_i64(size), &i64::from(limit)],
             )
             .await?;
         let mut leaves = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
+        let mut rejected = None;
+        for row in &rows {
+            let expected = size + leaves.len() as u64;
             let seq = to_u64(row.get(0));
-            if seq != size + i as u64 {
-                return Err(StoreError::Integrity(format!(
-                    "scroll {scroll_id}: receipt seq {seq} found where {} was expected",
-                    size + i as u64
-                )));
+            match check_leaf(&name, expected, seq, row.get(1), row.get(2)) {
+                Ok(hash) => leaves.push(hash),
+                Err(reason) => {
+                    rejected = Some(RejectedLeaf {
+                        seq: expected,
+                        reason,
+                    });
+                    break;
+                }
             }
-            let lh: Vec<u8> = row.get(1);
-            leaves.push(to_hash(&lh, "leaf_hash")?);
         }
         let new_size = write_leaves(&tx, scroll_id, size, leaves).await?;
         tx.commit().await?;
-        Ok((size, new_size))
+        Ok(Integration {
+            from: size,
+            to: new_size,
+            rejected,
+        })
+    }
+
+    /// The roots of the perfect subtrees that make up the scroll's first `size` leaves,
+    /// largest first, each with its height: read from Postgres alone (never a cache), for
+    /// checks that must not trust one. Fails if the tree is smaller than `size` or a tile it
+    /// needs is missing or short.
+    pub async fn stored_frontier(
+        &self,
+        scroll_id: i32,
+        size: u64,
+    ) -> Result<Vec<(u8, Hash)>, StoreError> {
+        let nodes = range_nodes(0, size);
+        let keys: BTreeSet<TileKey> = nodes.iter().map(|n| locate(*n).0).collect();
+        let client = self.pool().get().await?;
+        let (available, raw) = read_tiles(&client, scroll_id, &keys).await?;
+        check_size(size, available)?;
+        let tiles = Tiles {
+            raw,
+            ..Tiles::default()
+        };
+        nodes
+            .iter()
+            .map(|n| Ok((n.level, tiles.node_hash(scroll_id, *n)?)))
+            .collect()
     }
 
     /// Root of the scroll's first `size` leaves, from stored tiles.
@@ -553,6 +716,46 @@ mod tests {
                 assert_eq!(tile.node(offset, count), Some(want), "{offset}+{count}");
                 assert_eq!(perfect_root(&raw[offset * 32..(offset + count) * 32]), want);
             }
+        }
+    }
+
+    /// A leaf is accepted only with its own hash, its own position and a receipt's shape.
+    #[test]
+    fn check_leaf_refuses_what_is_not_the_receipt_it_claims_to_be() {
+        let leaf = |scroll: &str, seq: u64| {
+            crate::receipt::ReceiptDraft::new("t", serde_json::json!({"n": {"deep": [1, 2]}}))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .leaf_at(scroll, seq, "2026-01-01T00:00:00.000000Z", "key_x")
+        };
+        let good = leaf("drills", 5);
+        let hash = crate::receipt::leaf_hash(&good);
+        assert_eq!(check_leaf("drills", 5, 5, &good, &hash), Ok(hash));
+        let refused =
+            |scroll: &str, expected: u64, seq: u64, bytes: &[u8], stored: &[u8]| match check_leaf(
+                scroll, expected, seq, bytes, stored,
+            ) {
+                Err(why) => why,
+                Ok(_) => panic!("accepted {}", String::from_utf8_lossy(bytes)),
+            };
+        assert!(refused("drills", 5, 6, &good, &hash).contains("found where 5"));
+        assert!(refused("drills", 5, 5, &good, &[0; 32]).contains("stored leaf hash"));
+        assert!(refused("drills", 5, 5, &good, &hash[..31]).contains("stored leaf hash"));
+        let other = leaf("drills", 7);
+        let h = crate::receipt::leaf_hash(&other);
+        assert!(refused("drills", 5, 5, &other, &h).contains("name position drills/7"));
+        let other = leaf("audits", 5);
+        let h = crate::receipt::leaf_hash(&other);
+        assert!(refused("drills", 5, 5, &other, &h).contains("name position audits/5"));
+        for bytes in [
+            br#"{"scroll":"drills","seq":5}"#.to_vec(),
+            br#"{"payload":[],"scroll":"drills","seq":5,"submitted_at":"x","submitter":"k","type":"t"}"#.to_vec(),
+            br#"{"extra":1,"payload":{},"scroll":"drills","seq":5,"submitted_at":"x","submitter":"k","type":"t"}"#.to_vec(),
+            br#"{"payload":{},"scroll":"audits","scroll":"drills","seq":5,"submitted_at":"x","submitter":"k","type":"t"}"#.to_vec(),
+            b"not json".to_vec(),
+        ] {
+            let h = crate::receipt::leaf_hash(&bytes);
+            let why = refused("drills", 5, 5, &bytes, &h);
+            assert!(why.contains("not a receipt"), "{why}");
         }
     }
 
