@@ -88,7 +88,13 @@ pub async fn start_with(
         opts,
         ctx: ctx.clone(),
     });
-    let mut running = ctx.serve(routes::routes(guardian.clone())).await?;
+    let mut running = ctx
+        .serve_counted(
+            routes::routes(guardian.clone()),
+            Some(routes::table()),
+            None,
+        )
+        .await?;
     running.add_task(tokio::spawn(state::run(guardian, shutdown)));
     Ok(running)
 }

@@ -3,14 +3,27 @@
 use crate::error::GuardianError;
 use crate::findings::AckError;
 use crate::Guardian;
+use ledger::api_error::ApiError;
+use ledger::auth::Authenticator;
+use ledger::body::{pending_body, PendingBody};
 use ledger::metrics::observed;
-use ledger::service::json_error;
 use ledger::store::{ApiKey, Role};
 use serde_json::json;
 use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
+
+/// The guardian's routes, for 404/405/HEAD answers before any handler runs.
+pub fn table() -> ledger::http_guard::RouteTable {
+    ledger::http_guard::RouteTable::new([
+        ("GET", "/v1/guardian/state"),
+        ("POST", "/v1/guardian/anchor"),
+        ("POST", "/v1/guardian/verify"),
+        ("GET", "/v1/guardian/divergence"),
+        ("POST", "/v1/guardian/divergence/ack"),
+    ])
+}
 
 /// `GET /v1/guardian/state`, and with an admin key `POST /v1/guardian/anchor` (an epoch
 /// now), `POST /v1/guardian/verify` (a verification pass now), `GET /v1/guardian/divergence`
@@ -60,12 +73,13 @@ pub fn routes(
         .and(warp::post())
         .and(with())
         .and(warp::header::optional::<String>("authorization"))
-        .and(warp::body::content_length_limit(ACK_BODY_LIMIT))
-        .and(warp::body::bytes())
+        .and(pending_body())
         .then(
-            |g: Arc<Guardian>, auth: Option<String>, body: warp::hyper::body::Bytes| {
+            |g: Arc<Guardian>, auth: Option<String>, body: PendingBody| {
                 observed("POST", "/v1/guardian/divergence/ack", async move {
-                    acknowledge(&g, auth, &body).await
+                    acknowledge(&g, auth, body)
+                        .await
+                        .unwrap_or_else(|e| e.response())
                 })
             },
         );
@@ -92,9 +106,18 @@ async fn state(g: &Guardian) -> Response {
     .into_response()
 }
 
-/// Passes only an admin key, returning it.
+/// Passes only an admin key, returning it (the shared authenticator, with no key cache so a
+/// revocation takes effect at once on these rarely called routes).
 async fn require_admin(g: &Guardian, auth: Option<String>) -> Result<ApiKey, Response> {
-    ledger::access::require_role(&g.ctx.store, auth.as_deref(), &[Role::Admin]).await
+    Authenticator::new(g.ctx.store.clone(), std::time::Duration::ZERO)
+        .require(auth.as_deref(), &[Role::Admin])
+        .await
+        .map_err(|e| e.response())
+}
+
+/// A guardian failure as an API error (details are logged, not returned).
+fn unavailable(what: &str, e: &GuardianError) -> Response {
+    ApiError::Unavailable(format!("{what}: {e}")).response()
 }
 
 async fn verify(g: &Guardian, auth: Option<String>) -> Response {
@@ -107,11 +130,7 @@ async fn verify(g: &Guardian, auth: Option<String>) -> Response {
             "findings": findings,
         }))
         .into_response(),
-        Err(e) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "verify_failed",
-            &e.to_string(),
-        ),
+        Err(e) => unavailable("verification pass", &e),
     }
 }
 
@@ -134,47 +153,40 @@ async fn findings(g: &Guardian, auth: Option<String>) -> Response {
             let open = all.iter().filter(|f| !f.acknowledged).count();
             warp::reply::json(&json!({"open": open, "findings": all})).into_response()
         }
-        Err(e) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "findings_unavailable",
-            &e.to_string(),
-        ),
+        Err(e) => unavailable("reading findings", &e),
     }
 }
 
-async fn acknowledge(g: &Guardian, auth: Option<String>, body: &[u8]) -> Response {
+async fn acknowledge(
+    g: &Guardian,
+    auth: Option<String>,
+    body: PendingBody,
+) -> Result<Response, ApiError> {
     let key = match require_admin(g, auth).await {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(r) => return Ok(r),
     };
-    let request: AckRequest = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                &format!("expected {{\"findings\": [\"<id>\", …]}}: {e}"),
-            )
-        }
-    };
+    let body = body
+        .json(ACK_BODY_LIMIT, std::time::Duration::from_secs(10))
+        .await?;
+    let value = ledger::strict_json::parse(&body)
+        .map_err(|e| ApiError::bad("malformed_json", format!("body: not valid I-JSON: {e}")))?;
+    let request: AckRequest = serde_json::from_value(value).map_err(|e| {
+        ApiError::bad(
+            "invalid_body",
+            format!("expected {{\"findings\": [\"<id>\", …]}}: {e}"),
+        )
+    })?;
     match g.acknowledge_divergence(&request.findings, &key.id).await {
-        Ok(ids) => warp::reply::json(&json!({"acknowledged": ids})).into_response(),
+        Ok(ids) => Ok(warp::reply::json(&json!({"acknowledged": ids})).into_response()),
         Err(e @ (AckError::Empty | AckError::TooMany)) => {
-            json_error(StatusCode::BAD_REQUEST, "invalid_body", &e.to_string())
+            Err(ApiError::bad("invalid_body", e.to_string()))
         }
-        Err(e @ AckError::Unknown(_)) => {
-            json_error(StatusCode::NOT_FOUND, "unknown_finding", &e.to_string())
+        Err(e @ AckError::Unknown(_)) => Err(ApiError::not_found("unknown_finding", e.to_string())),
+        Err(e @ AckError::AlreadyAcknowledged(_)) => {
+            Err(ApiError::bad("already_acknowledged", e.to_string()))
         }
-        Err(e @ AckError::AlreadyAcknowledged(_)) => json_error(
-            StatusCode::BAD_REQUEST,
-            "already_acknowledged",
-            &e.to_string(),
-        ),
-        Err(e) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "acknowledge_failed",
-            &e.to_string(),
-        ),
+        Err(e) => Err(ApiError::Unavailable(format!("acknowledging: {e}"))),
     }
 }
 
@@ -200,15 +212,11 @@ async fn anchor(g: &Guardian, auth: Option<String>) -> Response {
             )
             .into_response()
         }
-        Err(GuardianError::NotLeader) => json_error(
-            StatusCode::CONFLICT,
-            "not_leader",
-            "this guardian is on standby; ask the leader",
-        ),
-        Err(e) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "anchor_failed",
-            &e.to_string(),
-        ),
+        Err(GuardianError::NotLeader) => ApiError::Conflict {
+            code: "not_leader",
+            message: "this guardian is on standby; ask the leader".into(),
+        }
+        .response(),
+        Err(e) => unavailable("epoch", &e),
     }
 }

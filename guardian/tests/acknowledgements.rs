@@ -109,7 +109,7 @@ async fn only_the_guardians_own_acknowledgements_of_named_findings_count() {
 
     // Nothing is acknowledged implicitly or by a wrong id.
     for (body, status, code) in [
-        ("", 400, "invalid_body"),
+        ("", 400, "malformed_json"),
         ("{}", 400, "invalid_body"),
         ("{\"findings\": []}", 400, "invalid_body"),
         ("{\"findings\": [\"nope\"]}", 404, "unknown_finding"),

@@ -4,7 +4,6 @@
 //! `proofchain`, `bundle`, `timestamp`) has no I/O; `store` and `cache` talk to Postgres and
 //! Redis; `config`, `telemetry`, `metrics` and `service` are the plumbing each binary uses.
 
-pub mod access;
 pub mod api_error;
 pub mod auth;
 pub mod body;
