@@ -253,18 +253,92 @@ impl CommonArgs {
     }
 }
 
-/// A URL with its password replaced by `***`.
+/// Connection-string keys whose values are secrets.
+const SECRET_KEYS: [&str; 6] = ["password", "pass", "passwd", "sslpassword", "secret", "token"];
+
+fn is_secret_key(key: &str) -> bool {
+    SECRET_KEYS.iter().any(|k| key.trim().eq_ignore_ascii_case(k))
+}
+
+/// A database or cache location with every secret replaced by `***`, whatever form it takes:
+/// a URL's `user:password@`, secret query parameters (`?password=…`), or the `key=value`
+/// connection-string form (`host=… password='…'`).
 pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
+    if let Some(scheme_end) = url.find("://") {
+        let (base, query) = match url.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (url, None),
+        };
+        let mut out = match base.rfind('@') {
+            Some(at) if at > scheme_end => {
+                let userinfo = &base[scheme_end + 3..at];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => {
+                        format!("{}{user}:***{}", &base[..scheme_end + 3], &base[at..])
+                    }
+                    None => base.to_string(),
+                }
             }
+            _ => base.to_string(),
+        };
+        if let Some(q) = query {
+            let params: Vec<String> = q
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            out.push('?');
+            out.push_str(&params.join("&"));
         }
-        _ => url.to_string(),
+        return out;
     }
+    redacted_key_values(url)
+}
+
+/// The `key=value` form with secret values replaced (values may be single-quoted, with `\'`
+/// and `\\` escapes, as libpq allows).
+fn redacted_key_values(dsn: &str) -> String {
+    let mut out = String::with_capacity(dsn.len());
+    let mut rest = dsn;
+    while !rest.is_empty() {
+        let trimmed = rest.trim_start();
+        out.push_str(&rest[..rest.len() - trimmed.len()]);
+        rest = trimmed;
+        if rest.is_empty() {
+            break;
+        }
+        let Some(eq) = rest.find('=') else {
+            out.push_str(rest);
+            break;
+        };
+        let key = &rest[..eq];
+        let after = rest[eq + 1..].trim_start();
+        let value_len = if let Some(quoted) = after.strip_prefix('\'') {
+            let mut end = quoted.len();
+            let mut escaped = false;
+            for (i, c) in quoted.char_indices() {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '\'' {
+                    end = i + 1;
+                    break;
+                }
+            }
+            1 + end
+        } else {
+            after.find(char::is_whitespace).unwrap_or(after.len())
+        };
+        let value = &after[..value_len.min(after.len())];
+        out.push_str(key);
+        out.push('=');
+        out.push_str(if is_secret_key(key) { "***" } else { value });
+        rest = &after[value_len.min(after.len())..];
+    }
+    out
 }
 
 fn redact_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -354,5 +428,23 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        for (dsn, secret) in [
+            ("postgres://u:s3cr3t@h1:5432,h2:5433/db?target_session_attrs=read-write", "s3cr3t"),
+            ("postgres://u@h/db?password=s3cr3t&sslmode=disable", "s3cr3t"),
+            ("postgres://u@h/db?sslmode=disable&PASSWORD=s3cr3t", "s3cr3t"),
+            ("host=h user=u password=s3cr3t dbname=db", "s3cr3t"),
+            ("host=h password = s3cr3t dbname=db", "s3cr3t"),
+            ("host=h password='s3 cr\\'3t' dbname=db", "cr"),
+            ("redis://:s3cr3t@127.0.0.1:6379", "s3cr3t"),
+            ("redis://default:s3cr3t@cache/0?token=s3cr3t", "s3cr3t"),
+        ] {
+            let shown = redacted(dsn);
+            assert!(!shown.contains(secret), "{dsn} -> {shown}");
+            assert!(shown.contains("***"), "{dsn} -> {shown}");
+        }
+        assert_eq!(
+            redacted("host=h user=u password='a b' dbname=db"),
+            "host=h user=u password=*** dbname=db"
+        );
     }
 }

@@ -406,7 +406,7 @@ where
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"mesh_id\":\"vaultmesh-test\""), "{body}");
     assert!(
-        !body.contains("vaultmesh_app:vaultmesh_app"),
+        !body.contains(&format!("{0}:{0}@", role.name())),
         "status leaks a password: {body}"
     );
     let (code, body) = get(running.metrics_addr, "/metrics").await;

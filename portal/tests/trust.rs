@@ -232,3 +232,77 @@ async fn status_names_the_database_role() {
     assert_eq!(b["db_role"], "vaultmesh_portal", "{b}");
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_errors_never_show_secrets_or_sql() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let owner = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    let role = format!("vm_status_{}", std::process::id());
+    let secret = "Sup3r-S3cret-pw";
+    owner
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; \
+             CREATE ROLE {role} LOGIN PASSWORD '{secret}' IN ROLE vaultmesh_portal"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = db.url(DbRole::Portal);
+    let host_db = url.split_once('@').map_or("", |(_, r)| r).to_string();
+    let (hostport, dbname) = host_db.split_once('/').unwrap_or((&host_db, ""));
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+    for dsn in [
+        format!("postgres://{role}:{secret}@{hostport}/{dbname}"),
+        format!("postgres://{role}@{hostport}/{dbname}?password={secret}"),
+        format!("host={host} port={port} user={role} password='{secret}' dbname={dbname}"),
+    ] {
+        let p = portal::start_with(
+            service_config(&dsn),
+            PortalArgs::default(),
+            ledger::service::Shutdown::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("portal with {dsn}: {e}"));
+        let (s, b) = call(p.api_addr, "GET", "/v1/status", None, &[], "").await;
+        assert_eq!(s, 200, "{b}");
+        let text = b.to_string();
+        assert!(!text.contains(secret), "status shows the password: {text}");
+        assert_eq!(b["db_role"], role.as_str(), "{text}");
+        p.stop().await;
+    }
+    // A query the database refuses: the client learns nothing about the SQL or the schema.
+    owner
+        .batch_execute(&format!("REVOKE vaultmesh_portal FROM {role}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = portal::start_with(
+        service_config(&format!("postgres://{role}:{secret}@{hostport}/{dbname}")),
+        PortalArgs::default(),
+        ledger::service::Shutdown::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (s, b) = call(p.api_addr, "GET", "/v1/scrolls", None, &[], "").await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (503, Some("database_unavailable")),
+        "{b}"
+    );
+    let text = b.to_string().to_ascii_lowercase();
+    for leak in [
+        "permission",
+        "select",
+        "scrolls",
+        "sqlstate",
+        "42501",
+        &role,
+    ] {
+        assert!(
+            !text.contains(leak),
+            "the error body shows {leak:?}: {text}"
+        );
+    }
+    p.stop().await;
+    let _ = owner
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await;
+}
