@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: brings up the whole dev stack in the foreground.
 #   PostgreSQL + Redis (installed and started if needed), migrations, the guardian's signing
-#   key, dev API keys in .vaultmesh/dev.env, then portal, guardian and oracle.
+#   key, the cache secret, dev API keys in .vaultmesh/dev.env, then portal, guardian and oracle.
 # Ctrl-C stops everything. Running it again reuses .vaultmesh/ (same keys, same data).
 # Ports: VAULTMESH_{PORTAL,GUARDIAN,ORACLE}_PORT (8080/8081/8082) and
 #        VAULTMESH_{PORTAL,GUARDIAN,ORACLE}_METRICS_PORT (9090/9091/9092).
@@ -38,6 +38,12 @@ OWNER_URL=$(vm_owner_url "$DATABASE")
 
 "$BIN/vaultmesh" migrate --database-url "$OWNER_URL"
 VKEY=$("$BIN/vaultmesh" keygen --name "$MESH_ID/guardian" --out "$STATE/guardian.key" --vkey-out "$STATE/guardian.vkey")
+# The secret that authenticates every Redis cache entry (it never enters Redis): 32 random
+# bytes as hex, made once and shared by the three services.
+if [ ! -s "$STATE/cache.secret" ]; then
+    (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$STATE/cache.secret.new" && mv "$STATE/cache.secret.new" "$STATE/cache.secret")
+fi
+chmod 600 "$STATE/cache.secret"
 
 key_ok() {  # the key id recorded in dev.env still exists and is active
     [ -n "${1:-}" ] && "$BIN/vaultmesh" keys list --database-url "$OWNER_URL" | grep -q "\"id\":\"$1\".*\"revoked_at\":null"
@@ -70,6 +76,7 @@ ENV
 )
 
 export VAULTMESH_REDIS_URL=redis://127.0.0.1:$VM_REDIS_PORT
+export VAULTMESH_CACHE_SECRET_FILE=$STATE/cache.secret
 export VAULTMESH_MESH_ID=$MESH_ID
 unset VAULTMESH_API_ADDR VAULTMESH_METRICS_ADDR
 

@@ -1,12 +1,32 @@
-//! Redis cache that never fails its caller: every error or timeout is a miss (or a
-//! skipped write), counted, and the connection is re-established in the background.
+//! Redis cache that never fails its caller and never trusts what it reads: every error or
+//! timeout is a miss (or a skipped write), counted, and the connection is re-established in
+//! the background; every value is sealed with an HMAC under a per-deployment secret
+//! ([`seal`]) and every value read back is checked, so an entry anyone else wrote is a miss,
+//! counted as `rejected`.
+
+mod rejections;
+pub mod seal;
 
 use prometheus::IntCounterVec;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
+use rejections::RejectionLog;
+pub use seal::{CacheSecret, SecretError};
+use seal::{Opened, Rejection};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
+
+/// Why a cache could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The Redis URL is malformed.
+    #[error("redis: {0}")]
+    Url(#[from] redis::RedisError),
+    /// The secret entries are sealed with.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
 
 /// Cache tuning.
 #[derive(Debug, Clone)]
@@ -19,6 +39,11 @@ pub struct CacheOptions {
     pub retry_interval: Duration,
     /// TTL for immutable items (bounded so Redis memory stays bounded).
     pub immutable_ttl: Duration,
+    /// Secret every entry is sealed with; `None`: a random one for this cache's lifetime
+    /// (entries are then shared with no other process).
+    pub secret: Option<CacheSecret>,
+    /// Least time between two warnings about rejected entries of one key kind.
+    pub rejection_log_interval: Duration,
 }
 
 impl Default for CacheOptions {
@@ -28,6 +53,8 @@ impl Default for CacheOptions {
             op_timeout: Duration::from_millis(50),
             retry_interval: Duration::from_secs(1),
             immutable_ttl: Duration::from_secs(24 * 3600),
+            secret: None,
+            rejection_log_interval: Duration::from_secs(10),
         }
     }
 }
@@ -50,7 +77,9 @@ pub struct CacheMetrics {
     /// `vaultmesh_cache_errors_total{operation}`.
     pub errors: IntCounterVec,
     /// `vaultmesh_cache_lookups_total{kind,result}`; kind is the key's first segment
-    /// (`receipt`, `tile`, `idem`, `checkpoint`), result `hit` or `miss`.
+    /// (`receipt`, `tile`, `idem`, `checkpoint`), result `hit`, `miss` (absent, expired, or
+    /// Redis failed) or `rejected` (present but not sealed for this key under this
+    /// deployment's secret: tampered with, moved, truncated or replayed; also a miss).
     pub lookups: IntCounterVec,
 }
 
@@ -68,7 +97,8 @@ impl CacheMetrics {
         let lookups = IntCounterVec::new(
             prometheus::Opts::new(
                 "vaultmesh_cache_lookups_total",
-                "Redis cache lookups by key kind and result (hit or miss; a failure is a miss)",
+                "Redis cache lookups by key kind and result (hit, miss, or rejected: an entry \
+                 that failed authentication, served from Postgres instead; a failure is a miss)",
             ),
             &["kind", "result"],
         )?;
@@ -82,8 +112,10 @@ struct Inner {
     conn: Mutex<Option<ConnectionManager>>,
     last_attempt: Mutex<Option<Instant>>,
     opts: CacheOptions,
+    secret: CacheSecret,
     metrics: Option<CacheMetrics>,
     degraded: std::sync::atomic::AtomicBool,
+    rejections: RejectionLog,
 }
 
 /// A cheap-to-clone handle to the cache.
@@ -94,24 +126,32 @@ pub struct Cache {
 
 impl Cache {
     /// A cache for `url` (`None` or empty disables it), counting failures and lookups in
-    /// `metrics`. Connects lazily; never fails except on a malformed URL.
+    /// `metrics`. Connects lazily; fails only on a malformed URL or, without a configured
+    /// secret, when no random one can be made.
     pub fn new(
         url: Option<&str>,
         opts: CacheOptions,
         metrics: Option<CacheMetrics>,
-    ) -> Result<Self, redis::RedisError> {
+    ) -> Result<Self, CacheError> {
         let client = match url.filter(|u| !u.is_empty()) {
             Some(u) => Some(redis::Client::open(u)?),
             None => None,
         };
+        let secret = match &opts.secret {
+            Some(s) => s.clone(),
+            None => CacheSecret::random()?,
+        };
+        let rejections = RejectionLog::new(opts.rejection_log_interval);
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
                 conn: Mutex::new(None),
                 last_attempt: Mutex::new(None),
                 opts,
+                secret,
                 metrics,
                 degraded: std::sync::atomic::AtomicBool::new(false),
+                rejections,
             }),
         })
     }
@@ -214,15 +254,63 @@ impl Cache {
         }
     }
 
-    fn count_lookups(&self, key: &str, hits: u64, misses: u64) {
+    fn count_lookups(&self, key: &str, tally: Tally) {
         if let (Some(m), Some(_)) = (&self.inner.metrics, &self.inner.client) {
-            let kind = key.split(':').next().unwrap_or(key);
-            m.lookups.with_label_values(&[kind, "hit"]).inc_by(hits);
-            m.lookups.with_label_values(&[kind, "miss"]).inc_by(misses);
+            let kind = kind_of(key);
+            m.lookups
+                .with_label_values(&[kind, "hit"])
+                .inc_by(tally.hits);
+            m.lookups
+                .with_label_values(&[kind, "miss"])
+                .inc_by(tally.misses);
+            if tally.rejected > 0 {
+                m.lookups
+                    .with_label_values(&[kind, "rejected"])
+                    .inc_by(tally.rejected);
+            }
         }
     }
 
-    /// The cached bytes for `key`, or `None` on a miss or any failure.
+    /// The value sealed in `entry`, read from `key` (unprefixed), if it is authentic and
+    /// fresh; a rejection is logged (rate-limited) and tallied.
+    fn open(
+        &self,
+        key: &str,
+        entry: Option<Vec<u8>>,
+        now_ms: u64,
+        tally: &mut Tally,
+    ) -> Option<Vec<u8>> {
+        let Some(entry) = entry else {
+            tally.misses += 1;
+            return None;
+        };
+        match self
+            .inner
+            .secret
+            .open_parts(&[&self.inner.opts.prefix, key], entry, now_ms)
+        {
+            Opened::Value(v) => {
+                tally.hits += 1;
+                Some(v)
+            }
+            Opened::Expired => {
+                tally.misses += 1;
+                None
+            }
+            Opened::Rejected(why) => {
+                tally.rejected += 1;
+                self.rejected(key, why);
+                None
+            }
+        }
+    }
+
+    fn rejected(&self, key: &str, why: Rejection) {
+        self.inner.rejections.record(kind_of(key), key, why);
+    }
+
+    /// The cached bytes for `key`, or `None` on a miss, any failure, or an entry that is not
+    /// authentic.
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
         let k = self.key(key);
         let got = self
@@ -231,9 +319,10 @@ impl Cache {
             })
             .await
             .flatten();
-        let hit = u64::from(got.is_some());
-        self.count_lookups(key, hit, 1 - hit);
-        got
+        let mut tally = Tally::default();
+        let value = self.open(key, got, seal::now_ms(), &mut tally);
+        self.count_lookups(key, tally);
+        value
     }
 
     /// Whether Redis answers a `PING` (updates [`Cache::state`]); false when disabled.
@@ -251,18 +340,19 @@ impl Cache {
         self.put_ttl(key, value, ttl).await;
     }
 
-    /// Caches an item for `ttl`. Best effort.
+    /// Caches an item for `ttl` (whole seconds, at least one). Best effort.
     pub async fn put_ttl(&self, key: &str, value: &[u8], ttl: Duration) {
         let k = self.key(key);
-        let v = value.to_vec();
         let secs = ttl.as_secs().max(1);
+        let v = self.inner.secret.seal(&k, value, Duration::from_secs(secs));
         self.run("put", |mut c| async move {
             c.set_ex::<_, _, ()>(k, v, secs).await
         })
         .await;
     }
 
-    /// The cached bytes for each key (one round trip), all misses on any failure.
+    /// The cached bytes for each key (one round trip), all misses on any failure; an entry
+    /// that is not authentic is a miss.
     pub async fn get_many(&self, keys: &[String]) -> Vec<Option<Vec<u8>>> {
         if keys.is_empty() {
             return Vec::new();
@@ -280,9 +370,15 @@ impl Cache {
             Some(v) if v.len() == keys.len() => v,
             _ => vec![None; keys.len()],
         };
-        let hits = found.iter().filter(|v| v.is_some()).count() as u64;
-        self.count_lookups(&keys[0], hits, keys.len() as u64 - hits);
-        found
+        let now = seal::now_ms();
+        let mut tally = Tally::default();
+        let opened = keys
+            .iter()
+            .zip(found)
+            .map(|(k, entry)| self.open(k, entry, now, &mut tally))
+            .collect();
+        self.count_lookups(&keys[0], tally);
+        opened
     }
 
     /// Caches several immutable items in one round trip. Best effort.
@@ -291,9 +387,12 @@ impl Cache {
             return;
         }
         let secs = self.inner.opts.immutable_ttl.as_secs().max(1);
+        let expires_at = seal::now_ms().saturating_add(secs.saturating_mul(1000));
         let mut pipe = redis::pipe();
         for (k, v) in items {
-            pipe.set_ex(self.key(k), v, secs).ignore();
+            let k = self.key(k);
+            let sealed = self.inner.secret.seal_until(&k, v, expires_at);
+            pipe.set_ex(k, sealed, secs).ignore();
         }
         self.run("put", |mut c| async move {
             pipe.query_async::<()>(&mut c).await
@@ -307,4 +406,17 @@ impl Cache {
         self.run("delete", |mut c| async move { c.del::<_, ()>(k).await })
             .await;
     }
+}
+
+/// Lookup outcomes of one call, counted together.
+#[derive(Default)]
+struct Tally {
+    hits: u64,
+    misses: u64,
+    rejected: u64,
+}
+
+/// A key's kind: its first segment (`receipt`, `tile`, `idem`, `checkpoint`).
+fn kind_of(key: &str) -> &str {
+    key.split(':').next().unwrap_or(key)
 }

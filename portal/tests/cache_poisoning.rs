@@ -602,6 +602,18 @@ async fn poisoned_redis_changes_nothing_a_client_sees() {
     };
     let template_checkpoint: Value = serde_json::from_slice(&old_checkpoint_entry[SEAL_LEN..])
         .unwrap_or_else(|e| panic!("a cached checkpoint is a StoredCheckpoint: {e}"));
+    // `/v1/status` names the secret's file, never its content.
+    let (s, status) = http(p1.api_addr, "GET", "/v1/status")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s, 200);
+    let secret_text = std::fs::read_to_string(&stack.secret_file).unwrap_or_default();
+    assert!(!status.contains(secret_text.trim()), "{status}");
+    let status: Value = serde_json::from_str(&status).unwrap_or_default();
+    assert_eq!(
+        status["config"]["cache_secret_file"].as_str(),
+        stack.secret_file.to_str()
+    );
     let p1_rejected = lookups(p1.metrics_addr, "receipt", "rejected").await;
     assert_eq!(
         p1_rejected, 0,
