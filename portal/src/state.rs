@@ -33,6 +33,9 @@ pub struct Portal {
     pub verifier: Option<NoteVerifier>,
     /// Latest checkpoint per scroll as last read.
     pub checkpoints: CheckpointMemo,
+    /// Keyed batches run outside the group commit, each on a pooled connection of its own:
+    /// at most a quarter of the pool at once, so they can never starve other writes.
+    pub keyed_batches: Arc<tokio::sync::Semaphore>,
     known_scrolls: Arc<RwLock<HashMap<String, i32>>>,
 }
 
@@ -64,6 +67,7 @@ impl Portal {
                 None
             }
         });
+        let keyed_slots = (ctx.config.db_pool_size / 4).max(1);
         Self {
             ctx,
             ingest,
@@ -73,6 +77,7 @@ impl Portal {
             vkey,
             verifier,
             checkpoints: CheckpointMemo::default(),
+            keyed_batches: Arc::new(tokio::sync::Semaphore::new(keyed_slots)),
             known_scrolls: Arc::new(RwLock::new(HashMap::new())),
         }
     }

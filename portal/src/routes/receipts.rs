@@ -177,6 +177,11 @@ pub async fn submit_batch(
         Some(k) => {
             let batch_hash = Sha3Hasher::plain(&request);
             let admitted = p.gate.admit_keyed(&writer, &scroll, items, &k, batch_hash)?;
+            let _slot = p
+                .keyed_batches
+                .acquire()
+                .await
+                .map_err(|_| ApiError::Unavailable("the portal is stopping".into()))?;
             p.ingest.submit_keyed_batch(admitted).await?
         }
     };
