@@ -1,204 +1,109 @@
-//! `vaultmesh verify` against a real portal and guardian: a bundle verifies offline and a
-//! tampered one does not; `verify log` verifies checkpoints, the ProofChain and sampled
-//! receipts, remembers them, checks consistency on the next run, and fails (exit 1, state
-//! untouched) on a forked history or a rewritten anchor.
+//! `vaultmesh verify` against a real portal and guardian. A bundle verifies offline; a
+//! tampered one, or one whose anchor record was re-dated (hash recomputed), left unsigned or
+//! signed by another key, fails — in the CLI and in the independent Python verifier.
+//! `verify log` verifies checkpoints, the signed ProofChain and sampled receipts, remembers
+//! them, checks consistency on the next run, and fails (exit 1, state untouched) on a forked
+//! history, a rewritten anchor, an anchored size beyond 2^53-1, a scroll dropped from the
+//! listing, or an anchor still beyond the checkpoint on the run after it was deferred. With
+//! `--tsa-cert`, RFC 3161 tokens by the real TSA pass; another TSA's, or one over another
+//! record, fail.
 
-use ledger::store::Role;
-use ledger::testing::{call, request, scratch_dir, service_config, TestDb};
-use std::path::Path;
+mod verify_support;
+
+use ledger::hash::{to_hex, Sha3Hasher};
+use ledger::note::NoteSigner;
+use ledger::proofchain::{AnchorRecord, AnchoredScroll};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use verify_support::{
+    make_tsa, path_str, python_verify, serve_tsa, text, token_over, vaultmesh, Proxy, Stack,
+};
 
-fn vaultmesh(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_vaultmesh"))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run vaultmesh: {e}"))
+fn verify_bundle(file: &Path, vkey: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["verify", "bundle", path_str(file), "--vkey", path_str(vkey)];
+    args.extend_from_slice(extra);
+    vaultmesh(&args)
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn verify_log(url: &str, vkey: &Path, state: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "verify",
+        "log",
+        url,
+        "--vkey",
+        path_str(vkey),
+        "--state",
+        path_str(state),
+    ];
+    args.extend_from_slice(extra);
+    vaultmesh(&args)
 }
 
-async fn submit(addr: std::net::SocketAddr, token: &str, n: u32) {
-    let bearer = format!("Bearer {token}");
-    for i in 0..n {
-        let body = format!(r#"{{"type":"t","payload":{{"i":{i}}}}}"#);
-        let (s, r) = request(
-            addr,
-            "POST",
-            "/v1/scrolls/drills/receipts",
-            &[
-                ("authorization", &bearer),
-                ("content-type", "application/json"),
-            ],
-            body.as_bytes(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(s, 201, "{r}");
-    }
+fn passes(o: &Output) -> bool {
+    o.status.success()
 }
 
-/// Waits until the portal serves a checkpoint of `drills` at `size`.
-async fn wait_checkpoint(portal: std::net::SocketAddr, size: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (s, body) = request(
-            portal,
-            "GET",
-            "/v1/scrolls/drills/checkpoint",
-            &[("accept", "application/json")],
-            b"",
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        let served = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["tree_size"].as_u64());
-        if s == 200 && served == Some(size) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "portal never served a checkpoint at {size}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+fn fails_with(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", text(o));
+    assert!(
+        text(o).contains(needle),
+        "expected {needle:?} in:\n{}",
+        text(o)
+    );
 }
 
-async fn anchor(addr: std::net::SocketAddr, admin: &str) {
-    let (s, r) = call(addr, "POST", "/v1/guardian/anchor", Some(admin), &[], "").await;
-    assert_eq!(s, 200, "{r}");
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap_or_else(|| panic!("non-UTF-8 path"))
+fn write(path: &Path, contents: &str) {
+    std::fs::write(path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundles_and_live_logs_verify_and_tampering_fails() {
-    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
-    let dir = scratch_dir("cli-verify");
-    let key = dir.join("guardian.key");
-    let signer = ledger::note::NoteSigner::generate_to_file("vaultmesh-test/guardian", &key)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let vkey = dir.join("guardian.vkey");
-    std::fs::write(&vkey, signer.verifier().to_vkey()).unwrap_or_else(|e| panic!("{e}"));
-    let g = guardian::start_with(
-        service_config(&db.app_url),
-        guardian::GuardianArgs {
-            signing_key_file: key,
-            journal_path: dir.join("proofchain.jsonl"),
-            integrate_interval_ms: 50,
-            epoch_interval_secs: 3600,
-            ..guardian::GuardianArgs::default()
-        },
-        ledger::service::Shutdown::new(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let p = portal::start_with(
-        service_config(&db.app_url),
-        portal::PortalArgs {
-            guardian_vkey_file: Some(vkey.clone()),
-            ..portal::PortalArgs::default()
-        },
-        ledger::service::Shutdown::new(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let token = |role| {
-        let store = db.store.clone();
-        async move {
-            store
-                .create_api_key(role, None, "t")
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .token
-        }
-    };
-    let (admin, writer, reader) = (
-        token(Role::Admin).await,
-        token(Role::Writer).await,
-        token(Role::Reader).await,
-    );
-    submit(p.api_addr, &writer, 12).await;
-    wait_checkpoint(p.api_addr, 12).await;
-    anchor(g.api_addr, &admin).await;
+    let s = Stack::start(None).await;
+    s.submit(12).await;
+    s.wait_checkpoint(12).await;
+    s.anchor().await;
 
     // A bundle verifies offline; a tampered copy does not.
-    let bearer = format!("Bearer {reader}");
-    let (s, bundle) = request(
-        p.api_addr,
-        "GET",
-        "/v1/scrolls/drills/receipts/4/bundle",
-        &[("authorization", &bearer)],
-        b"",
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(s, 200, "{bundle}");
-    let file = dir.join("bundle.json");
-    std::fs::write(&file, &bundle).unwrap_or_else(|e| panic!("{e}"));
-    let out = vaultmesh(&[
-        "verify",
-        "bundle",
-        path_str(&file),
-        "--vkey",
-        path_str(&vkey),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("\"seq\":4"), "{}", text(&out));
-    std::fs::write(&file, bundle.replace("\\\"i\\\":4", "\\\"i\\\":5"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let out = vaultmesh(&[
-        "verify",
-        "bundle",
-        path_str(&file),
-        "--vkey",
-        path_str(&vkey),
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("FAIL"), "{}", text(&out));
+    let bundle = s.bundle(4).await;
+    let file = s.dir.join("bundle.json");
+    write(&file, &bundle);
+    let out = verify_bundle(&file, &s.vkey, &[]);
+    assert!(passes(&out), "{}", text(&out));
+    assert!(
+        text(&out).contains("\"seq\":4") && text(&out).contains("\"anchored_epoch\":1"),
+        "{}",
+        text(&out)
+    );
+    write(&file, &bundle.replace("\\\"i\\\":4", "\\\"i\\\":5"));
+    let out = verify_bundle(&file, &s.vkey, &[]);
+    fails_with(&out, "FAIL");
 
     // The live log: first run verifies and remembers.
-    let url = format!("http://{}", p.api_addr);
-    let state = dir.join("state.json");
-    let log = |extra: &[&str]| {
-        let mut args = vec![
-            "verify",
-            "log",
-            url.as_str(),
-            "--vkey",
-            path_str(&vkey),
-            "--state",
-            path_str(&state),
-        ];
-        args.extend_from_slice(extra);
-        vaultmesh(&args)
-    };
-    let out = log(&["--token", &reader, "--samples", "4"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let url = s.url();
+    let state = s.dir.join("state.json");
+    let out = verify_log(
+        &url,
+        &s.vkey,
+        &state,
+        &["--token", &s.reader, "--samples", "4"],
+    );
+    assert!(passes(&out), "{}", text(&out));
     let t = text(&out);
     assert!(
         t.contains("OK drills: checkpoint 12 (first seen)")
             && t.contains("included in checkpoint 12")
-            && t.contains("OK ProofChain: 1 epoch"),
+            && t.contains("OK ProofChain: 1 epoch(s) from genesis, every head signed"),
         "{t}"
     );
     let saved = std::fs::read_to_string(&state).unwrap_or_else(|e| panic!("{e}"));
 
     // The log grows: the next run checks consistency with what it saw.
-    submit(p.api_addr, &writer, 5).await;
-    wait_checkpoint(p.api_addr, 17).await;
-    anchor(g.api_addr, &admin).await;
-    let out = log(&[]);
-    assert!(out.status.success(), "{}", text(&out));
+    s.submit(5).await;
+    s.wait_checkpoint(17).await;
+    s.anchor().await;
+    let out = verify_log(&url, &s.vkey, &state, &[]);
+    assert!(passes(&out), "{}", text(&out));
     assert!(
         text(&out).contains("OK drills: checkpoint 17 consistent with 12 seen before"),
         "{}",
@@ -208,19 +113,14 @@ async fn bundles_and_live_logs_verify_and_tampering_fails() {
     // A state file remembering another history (a fork) fails, and is left as it was.
     let forked = saved.replace("\"tree_size\": 12", "\"tree_size\": 11");
     assert_ne!(forked, saved);
-    std::fs::write(&state, &forked).unwrap_or_else(|e| panic!("{e}"));
-    let out = log(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("FAIL drills: size 11 is not consistent with size 17"),
-        "{}",
-        text(&out)
-    );
+    write(&state, &forked);
+    let out = verify_log(&url, &s.vkey, &state, &[]);
+    fails_with(&out, "FAIL drills: size 11 is not consistent with size 17");
     assert_eq!(std::fs::read_to_string(&state).unwrap_or_default(), forked);
 
     // A rewritten anchor fails the ProofChain check.
     std::fs::remove_file(&state).unwrap_or_else(|e| panic!("{e}"));
-    let owner = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    let owner = s.db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
     owner
         .batch_execute(
             "ALTER TABLE anchors DISABLE TRIGGER USER; \
@@ -229,14 +129,354 @@ async fn bundles_and_live_logs_verify_and_tampering_fails() {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let out = log(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = verify_log(&url, &s.vkey, &state, &[]);
+    fails_with(&out, "FAIL ProofChain: epoch 1");
+    assert!(!state.exists(), "no state saved after a failure");
+    s.stop().await;
+}
+
+/// The bundle's anchor record, changed by `edit`, written to `name` in `dir`.
+fn edited_bundle(
+    bundle: &str,
+    dir: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut AnchorRecord),
+) -> PathBuf {
+    let mut b: ledger::bundle::ProofBundle =
+        serde_json::from_str(bundle).unwrap_or_else(|e| panic!("{e}"));
+    let anchor = b
+        .anchor
+        .as_mut()
+        .unwrap_or_else(|| panic!("the bundle is not anchored"));
+    edit(anchor);
+    let file = dir.join(name);
+    write(
+        &file,
+        &serde_json::to_string_pretty(&b).unwrap_or_else(|e| panic!("{e}")),
+    );
+    file
+}
+
+/// Re-dates a record and recomputes its hash, as anyone can without the guardian's key.
+fn redate(r: &mut AnchorRecord) {
+    r.anchored_at = "2020-01-01T00:00:00.000000Z".into();
+    r.anchor_hash = to_hex(&Sha3Hasher::plain(
+        &r.hashed_bytes().unwrap_or_else(|e| panic!("{e}")),
+    ));
+    assert!(r.verify().is_ok(), "the forgery is self-consistent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_unsigned_and_wrongly_signed_epochs_fail_in_both_verifiers() {
+    let s = Stack::start(None).await;
+    s.submit(3).await;
+    s.wait_checkpoint(3).await;
+    s.anchor().await;
+    let bundle = s.bundle(1).await;
+    let good = s.dir.join("good.json");
+    write(&good, &bundle);
+    let out = verify_bundle(&good, &s.vkey, &[]);
+    assert!(passes(&out), "{}", text(&out));
+    let (ok, said) = python_verify(&good, &s.vkey);
+    assert!(ok, "the Python verifier accepts the served bundle: {said}");
+    assert!(said.contains("anchored in epoch 1"), "{said}");
+
+    let stranger =
+        NoteSigner::generate("vaultmesh-test/guardian").unwrap_or_else(|e| panic!("{e}"));
+    let cases: Vec<(&str, PathBuf, &str)> = vec![
+        (
+            "self-built epoch (re-dated, hash recomputed, old head kept)",
+            edited_bundle(&bundle, &s.dir, "redated.json", redate),
+            "signed head rejected",
+        ),
+        (
+            "self-built epoch with no head",
+            edited_bundle(&bundle, &s.dir, "redated-unsigned.json", |r| {
+                redate(r);
+                r.signature = None;
+            }),
+            "no signed head",
+        ),
+        (
+            "unsigned epoch",
+            edited_bundle(&bundle, &s.dir, "unsigned.json", |r| r.signature = None),
+            "no signed head",
+        ),
+        (
+            "epoch signed by another key of the same name",
+            edited_bundle(&bundle, &s.dir, "stranger.json", |r| {
+                r.signature = Some(r.sign_head(&stranger).unwrap_or_else(|e| panic!("{e}")));
+            }),
+            "signed head rejected",
+        ),
+        (
+            "self-built epoch signed by another key",
+            edited_bundle(&bundle, &s.dir, "redated-stranger.json", |r| {
+                redate(r);
+                r.signature = Some(r.sign_head(&stranger).unwrap_or_else(|e| panic!("{e}")));
+            }),
+            "signed head rejected",
+        ),
+    ];
+    for (what, file, reason) in cases {
+        let out = verify_bundle(&file, &s.vkey, &[]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
+        assert!(
+            text(&out).contains(reason),
+            "{what}: expected {reason:?}: {}",
+            text(&out)
+        );
+        let (ok, said) = python_verify(&file, &s.vkey);
+        assert!(!ok, "{what}: the Python verifier accepted it: {said}");
+    }
+    s.stop().await;
+}
+
+/// The `drills` listing without `drills`, as a log hiding the scroll would serve it.
+fn listing_without_drills(listing: &str) -> String {
+    let mut v: Value = serde_json::from_str(listing).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(a) = v["scrolls"].as_array_mut() {
+        a.retain(|s| s["name"] != "drills");
+    }
+    v.to_string()
+}
+
+/// The record the schema owner (who holds no key) could not forge alone, but a holder of the
+/// guardian's key — or a bug — could: epoch `epoch` anchoring `drills` at 2^53+1, otherwise
+/// valid (its hashes computed from the exact integer, linked, head signed).
+fn huge_record(signer: &NoteSigner, epoch: u64, prev: &str) -> AnchorRecord {
+    let size: u64 = (1 << 53) + 1;
+    let root = to_hex(&Sha3Hasher::plain(b"no such tree"));
+    let entry = format!(r#"{{"root":"{root}","scroll":"drills","tree_size":{size}}}"#);
+    let epoch_root = to_hex(&Sha3Hasher::leaf(entry.as_bytes()));
+    let at = "2026-11-23T00:00:00.000000Z";
+    let hashed = format!(
+        r#"{{"anchored_at":"{at}","epoch":{epoch},"epoch_root":"{epoch_root}","mesh":"vaultmesh-test","prev_anchor_hash":"{prev}","scrolls":[{entry}]}}"#
+    );
+    let mut r = AnchorRecord {
+        epoch,
+        mesh: "vaultmesh-test".into(),
+        anchored_at: at.into(),
+        scrolls: vec![AnchoredScroll {
+            scroll: "drills".into(),
+            tree_size: size,
+            root,
+        }],
+        epoch_root,
+        prev_anchor_hash: prev.into(),
+        anchor_hash: to_hex(&Sha3Hasher::plain(hashed.as_bytes())),
+        sinks: Vec::new(),
+        signature: None,
+    };
+    r.signature = Some(r.sign_head(signer).unwrap_or_else(|e| panic!("{e}")));
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_fails_on_persistent_deferral_vanished_scroll_and_sizes_beyond_2_pow_53() {
+    let s = Stack::start(None).await;
+    s.submit(5).await;
+    s.wait_checkpoint(5).await;
+    s.anchor().await;
+    let stale_checkpoint = s.get("/v1/scrolls/drills/checkpoint").await;
+    let proxy = Proxy::start(s.p.api_addr).await;
+    let state = s.dir.join("state.json");
+    let out = verify_log(&s.url(), &s.vkey, &state, &[]);
+    assert!(passes(&out), "{}", text(&out));
+
+    // Epoch 2 anchors size 9, but the log keeps showing the checkpoint at 5: the first run
+    // defers the epoch and records that; the next run, still unable to check it, fails.
+    s.submit(4).await;
+    s.wait_checkpoint(9).await;
+    s.anchor().await;
+    proxy.set("/v1/scrolls/drills/checkpoint", Some(stale_checkpoint));
+    let out = verify_log(&proxy.url(), &s.vkey, &state, &[]);
+    assert!(passes(&out), "{}", text(&out));
     assert!(
-        text(&out).contains("FAIL ProofChain: epoch 1"),
+        text(&out).contains("NOTE epoch 2: drills anchored at 9, beyond the checkpoint read (5)"),
         "{}",
         text(&out)
     );
-    assert!(!state.exists(), "no state saved after a failure");
-    p.stop().await;
-    g.stop().await;
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        saved["deferred"]["2"].is_string(),
+        "deferral recorded: {saved}"
+    );
+    assert!(saved["epochs"]["2"].is_null(), "not verified: {saved}");
+    let before = std::fs::read_to_string(&state).unwrap_or_default();
+    let out = verify_log(&proxy.url(), &s.vkey, &state, &[]);
+    fails_with(
+        &out,
+        "FAIL epoch 2: drills anchored at 9, still beyond the checkpoint (5) after being deferred",
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap_or_default(), before);
+
+    // Shown the real checkpoint, the deferred epoch is checked and the deferral cleared.
+    proxy.set("/v1/scrolls/drills/checkpoint", None);
+    let out = verify_log(&proxy.url(), &s.vkey, &state, &[]);
+    assert!(passes(&out), "{}", text(&out));
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        saved["deferred"].as_object().is_some_and(|d| d.is_empty())
+            && saved["epochs"]["2"].is_string(),
+        "{saved}"
+    );
+
+    // A scroll verified before that the listing no longer shows.
+    let listing = s.get("/v1/scrolls").await;
+    proxy.set("/v1/scrolls", Some(listing_without_drills(&listing)));
+    let before = std::fs::read_to_string(&state).unwrap_or_default();
+    let out = verify_log(&proxy.url(), &s.vkey, &state, &[]);
+    fails_with(
+        &out,
+        "FAIL drills: verified before and no longer listed by the log",
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap_or_default(), before);
+    proxy.set("/v1/scrolls", None);
+
+    // A log serving an anchor at a size beyond 2^53-1 (which the portal itself refuses to
+    // parse, so it is served here as modified JSON) fails at once, on a first run, never
+    // deferred.
+    let latest =
+        s.db.store
+            .latest_anchor()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no anchor"));
+    let huge = huge_record(&s.signer, 3, &latest.record.anchor_hash);
+    let page = "/v1/anchors?from=1&limit=1000";
+    let mut served: Value =
+        serde_json::from_str(&s.get(page).await).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(a) = served["anchors"].as_array_mut() {
+        a.push(serde_json::to_value(&huge).unwrap_or_else(|e| panic!("{e}")));
+    }
+    let forged = served.to_string();
+    assert!(
+        forged.contains("\"tree_size\":9007199254740993"),
+        "{forged}"
+    );
+    proxy.set(page, Some(forged));
+    let fresh = s.dir.join("fresh-state.json");
+    let out = verify_log(&proxy.url(), &s.vkey, &fresh, &[]);
+    fails_with(&out, "9007199254740993");
+    assert!(text(&out).contains("FAIL anchors from 1"), "{}", text(&out));
+    assert!(!text(&out).contains("NOTE epoch 3"), "{}", text(&out));
+    assert!(!text(&out).contains("VERIFIED"), "{}", text(&out));
+    assert!(!fresh.exists());
+    s.stop().await;
+}
+
+/// The `rfc3161` sink result of an anchor record (as JSON).
+fn tsa_result(record: &Value) -> Value {
+    record["sinks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["sink"] == "rfc3161" && s["ok"] == true))
+        .cloned()
+        .unwrap_or_else(|| panic!("not stamped: {record}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tsa_tokens_verify_only_by_their_tsa_and_over_their_record() {
+    let root = ledger::testing::scratch_dir("cli-verify-tsa");
+    let (main, other) = (root.join("main"), root.join("other"));
+    make_tsa(&main);
+    make_tsa(&other);
+    let tsa = serve_tsa(main.clone()).await;
+    let s = Stack::start(Some((format!("http://{tsa}/"), main.join("tsa.crt")))).await;
+    let main_cert = main.join("tsa.crt");
+    let other_cert = other.join("tsa.crt");
+    let (main_cert, other_cert) = (path_str(&main_cert), path_str(&other_cert));
+    s.submit(3).await;
+    s.wait_checkpoint(3).await;
+    s.anchor().await;
+    s.submit(2).await;
+    s.wait_checkpoint(5).await;
+    s.anchor().await;
+
+    // The served bundle (anchored in epoch 2) carries a token by the TSA.
+    let bundle = s.bundle(1).await;
+    let file = s.dir.join("stamped.json");
+    write(&file, &bundle);
+    let out = verify_bundle(&file, &s.vkey, &["--tsa-cert", main_cert]);
+    assert!(passes(&out), "{}", text(&out));
+    assert!(
+        text(&out).contains("OK epoch 2: RFC 3161 token of"),
+        "{}",
+        text(&out)
+    );
+    let out = verify_bundle(&file, &s.vkey, &["--tsa-cert", other_cert]);
+    fails_with(&out, "another certificate");
+
+    // Epoch 1's token in epoch 2's place: a valid token, over another record.
+    let epoch1: Value =
+        serde_json::from_str(&s.get("/v1/anchors/1").await).unwrap_or_else(|e| panic!("{e}"));
+    let token1 = tsa_result(&epoch1)["result"]["token"].clone();
+    let swap = |token: Value, name: &str| {
+        let mut b: Value = serde_json::from_str(&bundle).unwrap_or_else(|e| panic!("{e}"));
+        if let Some(sinks) = b["anchor"]["sinks"].as_array_mut() {
+            for entry in sinks.iter_mut().filter(|e| e["sink"] == "rfc3161") {
+                entry["result"]["token"] = token.clone();
+            }
+        }
+        let path = s.dir.join(name);
+        write(&path, &b.to_string());
+        path
+    };
+    let out = verify_bundle(
+        &swap(token1.clone(), "other-record.json"),
+        &s.vkey,
+        &["--tsa-cert", main_cert],
+    );
+    fails_with(&out, "message imprint is not the epoch's");
+
+    // A token by another TSA over the right imprint.
+    let imprint = tsa_result(&serde_json::from_str::<Value>(&bundle).unwrap_or_default()["anchor"])
+        ["result"]["imprint_sha256"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let foreign = token_over(&other, &imprint);
+    let out = verify_bundle(
+        &swap(Value::String(foreign), "other-tsa.json"),
+        &s.vkey,
+        &["--tsa-cert", main_cert],
+    );
+    fails_with(&out, "another certificate");
+    let out = verify_bundle(&file, &s.vkey, &[]);
+    assert!(
+        passes(&out),
+        "without --tsa-cert, tokens are not checked: {}",
+        text(&out)
+    );
+
+    // The live log: every epoch's token checked.
+    let state = s.dir.join("state.json");
+    let out = verify_log(&s.url(), &s.vkey, &state, &["--tsa-cert", main_cert]);
+    assert!(passes(&out), "{}", text(&out));
+    assert!(
+        text(&out).contains("OK epoch 1: RFC 3161 token of")
+            && text(&out).contains("OK epoch 2: RFC 3161 token of"),
+        "{}",
+        text(&out)
+    );
+    let out = verify_log(&s.url(), &s.vkey, &state, &["--tsa-cert", other_cert]);
+    fails_with(&out, "another certificate");
+
+    // The schema owner adds a successful-looking result for epoch 2 holding epoch 1's token.
+    let mut forged = tsa_result(&epoch1)["result"].clone();
+    forged["token"] = token1;
+    let owner = s.db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    owner
+        .execute(
+            "INSERT INTO anchor_sinks (epoch, sink, ok, result) VALUES (2, 'rfc3161', true, $1)",
+            &[&forged],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = verify_log(&s.url(), &s.vkey, &state, &["--tsa-cert", main_cert]);
+    fails_with(&out, "FAIL ProofChain: epoch 2: rfc3161 result");
+    fails_with(&out, "token's message imprint is not the epoch's");
+    s.stop().await;
 }

@@ -1,5 +1,6 @@
 //! Offline proof bundles: a receipt, its inclusion proof, the signed checkpoint, and the
-//! anchor record that covers that checkpoint — everything an auditor needs, in one file.
+//! anchor record that covers that checkpoint with its signed head — everything an auditor
+//! needs, in one file.
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::hash::{from_hex, to_hex};
@@ -59,7 +60,8 @@ pub struct ProofBundle {
     pub checkpoint: String,
     /// The guardian's vkey that signed the checkpoint (informational; verify with your own copy).
     pub vkey: String,
-    /// Anchor record whose entry for this scroll equals the checkpoint, if anchored yet.
+    /// Anchor record (with its signed head in `signature`) whose entry for this scroll
+    /// equals the checkpoint, if anchored yet.
     pub anchor: Option<AnchorRecord>,
 }
 
@@ -77,7 +79,8 @@ pub struct BundleVerdict {
 }
 
 impl ProofBundle {
-    /// Verifies everything in the bundle against `verifier` (the auditor's trusted vkey).
+    /// Verifies everything in the bundle against `verifier` (the auditor's trusted vkey),
+    /// the anchor record's signed head included: an anchor without a valid head fails.
     pub fn verify(&self, verifier: &NoteVerifier) -> Result<BundleVerdict, BundleError> {
         if self.format != BUNDLE_FORMAT {
             return Err(BundleError::Format(self.format.clone()));
@@ -116,7 +119,7 @@ impl ProofBundle {
         let anchored_epoch = match &self.anchor {
             None => None,
             Some(rec) => {
-                rec.verify()?;
+                rec.verify_signed(verifier)?;
                 let entry = rec.scroll(&receipt.scroll).ok_or_else(|| {
                     BundleError::Mismatch(format!("epoch {} does not list this scroll", rec.epoch))
                 })?;

@@ -130,6 +130,10 @@ fn worked_example_matches_the_independent_python_implementation() {
         py["anchor_record"]["anchor_hash"].as_str(),
         Some(rec.anchor_hash.as_str())
     );
+    assert_eq!(
+        py["anchor_head"].as_str(),
+        Some(rec.sign_head(&s).unwrap_or_default().as_str())
+    );
 }
 
 fn bundle(seq: u64) -> (ProofBundle, String) {
@@ -169,6 +173,7 @@ fn bundle(seq: u64) -> (ProofBundle, String) {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     anchor.sinks.push(json!({"sink": "journal", "line": 1}));
+    anchor.signature = Some(anchor.sign_head(&s).unwrap_or_else(|e| panic!("{e}")));
     let r = &rs[seq as usize];
     let leaf = String::from_utf8(r.leaf_bytes().unwrap_or_default()).unwrap_or_default();
     let b = ProofBundle {
@@ -242,6 +247,32 @@ fn python_verifier_accepts_rust_bundles_and_rejects_tampering() {
         a.anchored_at = "2026-11-24T00:00:00.000000Z".into();
     }
     assert!(!python_verifies(&t, &vkey), "edited anchor");
+    let mut t = b.clone();
+    if let Some(a) = t.anchor.as_mut() {
+        a.anchored_at = "2026-11-24T00:00:00.000000Z".into();
+        a.signature = None;
+        a.anchor_hash = to_hex(&Sha3Hasher::plain(&a.hashed_bytes().unwrap_or_default()));
+        assert!(a.verify().is_ok(), "self-consistent");
+    }
+    assert!(
+        !python_verifies(&t, &vkey),
+        "re-dated anchor, hash recomputed, no head"
+    );
+    let mut t = b.clone();
+    if let Some(a) = t.anchor.as_mut() {
+        a.signature = None;
+    }
+    assert!(!python_verifies(&t, &vkey), "unsigned anchor");
+    let mut t = b.clone();
+    let stranger =
+        NoteSigner::from_seed("example-mesh/guardian", [2u8; 32]).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(a) = t.anchor.as_mut() {
+        a.signature = Some(a.sign_head(&stranger).unwrap_or_default());
+    }
+    assert!(
+        !python_verifies(&t, &vkey),
+        "anchor head signed by another key"
+    );
     let other =
         NoteSigner::from_seed("example-mesh/guardian", [1u8; 32]).unwrap_or_else(|e| panic!("{e}"));
     assert!(

@@ -629,7 +629,7 @@ async fn integration_checkpoints_anchors_and_bundles() {
         tree_size: 200,
         root: to_hex(&mem.root(200).unwrap_or_default()),
     };
-    let rec = AnchorRecord::build(
+    let mut rec = AnchorRecord::build(
         1,
         "vaultmesh-test",
         "2026-11-23T00:00:00.000000Z",
@@ -637,6 +637,7 @@ async fn integration_checkpoints_anchors_and_bundles() {
         GENESIS_PREV,
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    rec.signature = Some(rec.sign_head(&signer).unwrap_or_else(|e| panic!("{e}")));
     db.store
         .insert_anchor(&rec)
         .await

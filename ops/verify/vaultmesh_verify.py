@@ -2,7 +2,8 @@
 """Independent VaultMesh proof-bundle verifier, written from SPEC section 3 alone.
 
 Uses only Python's hashlib plus the `rfc8785` (JCS) and `cryptography` (Ed25519) packages,
-so it shares no code with the Rust implementation.
+so it shares no code with the Rust implementation. A bundle's anchor record must carry a
+signed ProofChain head by the same key: a self-consistent but unsigned record proves nothing.
 
     vaultmesh_verify.py BUNDLE.json VKEY      exit 0 if everything verifies, else 1
 """
@@ -79,9 +80,14 @@ def parse_vkey(vkey: str):
     return name, key_id, Ed25519PublicKey.from_public_bytes(pub)
 
 
+MAX_EXACT_INTEGER = 2**53 - 1
+
+
 def verify_note(note: str, vkey: str) -> str:
     """C2SP signed-note: returns the body if a valid signature by the vkey is present."""
     name, key_id, pub = parse_vkey(vkey)
+    if not isinstance(note, str):
+        raise Fail("note is not a string")
     split = note.rfind("\n\n")
     if split < 0:
         raise Fail("note has no signature block")
@@ -98,7 +104,7 @@ def verify_note(note: str, vkey: str) -> str:
             try:
                 pub.verify(raw[4:], body.encode())
             except InvalidSignature:
-                raise Fail("checkpoint signature does not verify")
+                raise Fail("note signature does not verify")
             ok = True
     if not ok:
         raise Fail("no signature by the trusted key")
@@ -116,10 +122,36 @@ def parse_checkpoint(body: str):
     return origin, int(size), root
 
 
-def verify_anchor(rec: dict):
+def exact_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_EXACT_INTEGER
+
+
+def verify_head(rec: dict, vkey: str):
+    """Signed ProofChain head: a signed note by the guardian's key whose text is
+    `<mesh>/proofchain`, the epoch in decimal and the base64 of the 32-byte anchor_hash."""
+    note = rec.get("signature")
+    if note is None:
+        raise Fail(f"epoch {rec['epoch']}: no signed head (an unsigned record is not evidence)")
+    body = verify_note(note, vkey)
+    expected = "%s/proofchain\n%d\n%s\n" % (
+        rec["mesh"],
+        rec["epoch"],
+        base64.b64encode(bytes.fromhex(rec["anchor_hash"])).decode(),
+    )
+    if body != expected:
+        raise Fail(f"epoch {rec['epoch']}: the signed head names another record")
+
+
+def verify_anchor(rec: dict, vkey: str):
+    if not exact_int(rec["epoch"]) or not all(exact_int(s["tree_size"]) for s in rec["scrolls"]):
+        raise Fail("anchor epoch or tree size is not an integer in [0, 2^53-1]")
+    if len(rec["anchor_hash"]) != 64 or bytes.fromhex(rec["anchor_hash"]).hex() != rec["anchor_hash"]:
+        raise Fail("anchor_hash is not 64 lowercase hex digits")
+    verify_head(rec, vkey)
     rec = dict(rec)
     anchor_hash = rec.pop("anchor_hash")
     rec.pop("sinks", None)
+    rec.pop("signature", None)
     if sha3(rfc8785.dumps(rec)).hex() != anchor_hash:
         raise Fail("anchor_hash does not match the record")
     names = [s["scroll"] for s in rec["scrolls"]]
@@ -152,7 +184,7 @@ def verify_bundle(bundle: dict, vkey: str) -> str:
     anchor = bundle.get("anchor")
     if anchor is None:
         return f"{origin}#{receipt['seq']} included at size {size} (not anchored yet)"
-    verify_anchor(anchor)
+    verify_anchor(anchor, vkey)
     entry = next((s for s in anchor["scrolls"] if s["scroll"] == receipt["scroll"]), None)
     mesh = origin[: -len(receipt["scroll"]) - 1]
     if entry is None or entry["tree_size"] != size or entry["root"] != root.hex() or anchor["mesh"] != mesh:

@@ -40,6 +40,9 @@ record = {"epoch": 1, "mesh": MESH, "anchored_at": "2026-11-23T12:10:00.000000Z"
           "scrolls": [entry], "epoch_root": mth([leaf_hash(rfc8785.dumps(entry))]).hex(),
           "prev_anchor_hash": "0" * 64}
 record["anchor_hash"] = sha3(rfc8785.dumps(record)).hex()
+head = f"{MESH}/proofchain\n1\n{base64.b64encode(bytes.fromhex(record['anchor_hash'])).decode()}\n"
+head_sig = key.sign(head.encode())
+head_note = head + "\n\u2014 " + KEY_NAME + " " + base64.b64encode(key_id + head_sig).decode() + "\n"
 
 print(json.dumps({
     "leaves": [l.decode() for l in leaves],
@@ -51,4 +54,5 @@ print(json.dumps({
     "vkey": vkey,
     "checkpoint": note,
     "anchor_record": record,
+    "anchor_head": head_note,
 }, indent=2, ensure_ascii=False))

@@ -1,6 +1,7 @@
-//! `vaultmesh verify bundle FILE --vkey KEY`: fully offline.
+//! `vaultmesh verify bundle FILE --vkey KEY [--tsa-cert PEM]`: fully offline.
 
 use ledger::bundle::ProofBundle;
+use ledger::timestamp;
 
 /// Options of `verify bundle`.
 #[derive(clap::Args)]
@@ -10,11 +11,20 @@ pub struct Args {
     /// The guardian's verifier key: a file holding it, or the vkey text.
     #[arg(long, env = "VAULTMESH_GUARDIAN_VKEY")]
     vkey: String,
+    /// The timestamp authority's certificate (PEM): every successful `rfc3161` sink result
+    /// of the bundle's anchor must then be a valid token by it over that record.
+    #[arg(long)]
+    tsa_cert: Option<std::path::PathBuf>,
 }
 
 /// Verifies the bundle and prints the verdict.
 pub fn run(a: &Args) -> anyhow::Result<bool> {
     let verifier = super::load_vkey(&a.vkey)?;
+    let tsa = a
+        .tsa_cert
+        .as_deref()
+        .map(super::load_tsa_cert)
+        .transpose()?;
     let text = std::fs::read_to_string(&a.file)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
     let bundle: ProofBundle = match serde_json::from_str(&text) {
@@ -24,14 +34,32 @@ pub fn run(a: &Args) -> anyhow::Result<bool> {
             return Ok(false);
         }
     };
-    match bundle.verify(&verifier) {
-        Ok(v) => {
-            println!("OK {}", serde_json::to_string(&v)?);
-            Ok(true)
-        }
+    let verdict = match bundle.verify(&verifier) {
+        Ok(v) => v,
         Err(e) => {
             println!("FAIL {}: {e}", a.file.display());
-            Ok(false)
+            return Ok(false);
+        }
+    };
+    if let (Some(cert), Some(anchor)) = (&tsa, &bundle.anchor) {
+        match timestamp::verify_record_tokens(anchor, cert) {
+            Ok(tokens) if tokens.is_empty() => {
+                println!("NOTE epoch {}: no RFC 3161 token", anchor.epoch);
+            }
+            Ok(tokens) => {
+                for t in tokens {
+                    println!(
+                        "OK epoch {}: RFC 3161 token of {}",
+                        anchor.epoch, t.gen_time
+                    );
+                }
+            }
+            Err(e) => {
+                println!("FAIL {}: {e}", a.file.display());
+                return Ok(false);
+            }
         }
     }
+    println!("OK {}", serde_json::to_string(&verdict)?);
+    Ok(true)
 }

@@ -1,14 +1,18 @@
 //! `vaultmesh verify log URL --vkey KEY`: follows a live log. Each scroll's signed checkpoint
-//! must verify and be consistent with the last one seen (kept in a state file); the ProofChain
-//! must verify from genesis, keep the records seen before, and every anchored root must be
-//! consistent with the current checkpoint; sampled receipts must be proven included.
+//! must verify and be consistent with the last one seen (kept in a state file), and a scroll
+//! seen before must still be listed; the ProofChain must verify from genesis, every record
+//! with a head signed by the guardian's key, keep the records seen before, and every anchored
+//! root must be consistent with the current checkpoint (an anchor beyond it is deferred once,
+//! in the state file, and fails if still beyond on the next run); with `--tsa-cert`, every
+//! RFC 3161 token must verify over its record; sampled receipts must be proven included.
 
 use ledger::checkpoint::Checkpoint;
-use ledger::hash::{from_hex, to_hex, Hash};
+use ledger::hash::{from_hex, to_hex, Hash, Sha3Hasher};
 use ledger::merkle::{verify_consistency, verify_inclusion, ConsistencyProof, InclusionProof};
 use ledger::note::NoteVerifier;
 use ledger::proofchain::{verify_chain, AnchorRecord};
 use ledger::receipt::leaf_hash;
+use ledger::timestamp::{self, Certificate};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha3::Sha3_256;
@@ -36,6 +40,10 @@ pub struct Args {
     /// Reader API key, for sampling receipts.
     #[arg(long, env = "VAULTMESH_READER_KEY")]
     token: Option<String>,
+    /// The timestamp authority's certificate (PEM): every successful `rfc3161` sink result
+    /// of every epoch must then be a valid token by it over that record.
+    #[arg(long)]
+    tsa_cert: Option<PathBuf>,
 }
 
 /// What a previous run verified.
@@ -45,6 +53,10 @@ struct State {
     scrolls: BTreeMap<String, Seen>,
     /// Every verified epoch's anchor hash.
     epochs: BTreeMap<u64, String>,
+    /// Epochs (and their anchor hash) that anchored a root beyond the checkpoint read: a
+    /// later run that still cannot check them fails.
+    #[serde(default)]
+    deferred: BTreeMap<u64, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,7 +71,8 @@ struct Run {
     failures: Vec<String>,
     checked: u64,
     /// Epochs whose anchored roots could not be checked yet (anchored after the checkpoint
-    /// that was read); left out of the state so the next run checks them.
+    /// that was read); recorded as deferred in the state, so the next run checks them or
+    /// fails.
     deferred: std::collections::BTreeSet<u64>,
 }
 
@@ -89,6 +102,8 @@ impl Run {
     }
 
     /// Verifies that the tree at `from` with `old` grew into the tree at `to` with `new`.
+    /// From size 0 no proof is fetched (every tree extends the empty tree, and consistency
+    /// proofs from size 0 are refused); the root at size 0 must be the empty root.
     async fn consistent(
         &self,
         scroll: &str,
@@ -97,6 +112,14 @@ impl Run {
         to: u64,
         new: &Hash,
     ) -> Result<(), String> {
+        if from == 0 {
+            let empty = Sha3Hasher::empty_root();
+            return if *old == empty && (to > 0 || *new == empty) {
+                Ok(())
+            } else {
+                Err(format!("{scroll}: a root at size 0 is not the empty root"))
+            };
+        }
         if from == to {
             return if old == new {
                 Ok(())
@@ -139,6 +162,11 @@ pub async fn run(a: &Args) -> anyhow::Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
         Err(e) => anyhow::bail!("state file {}: {e}", a.state.display()),
     };
+    let tsa = a
+        .tsa_cert
+        .as_deref()
+        .map(super::load_tsa_cert)
+        .transpose()?;
     let mut run = Run {
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -167,6 +195,11 @@ pub async fn run(a: &Args) -> anyhow::Result<bool> {
                         .collect()
                 })
                 .unwrap_or_default();
+            for gone in state.scrolls.keys().filter(|s| !names.contains(s)) {
+                run.fail(format!(
+                    "{gone}: verified before and no longer listed by the log"
+                ));
+            }
             for name in names {
                 match checkpoint(&mut run, &verifier, &mesh, &name, state.scrolls.get(&name)).await
                 {
@@ -183,7 +216,18 @@ pub async fn run(a: &Args) -> anyhow::Result<bool> {
         }
         Err(e) => run.fail(e),
     }
-    chain(&mut run, &records, &state, &current).await;
+    chain(
+        &mut run,
+        &Chain {
+            records: &records,
+            verifier: &verifier,
+            mesh: &mesh,
+            tsa: tsa.as_ref(),
+        },
+        &state,
+        &current,
+    )
+    .await;
     if a.token.is_none() {
         println!("NOTE receipts not sampled (no --token / VAULTMESH_READER_KEY)");
     }
@@ -203,8 +247,13 @@ pub async fn run(a: &Args) -> anyhow::Result<bool> {
             },
         );
     }
-    for r in records.iter().filter(|r| !run.deferred.contains(&r.epoch)) {
-        state.epochs.insert(r.epoch, r.anchor_hash.clone());
+    for r in &records {
+        if run.deferred.contains(&r.epoch) {
+            state.deferred.insert(r.epoch, r.anchor_hash.clone());
+        } else {
+            state.deferred.remove(&r.epoch);
+            state.epochs.insert(r.epoch, r.anchor_hash.clone());
+        }
     }
     let tmp = a.state.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;
@@ -282,13 +331,21 @@ async fn checkpoint(
 
 /// Proves `samples` random receipts of the scroll included in its checkpoint.
 async fn sample(run: &mut Run, name: &str, size: u64, root: &Hash, samples: u64, token: &str) {
-    let mut rng = ledger::testing::Rng(chrono::Utc::now().timestamp_micros().unsigned_abs() | 1);
     for _ in 0..samples.min(size) {
-        let seq = rng.below(size);
+        let seq = random_below(size);
         if let Err(e) = sample_one(run, name, seq, size, root, token).await {
             run.fail(e);
         }
     }
+}
+
+/// A random position below `n` (from the standard library's per-process random hash keys;
+/// an auditor's samples must not be predictable by the log).
+fn random_below(n: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(n);
+    h.finish() % n.max(1)
 }
 
 async fn sample_one(
@@ -329,17 +386,35 @@ async fn sample_one(
     Ok(())
 }
 
-/// The ProofChain: records and links from genesis, no record seen before changed, and
-/// every anchored root of a new epoch consistent with the scroll's current checkpoint.
+/// What the ProofChain is checked with.
+struct Chain<'a> {
+    records: &'a [AnchorRecord],
+    verifier: &'a NoteVerifier,
+    mesh: &'a str,
+    tsa: Option<&'a Certificate>,
+}
+
+/// The ProofChain: records, signed heads and links from genesis, no record seen before
+/// changed or gone, RFC 3161 tokens (with `--tsa-cert`), and every anchored root of a new
+/// epoch consistent with the scroll's current checkpoint — or deferred once if beyond it.
 async fn chain(
     run: &mut Run,
-    records: &[AnchorRecord],
+    c: &Chain<'_>,
     state: &State,
     current: &BTreeMap<String, (u64, Hash)>,
 ) {
-    for r in records {
-        if let Err(e) = r.verify() {
-            run.fail(format!("ProofChain: {e}"));
+    let failures_before = run.failures.len();
+    let mut valid = std::collections::BTreeSet::new();
+    for r in c.records {
+        match r.verify_signed(c.verifier) {
+            Ok(()) if r.mesh != c.mesh => run.fail(format!(
+                "ProofChain: epoch {} is of mesh {:?}, not {:?}",
+                r.epoch, r.mesh, c.mesh
+            )),
+            Ok(()) => {
+                valid.insert(r.epoch);
+            }
+            Err(e) => run.fail(format!("ProofChain: {e}")),
         }
         if let Some(seen) = state.epochs.get(&r.epoch) {
             if *seen != r.anchor_hash {
@@ -349,20 +424,43 @@ async fn chain(
                 ));
             }
         }
+        if let Some(deferred) = state.deferred.get(&r.epoch) {
+            if *deferred != r.anchor_hash {
+                run.fail(format!(
+                    "ProofChain: epoch {} changed since a previous run deferred it",
+                    r.epoch
+                ));
+            }
+        }
+        if let Some(cert) = c.tsa {
+            match timestamp::verify_record_tokens(r, cert) {
+                Ok(tokens) if tokens.is_empty() => {
+                    println!("NOTE epoch {}: no RFC 3161 token", r.epoch);
+                }
+                Ok(tokens) => {
+                    run.checked += tokens.len() as u64;
+                    for t in tokens {
+                        println!("OK epoch {}: RFC 3161 token of {}", r.epoch, t.gen_time);
+                    }
+                }
+                Err(e) => run.fail(format!("ProofChain: {e}")),
+            }
+        }
     }
-    if let Err(e) = verify_chain(records) {
+    if let Err(e) = verify_chain(c.records) {
         run.fail(format!("ProofChain: {e}"));
     }
-    if let Some((last, _)) = state.epochs.last_key_value() {
-        if records.len() < usize::try_from(*last).unwrap_or(usize::MAX) {
+    if let Some(last) = state.epochs.keys().chain(state.deferred.keys()).max() {
+        if c.records.len() < usize::try_from(*last).unwrap_or(usize::MAX) {
             run.fail(format!(
-                "ProofChain: epoch {last} was verified before and is gone"
+                "ProofChain: epoch {last} was seen before and is gone"
             ));
         }
     }
-    for r in records
+    for r in c
+        .records
         .iter()
-        .filter(|r| !state.epochs.contains_key(&r.epoch))
+        .filter(|r| valid.contains(&r.epoch) && !state.epochs.contains_key(&r.epoch))
     {
         for s in &r.scrolls {
             let Some((size, root)) = current.get(&s.scroll) else {
@@ -377,11 +475,20 @@ async fn chain(
                 continue;
             };
             if s.tree_size > *size {
-                println!(
-                    "NOTE epoch {}: {} anchored at {}, beyond the checkpoint read ({size}); checked next run",
-                    r.epoch, s.scroll, s.tree_size
-                );
-                run.deferred.insert(r.epoch);
+                if state.deferred.contains_key(&r.epoch) {
+                    run.fail(format!(
+                        "epoch {}: {} anchored at {}, still beyond the checkpoint ({size}) \
+                         after being deferred by a previous run",
+                        r.epoch, s.scroll, s.tree_size
+                    ));
+                } else {
+                    println!(
+                        "NOTE epoch {}: {} anchored at {}, beyond the checkpoint read ({size}); \
+                         deferred to the next run, which fails if it still is",
+                        r.epoch, s.scroll, s.tree_size
+                    );
+                    run.deferred.insert(r.epoch);
+                }
                 continue;
             }
             match run
@@ -393,7 +500,10 @@ async fn chain(
             }
         }
     }
-    if !records.is_empty() {
-        println!("OK ProofChain: {} epoch(s) from genesis", records.len());
+    if !c.records.is_empty() && run.failures.len() == failures_before {
+        println!(
+            "OK ProofChain: {} epoch(s) from genesis, every head signed",
+            c.records.len()
+        );
     }
 }

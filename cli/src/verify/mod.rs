@@ -1,19 +1,22 @@
 //! `vaultmesh verify`: what an auditor runs. `bundle` checks one proof bundle fully offline;
 //! `log` follows a live log — checkpoints consistent with the last ones seen, the ProofChain
-//! from genesis, and sampled receipts proven included. Exit status 0 only if everything
-//! verifies; otherwise each failure is printed as `FAIL …` and the status is 1.
+//! from genesis with every head signed, and sampled receipts proven included. With
+//! `--tsa-cert`, RFC 3161 tokens are checked too. Exit status 0 only if everything verifies;
+//! otherwise each failure is printed as `FAIL …` and the status is 1.
 
 mod bundle;
 mod log;
 
 use clap::Subcommand;
 use ledger::note::NoteVerifier;
+use ledger::timestamp::Certificate;
+use std::path::Path;
 
 /// Verification commands.
 #[derive(Subcommand)]
 pub enum VerifyCommand {
     /// Verify a proof bundle offline: receipt, leaf hash, inclusion proof, signed checkpoint
-    /// and the anchor record that covers it.
+    /// and the anchor record that covers it, with its signed head.
     Bundle(bundle::Args),
     /// Verify a running log over HTTP(S), remembering what was verified in a state file.
     Log(log::Args),
@@ -36,4 +39,12 @@ pub fn load_vkey(arg: &str) -> anyhow::Result<NoteVerifier> {
     };
     NoteVerifier::from_vkey(text.trim())
         .map_err(|e| anyhow::anyhow!("--vkey: not a signed-note verifier key: {e}"))
+}
+
+/// The trusted timestamp authority's certificate (PEM file), for `--tsa-cert`.
+pub fn load_tsa_cert(path: &Path) -> anyhow::Result<Certificate> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("--tsa-cert {}: {e}", path.display()))?;
+    ledger::timestamp::load_certificate(&pem)
+        .map_err(|e| anyhow::anyhow!("--tsa-cert {}: {e}", path.display()))
 }

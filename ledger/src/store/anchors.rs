@@ -1,4 +1,5 @@
-//! ProofChain anchor records and sink results as stored: append-only, one record per epoch.
+//! ProofChain anchor records, their signed heads and sink results as stored: append-only,
+//! one record per epoch. The record text never changes; its head lives in `anchor_heads`.
 
 use super::{to_i64, Store, StoreError};
 use crate::hash::from_hex;
@@ -17,18 +18,20 @@ pub struct SinkResult {
     pub result: Value,
 }
 
-/// An anchor record with its sink results.
+/// An anchor record with its signed head and sink results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAnchor {
-    /// The record; `sinks` filled from the sink rows.
+    /// The record; `signature` filled from its head row (if any), `sinks` from the sink rows.
     pub record: AnchorRecord,
     /// When it was stored.
     pub created_at: DateTime<Utc>,
 }
 
 impl Store {
-    /// Stores an epoch's record (its JCS form without `sinks`; sink answers live in their own
-    /// rows). Fails if the epoch exists, so two guardians cannot both anchor it.
+    /// Stores an epoch's record (its JCS form without `sinks` and `signature`; sink answers
+    /// live in their own rows) and, in the same transaction, its signed head when the record
+    /// carries one, so a signed epoch is never visible without its head. Fails if the epoch
+    /// exists, so two guardians cannot both anchor it.
     pub async fn insert_anchor(&self, record: &AnchorRecord) -> Result<(), StoreError> {
         let bad = |f: &str| StoreError::Integrity(format!("anchor {}: bad {f}", record.epoch));
         let anchor_hash = from_hex(&record.anchor_hash).map_err(|_| bad("anchor_hash"))?;
@@ -38,15 +41,58 @@ impl Store {
             .map_err(|_| bad("anchored_at"))?
             .with_timezone(&Utc);
         let text = record.stored_text().map_err(|_| bad("record"))?;
-        let client = self.pool().get().await?;
-        client
-            .execute(
-                "INSERT INTO anchors (epoch, record, anchor_hash, prev_anchor_hash, epoch_root, anchored_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&to_i64(record.epoch), &text, &&anchor_hash[..], &&prev[..], &&root[..], &at],
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO anchors (epoch, record, anchor_hash, prev_anchor_hash, epoch_root, anchored_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&to_i64(record.epoch), &text, &&anchor_hash[..], &&prev[..], &&root[..], &at],
+        )
+        .await?;
+        if let Some(note) = &record.signature {
+            tx.execute(
+                "INSERT INTO anchor_heads (epoch, note) VALUES ($1, $2)",
+                &[&to_i64(record.epoch), note],
             )
             .await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Stores the signed heads of epochs stored without one (epochs anchored before heads
+    /// existed), all or none, in one transaction. Fails if an epoch has a head already or
+    /// does not exist.
+    pub async fn insert_anchor_heads(&self, heads: &[(u64, String)]) -> Result<(), StoreError> {
+        if heads.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        for (epoch, note) in heads {
+            tx.execute(
+                "INSERT INTO anchor_heads (epoch, note) VALUES ($1, $2)",
+                &[&to_i64(*epoch), note],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Epochs, in order, stored without a signed head: what a guardian signs (after checking
+    /// them) when it becomes leader.
+    pub async fn epochs_without_head(&self) -> Result<Vec<u64>, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT a.epoch FROM anchors a \
+                 WHERE NOT EXISTS (SELECT 1 FROM anchor_heads h WHERE h.epoch = a.epoch) \
+                 ORDER BY a.epoch",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| super::to_u64(r.get(0))).collect())
     }
 
     /// Records what a sink returned for an epoch.
@@ -80,9 +126,13 @@ impl Store {
         Ok(rows.iter().map(|r| super::to_u64(r.get(0))).collect())
     }
 
-    /// The record of one epoch, with its sink results.
+    /// The record of one epoch, with its signed head and sink results.
     pub async fn anchor(&self, epoch: u64) -> Result<Option<StoredAnchor>, StoreError> {
-        Ok(self.anchors(epoch, 1).await?.into_iter().next())
+        Ok(self
+            .anchors_between(epoch, epoch, 1)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// The newest record, if any.
@@ -98,17 +148,29 @@ impl Store {
         self.anchor(super::to_u64(epoch)).await
     }
 
-    /// Up to `limit` records from epoch `from` on, in order, with sink results.
+    /// Up to `limit` records from epoch `from` on, in order, with signed heads and sink
+    /// results.
     pub async fn anchors(&self, from: u64, limit: u32) -> Result<Vec<StoredAnchor>, StoreError> {
+        self.anchors_between(from, u64::MAX, limit).await
+    }
+
+    async fn anchors_between(
+        &self,
+        from: u64,
+        to: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredAnchor>, StoreError> {
         let client = self.pool().get().await?;
         let rows = client
             .query(
                 "SELECT a.epoch, a.record, a.created_at, \
                    COALESCE((SELECT jsonb_agg(jsonb_build_object('sink', k.sink, 'ok', k.ok, 'result', k.result) \
                                               ORDER BY k.id) \
-                             FROM anchor_sinks k WHERE k.epoch = a.epoch), '[]'::jsonb) \
-                 FROM anchors a WHERE a.epoch >= $1 ORDER BY a.epoch LIMIT $2",
-                &[&to_i64(from), &i64::from(limit)],
+                             FROM anchor_sinks k WHERE k.epoch = a.epoch), '[]'::jsonb), \
+                   h.note \
+                 FROM anchors a LEFT JOIN anchor_heads h ON h.epoch = a.epoch \
+                 WHERE a.epoch >= $1 AND a.epoch <= $3 ORDER BY a.epoch LIMIT $2",
+                &[&to_i64(from), &i64::from(limit), &to_i64(to)],
             )
             .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -121,6 +183,7 @@ impl Store {
             if let Value::Array(sinks) = r.get::<_, Value>(3) {
                 record.sinks = sinks;
             }
+            record.signature = r.get(4);
             out.push(StoredAnchor {
                 record,
                 created_at: r.get(2),

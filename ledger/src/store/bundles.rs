@@ -6,8 +6,10 @@ use crate::hash::to_hex;
 
 impl Store {
     /// The bundle for receipt `seq` of `scroll`: proven against the checkpoint of the newest
-    /// anchor covering it, or else against the latest checkpoint (then `anchor` is `None`).
-    /// `Ok(None)` if the receipt does not exist or no checkpoint covers it yet.
+    /// anchor covering it (carrying its signed head), or else against the latest checkpoint
+    /// (then `anchor` is `None`; also while the newest epoch has no signed head yet, since an
+    /// unsigned record is no evidence). `Ok(None)` if the receipt does not exist or no
+    /// checkpoint covers it yet.
     pub async fn proof_bundle(
         &self,
         scroll: &str,
@@ -20,7 +22,11 @@ impl Store {
         let info = self.scroll(scroll).await?;
         let mut anchor = None;
         let mut checkpoint = None;
-        if let Some(latest) = self.latest_anchor().await? {
+        let signed = self
+            .latest_anchor()
+            .await?
+            .filter(|a| a.record.signature.is_some());
+        if let Some(latest) = signed {
             if let Some(entry) = latest.record.scroll(scroll) {
                 if entry.tree_size > seq {
                     checkpoint = self.checkpoint_at(scroll, entry.tree_size).await?;
