@@ -81,6 +81,28 @@ impl Auditor {
         if let Err(e) = verify_chain(&records) {
             findings.push(finding(None, None, format!("ProofChain: {e}")));
         }
+        let newest_signed = records
+            .iter()
+            .rev()
+            .find(|r| r.signature.is_some())
+            .map(|r| r.epoch);
+        for r in &records {
+            let unsigned_before_signed = newest_signed.is_some_and(|n| r.epoch < n);
+            let result = match &r.signature {
+                Some(_) => r.verify_head(&self.verifier).map_err(|e| e.to_string()),
+                None if unsigned_before_signed => {
+                    Err("its signed head is missing, though later epochs have theirs".into())
+                }
+                None => Ok(()),
+            };
+            if let Err(e) = result {
+                findings.push(finding(
+                    None,
+                    Some(r.epoch),
+                    format!("ProofChain head of epoch {}: {e}", r.epoch),
+                ));
+            }
+        }
         for scroll in self.store.list_scrolls().await? {
             let mut promises: BTreeMap<u64, Vec<Promise>> = BTreeMap::new();
             for r in &records {

@@ -225,3 +225,52 @@ async fn an_unsigned_epoch_whose_hash_does_not_recompute_is_not_signed() {
     assert_eq!(headed_epochs(&t).await, vec![1]);
     t.g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_signed_by_another_key_is_raised_by_the_verification_pass() {
+    let t = common::start(|_, _| {}).await;
+    let (s, body) = post_as_leader(&t, "/v1/guardian/anchor").await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = post_as_leader(&t, "/v1/guardian/verify").await;
+    assert_eq!(
+        (s, &body["intact"]),
+        (200, &serde_json::Value::Bool(true)),
+        "{body}"
+    );
+    // The owner swaps epoch 1's head for one signed by a key that is not the guardian's.
+    let other = ledger::note::NoteSigner::generate("vaultmesh-test/guardian")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rec = all_records(&t.db.store).await.remove(0);
+    let mut forged = rec.clone();
+    forged.signature = None;
+    let note = forged.sign_head(&other).unwrap_or_else(|e| panic!("{e}"));
+    let owner = t.db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    owner
+        .batch_execute("ALTER TABLE anchor_heads DISABLE TRIGGER USER")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    owner
+        .execute(
+            "UPDATE anchor_heads SET note = $1 WHERE epoch = 1",
+            &[&note],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    owner
+        .batch_execute("ALTER TABLE anchor_heads ENABLE TRIGGER USER")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (s, body) = post_as_leader(&t, "/v1/guardian/verify").await;
+    assert_eq!(
+        (s, &body["intact"]),
+        (200, &serde_json::Value::Bool(false)),
+        "{body}"
+    );
+    assert!(
+        body["findings"]
+            .to_string()
+            .contains("ProofChain head of epoch 1"),
+        "{body}"
+    );
+    t.g.stop().await;
+}
