@@ -180,12 +180,15 @@ async fn harness(rsa: bool) -> Harness {
     let tsa = serve_tsa(main.clone(), other.clone(), mode.clone()).await;
     let cert = main.join("tsa.crt");
     let t = common::start(|_, opts| {
-        opts.tsa_url = Some(format!("http://{tsa}/"));
+        opts.tsa_url = Some(format!("http://vaultmesh:{TSA_SECRET}@{tsa}/"));
         opts.tsa_cert_file = Some(cert);
     })
     .await;
     Harness { t, mode, main }
 }
+
+/// The password in the TSA URL's userinfo: it must never be stored or published.
+const TSA_SECRET: &str = "tsa-s3cret";
 
 async fn anchor(h: &Harness) -> (u16, Value) {
     post_as_leader(&h.t, "/v1/guardian/anchor").await
@@ -252,6 +255,7 @@ async fn tokens_are_verified_before_storing_and_failed_epochs_are_stamped_later(
             .unwrap_or_else(std::sync::PoisonError::into_inner) = mode;
         let (s, body) = anchor(&h).await;
         assert_eq!(s, 502, "{mode:?}: {body}");
+        assert!(!body.to_string().contains(TSA_SECRET), "{body}");
         let failure = &body["failures"][0];
         assert_eq!(failure["sink"], "rfc3161", "{body}");
         assert!(
@@ -294,6 +298,22 @@ async fn tokens_are_verified_before_storing_and_failed_epochs_are_stamped_later(
     for epoch in 2..=6 {
         openssl_verifies(&h, epoch).await;
     }
+    let published = serde_json::to_string(
+        &h.t.db
+            .store
+            .anchors(1, 100)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|a| a.record.sinks.clone())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default();
+    assert!(published.contains("vaultmesh:***@"), "{published}");
+    assert!(
+        !published.contains(TSA_SECRET),
+        "sink results carry the TSA password: {published}"
+    );
     h.t.g.stop().await;
 }
 

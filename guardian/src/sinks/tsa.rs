@@ -12,6 +12,9 @@ use std::time::Duration;
 /// A timestamp authority reached over HTTP, trusted through its certificate.
 pub struct Tsa {
     url: String,
+    /// `url` with any userinfo's password replaced, for results and messages that are stored
+    /// and published.
+    shown_url: String,
     cert: Certificate,
     http: reqwest::Client,
 }
@@ -34,6 +37,7 @@ impl Tsa {
             .map_err(|e| bad(format!("TSA client: {e}")))?;
         Ok(Self {
             url: url.to_string(),
+            shown_url: ledger::config::redacted(url),
             cert,
             http,
         })
@@ -51,19 +55,22 @@ impl Tsa {
             .body(request)
             .send()
             .await
-            .map_err(|e| bad(format!("TSA {}: {e}", self.url)))?;
+            .map_err(|e| bad(format!("TSA {}: {}", self.shown_url, e.without_url())))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|e| bad(format!("TSA {}: {e}", self.url)))?;
+            .map_err(|e| bad(format!("TSA {}: {}", self.shown_url, e.without_url())))?;
         if !status.is_success() {
-            return Err(bad(format!("TSA {} answered HTTP {status}", self.url)));
+            return Err(bad(format!(
+                "TSA {} answered HTTP {status}",
+                self.shown_url
+            )));
         }
         let verified =
             timestamp::verify_response(&body, &imprint, &nonce, &self.cert).map_err(ts_err)?;
         Ok(json!({
-            "url": self.url,
+            "url": self.shown_url,
             "imprint_sha256": hex::encode(imprint),
             "gen_time": verified.gen_time,
             "serial": verified.serial,
