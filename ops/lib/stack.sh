@@ -131,8 +131,11 @@ vm_role_url() {
     printf 'postgres://vaultmesh_%s:%s@%s:%s/%s' "$role" "$password" "$VM_PG_HOST" "$VM_PG_PORT" "${2:-vaultmesh}"
 }
 
-# Python with rfc8785 and cryptography for the independent verifier in ops/verify/, and
-# kubernetes-validate (with PyYAML) for the Kubernetes manifest tests.
+# Python with rfc8785 and cryptography for the independent verifier in ops/verify/,
+# kubernetes-validate (with PyYAML) for the Kubernetes manifest tests, and schemathesis
+# (pinned to VM_SCHEMATHESIS_VERSION: its checks and configuration keys change between
+# releases) for fuzzing the portal from its OpenAPI document (portal/tests/openapi_fuzz.rs,
+# ops/fuzz.sh).
 # Uses the system python3 if it already has them, else a venv in target/pyenv.
 # Prometheus and promtool (Debian's prometheus package) for the alert-rule tests and the
 # end-to-end monitoring test. Debian starts a Prometheus service on :9090 where systemd runs;
@@ -147,8 +150,11 @@ vm_ensure_prometheus() {
     fi
 }
 
+VM_SCHEMATHESIS_VERSION=${VM_SCHEMATHESIS_VERSION:-4.32.5}
+
 vm_ensure_python() {
-    local modules='import rfc8785, cryptography, kubernetes_validate, yaml'
+    local modules="import rfc8785, cryptography, kubernetes_validate, yaml, schemathesis, sys, importlib.metadata as md
+sys.exit(md.version('schemathesis') != '$VM_SCHEMATHESIS_VERSION')"
     if python3 -c "$modules" >/dev/null 2>&1; then
         VAULTMESH_PYTHON=$(command -v python3)
     else
@@ -159,9 +165,10 @@ vm_ensure_python() {
         fi
         local venv=target/pyenv
         if ! "$venv/bin/python" -c "$modules" >/dev/null 2>&1; then
-            vm_log "installing rfc8785, cryptography and kubernetes-validate into $venv"
+            vm_log "installing rfc8785, cryptography, kubernetes-validate and schemathesis $VM_SCHEMATHESIS_VERSION into $venv"
             python3 -m venv "$venv"
-            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check rfc8785 cryptography kubernetes-validate
+            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check rfc8785 cryptography \
+                kubernetes-validate "schemathesis==$VM_SCHEMATHESIS_VERSION"
         fi
         VAULTMESH_PYTHON=$PWD/$venv/bin/python
     fi

@@ -183,9 +183,10 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .boxed();
     let openapi = warp::path!("v1" / "openapi.json")
         .and(warp::get())
-        .then(|| {
-            observe("GET", "/v1/openapi.json", async {
-                Ok(json_reply(StatusCode::OK, &crate::openapi::document()))
+        .and(with(p.clone()))
+        .then(|p: Portal| {
+            observe("GET", "/v1/openapi.json", async move {
+                Ok(json_reply(StatusCode::OK, &crate::openapi::document_for(&p.opts)))
             })
         })
         .boxed();

@@ -254,8 +254,13 @@ pub async fn by_hash(
 ) -> Result<Response, ApiError> {
     let key = p.auth.authenticate(auth.as_deref()).await?;
     may_read(&key)?;
+    let lowercase = hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let h = from_hex(&hash)
-        .map_err(|_| ApiError::bad("invalid_hash", "leaf_hash: must be 64 hex digits"))?;
+        .ok()
+        .filter(|_| lowercase)
+        .ok_or_else(|| {
+            ApiError::bad("invalid_hash", "leaf_hash: must be 64 lowercase hex digits")
+        })?;
     let r =
         p.ctx.store.receipt_by_leaf_hash(&h).await?.ok_or_else(|| {
             ApiError::not_found("unknown_receipt", "no receipt has this leaf hash")
