@@ -165,6 +165,14 @@ impl ApiError {
                 );
                 r
             }
+            ApiError::Unauthorized(_) => {
+                let mut r = json_error(self.status(), self.code(), &self.to_string());
+                r.headers_mut().insert(
+                    warp::http::header::WWW_AUTHENTICATE,
+                    warp::http::HeaderValue::from_static("Bearer"),
+                );
+                r
+            }
             _ => json_error(self.status(), self.code(), &self.to_string()),
         }
     }

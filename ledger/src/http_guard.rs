@@ -113,8 +113,12 @@ impl RouteTable {
         self
     }
 
+    /// The methods of the most specific templates matching `path`: as in OpenAPI path
+    /// matching, a literal segment beats a `{param}` (compared from the left), so
+    /// `/receipts/batch` is not also `/receipts/{seq}`.
     fn methods_for(&self, path: &str) -> Vec<&Method> {
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let mut best: Option<Vec<bool>> = None;
         let mut out: Vec<&Method> = Vec::new();
         for (method, segments) in &self.routes {
             let matches = segments.len() == parts.len()
@@ -122,7 +126,22 @@ impl RouteTable {
                     Segment::Literal(l) => l == part,
                     Segment::Param => !part.is_empty(),
                 });
-            if matches && !out.contains(&method) {
+            if !matches {
+                continue;
+            }
+            let rank: Vec<bool> = segments
+                .iter()
+                .map(|s| matches!(s, Segment::Literal(_)))
+                .collect();
+            match &best {
+                Some(b) if rank < *b => continue,
+                Some(b) if rank == *b => {}
+                _ => {
+                    best = Some(rank);
+                    out.clear();
+                }
+            }
+            if !out.contains(&method) {
                 out.push(method);
             }
         }
@@ -401,6 +420,15 @@ mod tests {
             Verdict::NotAllowed("POST".into())
         );
         assert_eq!(t.verdict(&Method::GET, "/v1/nope"), Verdict::NotFound);
+        let t = t.with([("POST", "/v1/scrolls/{scroll}/receipts/batch")]);
+        assert_eq!(
+            t.verdict(&Method::GET, "/v1/scrolls/a/receipts/batch"),
+            Verdict::NotAllowed("POST".into())
+        );
+        assert_eq!(
+            t.verdict(&Method::GET, "/v1/scrolls/a/receipts/7"),
+            Verdict::Serve { as_get: false }
+        );
         assert_eq!(
             t.verdict(&Method::GET, "/v1/scrolls//receipts/1"),
             Verdict::NotFound

@@ -5,6 +5,36 @@ use ledger::api_error::ApiError;
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// A request's query parameters, each name at most once: a repeated name (`?from=1&from=2`)
+/// is a 400, not silently the last value, so what the client sent is what is served.
+pub fn query() -> impl warp::Filter<
+    Extract = (Result<HashMap<String, String>, ApiError>,),
+    Error = std::convert::Infallible,
+> + Clone {
+    use warp::Filter;
+    warp::query::raw()
+        .or(warp::any().map(String::new))
+        .unify()
+        .map(|raw: String| parse_query(&raw))
+}
+
+fn parse_query(raw: &str) -> Result<HashMap<String, String>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+        .map_err(|e| ApiError::bad("invalid_query", format!("query string: {e}")))?;
+    let mut out = HashMap::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        if out.contains_key(&name) {
+            let shown: String = name.chars().take(64).collect();
+            return Err(ApiError::bad(
+                "invalid_query",
+                format!("{shown}: given more than once"),
+            ));
+        }
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
 /// Largest page of a listing.
 pub const MAX_PAGE: u32 = 1000;
 
@@ -38,7 +68,9 @@ pub fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Ap
         Some(s) => canonical_u64(s).map(Some).ok_or_else(|| {
             ApiError::bad(
                 "invalid_query",
-                format!("{name}: must be a non-negative decimal integer without sign or leading zeros"),
+                format!(
+                    "{name}: must be a non-negative decimal integer without sign or leading zeros"
+                ),
             )
         }),
     }
@@ -57,6 +89,14 @@ pub fn seq_param(s: &str) -> Result<u64, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::canonical_u64;
+
+    #[test]
+    fn repeated_query_names_are_refused() {
+        assert!(super::parse_query("from=1&from=2").is_err());
+        assert!(super::parse_query("from=1&limit=2").is_ok_and(|q| q.len() == 2));
+        assert!(super::parse_query("").is_ok_and(|q| q.is_empty()));
+        assert!(super::parse_query("seq=%31").is_ok_and(|q| q["seq"] == "1"));
+    }
 
     #[test]
     fn only_canonical_integers_parse() {

@@ -533,3 +533,47 @@ async fn the_http_librarys_own_errors_are_json_too() {
     assert_eq!(s, 200);
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_query_names_batch_paths_and_401_challenges() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let r = token(&db, Role::Reader).await;
+    let p = start(&db, PortalArgs::default()).await;
+    let t = Duration::from_secs(5);
+    for path in [
+        "/v1/scrolls/drills/receipts?from=0&from=5",
+        "/v1/anchors?limit=1&limit=2",
+        "/v1/scrolls/drills/proof/consistency?from=0&from=1",
+    ] {
+        let (s, b) = call(p.api_addr, "GET", path, Some(&r), &[], "").await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (400, Some("invalid_query")),
+            "{path}: {b}"
+        );
+    }
+    let text = raw(
+        p.api_addr,
+        format!("GET /v1/scrolls/drills/receipts/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {r}\r\nConnection: close\r\n\r\n").as_bytes(),
+        t,
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 405"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("allow: post\r\n"),
+        "{text}"
+    );
+    let text = raw(
+        p.api_addr,
+        b"GET /v1/scrolls/drills/receipts/0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        t,
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{text}"
+    );
+    p.stop().await;
+}

@@ -13,7 +13,11 @@ fn anchor_json(a: &ledger::store::StoredAnchor) -> Value {
     serde_json::to_value(&a.record).unwrap_or(Value::Null)
 }
 /// `GET /v1/anchors?from&limit`: the ProofChain (public).
-pub async fn list(p: Portal, q: HashMap<String, String>) -> Result<Response, ApiError> {
+pub async fn list(
+    p: Portal,
+    q: Result<HashMap<String, String>, ApiError>,
+) -> Result<Response, ApiError> {
+    let q = q?;
     let from = number(&q, "from")?.unwrap_or(1);
     let limit = number(&q, "limit")?.unwrap_or(100);
     if limit == 0 || limit > u64::from(MAX_PAGE) {
@@ -30,7 +34,9 @@ pub async fn list(p: Portal, q: HashMap<String, String>) -> Result<Response, Api
 pub async fn get(p: Portal, epoch: String) -> Result<Response, ApiError> {
     let epoch = crate::params::canonical_u64(&epoch)
         .filter(|e| *e >= 1)
-        .ok_or_else(|| ApiError::bad("invalid_epoch", "epoch: must be a positive decimal integer"))?;
+        .ok_or_else(|| {
+            ApiError::bad("invalid_epoch", "epoch: must be a positive decimal integer")
+        })?;
     let a = p.ctx.store.anchor(epoch).await?.ok_or_else(|| {
         ApiError::not_found("unknown_anchor", format!("no anchor for epoch {epoch}"))
     })?;

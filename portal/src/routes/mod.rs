@@ -73,19 +73,20 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(with(p.clone()))
         .and(auth_header())
         .and(pending_body())
-        .then(
-            |p: Portal, auth: Option<String>, body: PendingBody| {
-                observe("POST", "/v1/scrolls", scrolls::create(p, auth, body))
-            },
-        )
+        .then(|p: Portal, auth: Option<String>, body: PendingBody| {
+            observe("POST", "/v1/scrolls", scrolls::create(p, auth, body))
+        })
         .boxed();
     let list_receipts = warp::path!("v1" / "scrolls" / String / "receipts")
         .and(warp::get())
         .and(with(p.clone()))
         .and(auth_header())
-        .and(warp::query::<HashMap<String, String>>())
+        .and(crate::params::query())
         .then(
-            |scroll: String, p: Portal, auth: Option<String>, q: HashMap<String, String>| {
+            |scroll: String,
+             p: Portal,
+             auth: Option<String>,
+             q: Result<HashMap<String, String>, ApiError>| {
                 observe(
                     "GET",
                     "/v1/scrolls/{scroll}/receipts",
@@ -135,26 +136,30 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
     let inclusion = warp::path!("v1" / "scrolls" / String / "proof" / "inclusion")
         .and(warp::get())
         .and(with(p.clone()))
-        .and(warp::query::<HashMap<String, String>>())
-        .then(|scroll: String, p: Portal, q: HashMap<String, String>| {
-            observe(
-                "GET",
-                "/v1/scrolls/{scroll}/proof/inclusion",
-                proofs::inclusion(p, scroll, q),
-            )
-        })
+        .and(crate::params::query())
+        .then(
+            |scroll: String, p: Portal, q: Result<HashMap<String, String>, ApiError>| {
+                observe(
+                    "GET",
+                    "/v1/scrolls/{scroll}/proof/inclusion",
+                    proofs::inclusion(p, scroll, q),
+                )
+            },
+        )
         .boxed();
     let consistency = warp::path!("v1" / "scrolls" / String / "proof" / "consistency")
         .and(warp::get())
         .and(with(p.clone()))
-        .and(warp::query::<HashMap<String, String>>())
-        .then(|scroll: String, p: Portal, q: HashMap<String, String>| {
-            observe(
-                "GET",
-                "/v1/scrolls/{scroll}/proof/consistency",
-                proofs::consistency(p, scroll, q),
-            )
-        })
+        .and(crate::params::query())
+        .then(
+            |scroll: String, p: Portal, q: Result<HashMap<String, String>, ApiError>| {
+                observe(
+                    "GET",
+                    "/v1/scrolls/{scroll}/proof/consistency",
+                    proofs::consistency(p, scroll, q),
+                )
+            },
+        )
         .boxed();
     let bundle = warp::path!("v1" / "scrolls" / String / "receipts" / String / "bundle")
         .and(warp::get())
@@ -173,20 +178,27 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
     let anchors = warp::path!("v1" / "anchors")
         .and(warp::get())
         .and(with(p.clone()))
-        .and(warp::query::<HashMap<String, String>>())
-        .then(|p: Portal, q: HashMap<String, String>| observe("GET", "/v1/anchors", anchors::list(p, q)))
+        .and(crate::params::query())
+        .then(|p: Portal, q: Result<HashMap<String, String>, ApiError>| {
+            observe("GET", "/v1/anchors", anchors::list(p, q))
+        })
         .boxed();
     let anchor = warp::path!("v1" / "anchors" / String)
         .and(warp::get())
         .and(with(p.clone()))
-        .then(|epoch: String, p: Portal| observe("GET", "/v1/anchors/{epoch}", anchors::get(p, epoch)))
+        .then(|epoch: String, p: Portal| {
+            observe("GET", "/v1/anchors/{epoch}", anchors::get(p, epoch))
+        })
         .boxed();
     let openapi = warp::path!("v1" / "openapi.json")
         .and(warp::get())
         .and(with(p.clone()))
         .then(|p: Portal| {
             observe("GET", "/v1/openapi.json", async move {
-                Ok(json_reply(StatusCode::OK, &crate::openapi::document_for(&p.opts)))
+                Ok(json_reply(
+                    StatusCode::OK,
+                    &crate::openapi::document_for(&p.opts),
+                ))
             })
         })
         .boxed();

@@ -36,8 +36,9 @@ pub async fn checkpoint(
 pub async fn inclusion(
     p: Portal,
     scroll: String,
-    q: HashMap<String, String>,
+    q: Result<HashMap<String, String>, ApiError>,
 ) -> Result<Response, ApiError> {
+    let q = q?;
     let seq =
         number(&q, "seq")?.ok_or_else(|| ApiError::bad("invalid_query", "seq: is required"))?;
     let (scroll_id, cp) = read_cache::latest_checkpoint(&p, &scroll).await?;
@@ -67,8 +68,9 @@ pub async fn inclusion(
 pub async fn consistency(
     p: Portal,
     scroll: String,
-    q: HashMap<String, String>,
+    q: Result<HashMap<String, String>, ApiError>,
 ) -> Result<Response, ApiError> {
+    let q = q?;
     let from =
         number(&q, "from")?.ok_or_else(|| ApiError::bad("invalid_query", "from: is required"))?;
     let (scroll_id, cp) = read_cache::latest_checkpoint(&p, &scroll).await?;

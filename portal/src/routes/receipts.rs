@@ -5,9 +5,9 @@ use super::json_reply;
 use crate::params::{number, parse_json, seq_param, MAX_PAGE};
 use crate::read_cache;
 use crate::state::Portal;
-use ledger::body::PendingBody;
 use ledger::api_error::ApiError;
 use ledger::auth::{may_read, may_write};
+use ledger::body::PendingBody;
 use ledger::gate::Writer;
 use ledger::hash::{from_hex, to_hex, Sha3Hasher};
 use ledger::receipt::{validate_scroll_name, ReceiptDraft};
@@ -176,7 +176,9 @@ pub async fn submit_batch(
         }
         Some(k) => {
             let batch_hash = Sha3Hasher::plain(&request);
-            let admitted = p.gate.admit_keyed(&writer, &scroll, items, &k, batch_hash)?;
+            let admitted = p
+                .gate
+                .admit_keyed(&writer, &scroll, items, &k, batch_hash)?;
             let _slot = p
                 .keyed_batches
                 .acquire()
@@ -202,16 +204,18 @@ pub async fn submit_batch(
     };
     Ok(json_reply(status, &json!({ "receipts": receipts })))
 }
+
 /// `GET /v1/scrolls/{scroll}/receipts?from&limit`.
 pub async fn list(
     p: Portal,
     scroll: String,
     auth: Option<String>,
-    q: HashMap<String, String>,
+    q: Result<HashMap<String, String>, ApiError>,
 ) -> Result<Response, ApiError> {
     let key = p.auth.authenticate(auth.as_deref()).await?;
     may_read(&key)?;
     p.existing_scroll(&scroll).await?;
+    let q = q?;
     let from = number(&q, "from")?.unwrap_or(0);
     let limit = number(&q, "limit")?.unwrap_or(100);
     if limit == 0 || limit > u64::from(MAX_PAGE) {
@@ -247,20 +251,13 @@ pub async fn get(
     Ok(json_reply(StatusCode::OK, &receipt_json(&r)))
 }
 /// `GET /v1/receipts/{leaf_hash}`.
-pub async fn by_hash(
-    p: Portal,
-    hash: String,
-    auth: Option<String>,
-) -> Result<Response, ApiError> {
+pub async fn by_hash(p: Portal, hash: String, auth: Option<String>) -> Result<Response, ApiError> {
     let key = p.auth.authenticate(auth.as_deref()).await?;
     may_read(&key)?;
     let lowercase = hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let h = from_hex(&hash)
-        .ok()
-        .filter(|_| lowercase)
-        .ok_or_else(|| {
-            ApiError::bad("invalid_hash", "leaf_hash: must be 64 lowercase hex digits")
-        })?;
+    let h = from_hex(&hash).ok().filter(|_| lowercase).ok_or_else(|| {
+        ApiError::bad("invalid_hash", "leaf_hash: must be 64 lowercase hex digits")
+    })?;
     let r =
         p.ctx.store.receipt_by_leaf_hash(&h).await?.ok_or_else(|| {
             ApiError::not_found("unknown_receipt", "no receipt has this leaf hash")

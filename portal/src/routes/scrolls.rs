@@ -3,9 +3,9 @@
 use super::json_reply;
 use crate::params::parse_json;
 use crate::state::Portal;
-use ledger::body::PendingBody;
 use ledger::api_error::ApiError;
 use ledger::auth::must_be_admin;
+use ledger::body::PendingBody;
 use ledger::hash::to_hex;
 use ledger::receipt::validate_scroll_name;
 use serde_json::{json, Value};
@@ -43,7 +43,10 @@ pub async fn create(
     must_be_admin(&key)?;
     let body = body.json(4096, p.opts.body_read_timeout()).await?;
     let Value::Object(m) = parse_json(&body)? else {
-        return Err(ApiError::bad("invalid_body", "body: must be an object with `name`"));
+        return Err(ApiError::bad(
+            "invalid_body",
+            "body: must be an object with `name`",
+        ));
     };
     if let Some(extra) = m.keys().find(|k| *k != "name") {
         return Err(ApiError::bad(
