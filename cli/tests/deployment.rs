@@ -204,7 +204,10 @@ fn kubernetes_manifests_validate_and_fit_the_services() {
                 db_url["valueFrom"]["secretKeyRef"]["name"].as_str(),
                 db_url["valueFrom"]["secretKeyRef"]["key"].as_str()
             ),
-            (Some("vaultmesh-database"), Some(format!("{service}-url").as_str())),
+            (
+                Some("vaultmesh-database"),
+                Some(format!("{service}-url").as_str())
+            ),
             "{service}: its own role's database URL comes from a Secret"
         );
         for v in pod["spec"]["volumes"]
@@ -289,7 +292,9 @@ fn systemd_units_verify_and_are_hardened() {
         let own = std::fs::read_to_string(ops(&format!("systemd/{service}.env.example")))
             .unwrap_or_else(|e| panic!("{service}.env.example: {e}"));
         assert!(
-            own.contains(&format!("VAULTMESH_DATABASE_URL=postgres://vaultmesh_{service}:")),
+            own.contains(&format!(
+                "VAULTMESH_DATABASE_URL=postgres://vaultmesh_{service}:"
+            )),
             "{service} connects as its own role"
         );
         assert!(

@@ -198,7 +198,10 @@ async fn a_leader_deposed_mid_epoch_writes_no_journal_line() {
         .unwrap_or_else(|e| panic!("{e}"))
         .is_empty()
     {
-        assert!(Instant::now() < deadline, "the guardian's own receipts never signed");
+        assert!(
+            Instant::now() < deadline,
+            "the guardian's own receipts never signed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 

@@ -148,7 +148,10 @@ impl ApiError {
     pub fn response(&self) -> warp::reply::Response {
         match self {
             ApiError::Unavailable(detail) => {
-                tracing::warn!(detail = %detail, "request failed: database unavailable");
+                const MESSAGE: &str = "request failed: database unavailable";
+                if let Some(suppressed) = crate::telemetry::REPEATED_LOGS.admit(MESSAGE, "api") {
+                    tracing::warn!(detail = %detail, suppressed, "request failed: database unavailable");
+                }
                 json_error(
                     self.status(),
                     self.code(),

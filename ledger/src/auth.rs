@@ -51,10 +51,7 @@ impl Authenticator {
                 return Err(ApiError::Suspended {
                     status: warp::http::StatusCode::TOO_MANY_REQUESTS,
                     code: "rate_limited",
-                    message: format!(
-                        "key {} is over its request rate; retry in {secs} s",
-                        key.id
-                    ),
+                    message: format!("key {} is over its request rate; retry in {secs} s", key.id),
                     retry_after_secs: secs.max(1),
                 });
             }
@@ -120,7 +117,11 @@ fn forbid(key: &ApiKey, reason: &str, message: String) -> ApiError {
 /// The key behind `header` if its role is one of `allowed` (401/403 otherwise).
 impl Authenticator {
     /// Authenticates and checks the role in one step.
-    pub async fn require(&self, header: Option<&str>, allowed: &[Role]) -> Result<ApiKey, ApiError> {
+    pub async fn require(
+        &self,
+        header: Option<&str>,
+        allowed: &[Role],
+    ) -> Result<ApiKey, ApiError> {
         let key = self.authenticate(header).await?;
         if allowed.contains(&key.role) {
             return Ok(key);
@@ -129,7 +130,11 @@ impl Authenticator {
         Err(forbid(
             &key,
             "role",
-            format!("key {} needs one of the roles: {}", key.id, roles.join(", ")),
+            format!(
+                "key {} needs one of the roles: {}",
+                key.id,
+                roles.join(", ")
+            ),
         ))
     }
 }

@@ -83,10 +83,13 @@ impl PendingBody {
     /// The body as JSON bytes: `Content-Type: application/json` (parameters such as
     /// `charset=utf-8` allowed), at most `limit` bytes, all within `deadline`.
     pub async fn json(self, limit: u64, deadline: Duration) -> Result<Bytes, BodyError> {
-        let media = self
-            .content_type
-            .as_deref()
-            .map(|t| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+        let media = self.content_type.as_deref().map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
         if media.as_deref() != Some("application/json") {
             return Err(BodyError::NotJson(
                 self.content_type.clone().unwrap_or_else(|| "none".into()),

@@ -44,6 +44,35 @@ pub struct CommonArgs {
     /// Maximum Postgres connections in the pool. [default: 16]
     #[arg(long, env = "VAULTMESH_DB_POOL_SIZE", value_name = "N")]
     pub db_pool_size: Option<usize>,
+    /// Milliseconds to open a Postgres connection: TCP connect, startup and authentication,
+    /// in all. [default: 2000]
+    #[arg(long, env = "VAULTMESH_DB_CONNECT_TIMEOUT_MS", value_name = "MS")]
+    pub db_connect_timeout_ms: Option<u64>,
+    /// Milliseconds a call waits for a free pooled Postgres connection before it fails with
+    /// 503 `database_unavailable`. [default: 1000]
+    #[arg(long, env = "VAULTMESH_DB_POOL_WAIT_MS", value_name = "MS")]
+    pub db_pool_wait_ms: Option<u64>,
+    /// Milliseconds a Postgres connection may leave a request unanswered (or fail to send
+    /// one) before it is closed and the call fails with 503 `database_unavailable`; a call
+    /// fails at most pool wait + this after Postgres stops answering, and a portal write is
+    /// answered within that sum. [default: 4000]
+    #[arg(long, env = "VAULTMESH_DB_RESPONSE_TIMEOUT_MS", value_name = "MS")]
+    pub db_response_timeout_ms: Option<u64>,
+    /// Postgres `statement_timeout` of every session, in milliseconds (0: none); keep it
+    /// below the response timeout so that Postgres cancels a slow statement first.
+    /// [default: 3000; guardian: 0, as its history scans stream for as long as a scroll is
+    /// large]
+    #[arg(long, env = "VAULTMESH_DB_STATEMENT_TIMEOUT_MS", value_name = "MS")]
+    pub db_statement_timeout_ms: Option<u64>,
+    /// Postgres `idle_in_transaction_session_timeout` of every session, in milliseconds (0:
+    /// none): how long the locks of a session whose client vanished mid-transaction can
+    /// block others. [default: 5000]
+    #[arg(
+        long,
+        env = "VAULTMESH_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+        value_name = "MS"
+    )]
+    pub db_idle_in_transaction_timeout_ms: Option<u64>,
     /// Redis URL for the cache; an empty string disables caching.
     /// [default: redis://127.0.0.1:6379]
     #[arg(long, env = "VAULTMESH_REDIS_URL", value_name = "URL")]
@@ -94,6 +123,16 @@ pub struct CommonFile {
     pub migrate_database_url: Option<String>,
     /// See [`CommonArgs::db_pool_size`].
     pub db_pool_size: Option<usize>,
+    /// See [`CommonArgs::db_connect_timeout_ms`].
+    pub db_connect_timeout_ms: Option<u64>,
+    /// See [`CommonArgs::db_pool_wait_ms`].
+    pub db_pool_wait_ms: Option<u64>,
+    /// See [`CommonArgs::db_response_timeout_ms`].
+    pub db_response_timeout_ms: Option<u64>,
+    /// See [`CommonArgs::db_statement_timeout_ms`].
+    pub db_statement_timeout_ms: Option<u64>,
+    /// See [`CommonArgs::db_idle_in_transaction_timeout_ms`].
+    pub db_idle_in_transaction_timeout_ms: Option<u64>,
     /// See [`CommonArgs::redis_url`].
     pub redis_url: Option<String>,
     /// See [`CommonArgs::cache_secret_file`].
@@ -127,6 +166,8 @@ pub struct CommonConfig {
     pub migrate_database_url: Option<String>,
     /// Pool size.
     pub db_pool_size: usize,
+    /// Postgres connect, pool, response and session time limits.
+    pub db_timeouts: crate::store::DbTimeouts,
     /// Redis URL, if caching is enabled.
     #[serde(serialize_with = "redact_opt_url")]
     pub redis_url: Option<String>,
@@ -195,6 +236,36 @@ impl CommonArgs {
                 .or(file.migrate_database_url)
                 .filter(|u| !u.is_empty()),
             db_pool_size: self.db_pool_size.or(file.db_pool_size).unwrap_or(16).max(1),
+            db_timeouts: crate::store::DbTimeouts {
+                connect: millis(
+                    self.db_connect_timeout_ms.or(file.db_connect_timeout_ms),
+                    crate::store::DEFAULT_CONNECT_MS,
+                )
+                .max(Duration::from_millis(1)),
+                pool_wait: millis(
+                    self.db_pool_wait_ms.or(file.db_pool_wait_ms),
+                    crate::store::DEFAULT_POOL_WAIT_MS,
+                ),
+                response: millis(
+                    self.db_response_timeout_ms.or(file.db_response_timeout_ms),
+                    crate::store::DEFAULT_RESPONSE_MS,
+                )
+                .max(Duration::from_millis(1)),
+                statement: millis(
+                    self.db_statement_timeout_ms
+                        .or(file.db_statement_timeout_ms),
+                    if defaults.db_role == crate::store::DbRole::Guardian {
+                        0
+                    } else {
+                        crate::store::DEFAULT_STATEMENT_MS
+                    },
+                ),
+                idle_in_transaction: millis(
+                    self.db_idle_in_transaction_timeout_ms
+                        .or(file.db_idle_in_transaction_timeout_ms),
+                    crate::store::DEFAULT_IDLE_IN_TRANSACTION_MS,
+                ),
+            },
             redis_url: Some(redis).filter(|u| !u.is_empty()),
             cache_secret_file: self
                 .cache_secret_file
@@ -254,10 +325,19 @@ impl CommonArgs {
 }
 
 /// Connection-string keys whose values are secrets.
-const SECRET_KEYS: [&str; 6] = ["password", "pass", "passwd", "sslpassword", "secret", "token"];
+const SECRET_KEYS: [&str; 6] = [
+    "password",
+    "pass",
+    "passwd",
+    "sslpassword",
+    "secret",
+    "token",
+];
 
 fn is_secret_key(key: &str) -> bool {
-    SECRET_KEYS.iter().any(|k| key.trim().eq_ignore_ascii_case(k))
+    SECRET_KEYS
+        .iter()
+        .any(|k| key.trim().eq_ignore_ascii_case(k))
 }
 
 /// A database or cache location with every secret replaced by `***`, whatever form it takes:
@@ -341,6 +421,11 @@ fn redacted_key_values(dsn: &str) -> String {
     out
 }
 
+/// `value` milliseconds, or `default` when unset.
+fn millis(value: Option<u64>, default: u64) -> Duration {
+    Duration::from_millis(value.unwrap_or(default))
+}
+
 fn redact_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&redacted(url))
 }
@@ -417,6 +502,46 @@ mod tests {
     }
 
     #[test]
+    fn database_timeouts_resolve_per_service() {
+        let file: CommonFile =
+            toml::from_str("db_response_timeout_ms = 2500\ndb_statement_timeout_ms = 2000")
+                .unwrap_or_default();
+        let args = CommonArgs {
+            db_pool_wait_ms: Some(300),
+            db_response_timeout_ms: Some(1500),
+            ..Default::default()
+        };
+        let t = args.resolve(file, defaults()).db_timeouts;
+        assert_eq!(t.pool_wait, Duration::from_millis(300));
+        assert_eq!(
+            t.response,
+            Duration::from_millis(1500),
+            "flags beat the file"
+        );
+        assert_eq!(t.statement, Duration::from_millis(2000));
+        assert_eq!(
+            t.connect,
+            Duration::from_millis(crate::store::DEFAULT_CONNECT_MS)
+        );
+        let portal = CommonArgs::default().resolve(CommonFile::default(), defaults());
+        assert_eq!(portal.db_timeouts, crate::store::DbTimeouts::default());
+        assert!(portal.db_timeouts.call_bound() <= Duration::from_secs(5));
+        let guardian = CommonArgs::default().resolve(
+            CommonFile::default(),
+            ServiceDefaults {
+                db_role: crate::store::DbRole::Guardian,
+                ..defaults()
+            },
+        );
+        assert_eq!(guardian.db_timeouts.statement, Duration::ZERO);
+        let pool = crate::store::PoolOptions::from_config(&guardian);
+        assert_eq!(pool.timeouts, guardian.db_timeouts);
+        assert_eq!(pool.wait_timeout, guardian.db_timeouts.pool_wait);
+        let shown = serde_json::to_value(&portal).unwrap_or_default();
+        assert_eq!(shown["db_timeouts"]["response_ms"], 4000);
+    }
+
+    #[test]
     fn unknown_file_keys_are_rejected() {
         assert!(toml::from_str::<CommonFile>("mesh = \"typo\"").is_err());
     }
@@ -429,9 +554,18 @@ mod tests {
         );
         assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         for (dsn, secret) in [
-            ("postgres://u:s3cr3t@h1:5432,h2:5433/db?target_session_attrs=read-write", "s3cr3t"),
-            ("postgres://u@h/db?password=s3cr3t&sslmode=disable", "s3cr3t"),
-            ("postgres://u@h/db?sslmode=disable&PASSWORD=s3cr3t", "s3cr3t"),
+            (
+                "postgres://u:s3cr3t@h1:5432,h2:5433/db?target_session_attrs=read-write",
+                "s3cr3t",
+            ),
+            (
+                "postgres://u@h/db?password=s3cr3t&sslmode=disable",
+                "s3cr3t",
+            ),
+            (
+                "postgres://u@h/db?sslmode=disable&PASSWORD=s3cr3t",
+                "s3cr3t",
+            ),
             ("host=h user=u password=s3cr3t dbname=db", "s3cr3t"),
             ("host=h password = s3cr3t dbname=db", "s3cr3t"),
             ("host=h password='s3 cr\\'3t' dbname=db", "cr"),

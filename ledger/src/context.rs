@@ -62,15 +62,10 @@ impl ServiceContext {
             migrate(owner).await?;
             tracing::info!(service = name, "migrations applied");
         }
-        let store = Store::connect(
-            &config.database_url,
-            &PoolOptions {
-                max_size: config.db_pool_size,
-                ..PoolOptions::default()
-            },
-        )?;
+        let store = Store::connect(&config.database_url, &PoolOptions::from_config(&config))?;
         let registry = metrics::new_registry();
         metrics::register_build_info(&registry, name)?;
+        crate::store::register_metrics(&registry)?;
         let cache_metrics = crate::cache::CacheMetrics::register(&registry)?;
         let pool_gauge = IntGaugeVec::new(
             Opts::new("vaultmesh_db_pool_size", "Database pool size"),

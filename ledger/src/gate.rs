@@ -390,8 +390,7 @@ mod tests {
 
     fn item(kind: &str) -> NewReceipt {
         NewReceipt {
-            draft: ReceiptDraft::new(kind, serde_json::json!({}))
-                .unwrap_or_else(|e| panic!("{e}")),
+            draft: ReceiptDraft::new(kind, serde_json::json!({})).unwrap_or_else(|e| panic!("{e}")),
             submitter: "forged".into(),
             idempotency_key: None,
             request_hash: None,
@@ -419,20 +418,45 @@ mod tests {
         let admin = writer(Role::Admin, None);
         for scroll in ["guardian", "access"] {
             let e = refused(gate.admit(&admin, scroll, vec![item("note")]));
-            assert!(matches!(e, GateError::Forbidden { code: "service_owned_scroll", .. }));
+            assert!(matches!(
+                e,
+                GateError::Forbidden {
+                    code: "service_owned_scroll",
+                    ..
+                }
+            ));
         }
         for (kind, _) in RESERVED_TYPES {
             let e = refused(gate.admit(&admin, "drills", vec![item("ok"), item(kind)]));
-            assert!(matches!(e, GateError::Forbidden { code: "reserved_type", .. }), "{kind}");
+            assert!(
+                matches!(
+                    e,
+                    GateError::Forbidden {
+                        code: "reserved_type",
+                        ..
+                    }
+                ),
+                "{kind}"
+            );
         }
-        let e = refused(gate.admit(&Writer::Service(Service::Portal), "guardian", vec![item("x")]));
+        let e = refused(gate.admit(
+            &Writer::Service(Service::Portal),
+            "guardian",
+            vec![item("x")],
+        ));
         assert!(matches!(e, GateError::Forbidden { .. }));
         let e = refused(gate.admit(
             &Writer::Service(Service::Portal),
             "compliance",
             vec![item("oracle_answer")],
         ));
-        assert!(matches!(e, GateError::Forbidden { code: "reserved_type", .. }));
+        assert!(matches!(
+            e,
+            GateError::Forbidden {
+                code: "reserved_type",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -474,7 +498,13 @@ mod tests {
             let mut it = item("fine");
             it.idempotency_key = Some(key.to_string());
             let e = refused(gate.admit(&admin, "drills", vec![it]));
-            assert!(matches!(e, GateError::Invalid { code: "invalid_idempotency_key", .. }));
+            assert!(matches!(
+                e,
+                GateError::Invalid {
+                    code: "invalid_idempotency_key",
+                    ..
+                }
+            ));
         }
         let mut it = item("fine");
         it.idempotency_key = Some("k".repeat(255));

@@ -22,10 +22,10 @@ pub mod note;
 pub mod proofchain;
 pub mod rate_limit;
 pub mod receipt;
+pub mod rng;
 pub mod service;
 pub mod store;
 pub mod strict_json;
-pub mod rng;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -2,8 +2,8 @@
 //! servers, JSON errors for rejections, health/ready endpoints, and graceful shutdown
 //! with a deadline.
 
-use crate::metrics;
 use crate::http_guard::{Guarded, HttpLimits, RouteTable};
+use crate::metrics;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;

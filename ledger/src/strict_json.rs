@@ -118,7 +118,8 @@ mod tests {
         ] {
             let e = parse(bad.as_bytes()).err().map(|e| e.to_string());
             assert!(
-                e.as_deref().is_some_and(|m| m.contains("duplicate member name")),
+                e.as_deref()
+                    .is_some_and(|m| m.contains("duplicate member name")),
                 "{bad}: {e:?}"
             );
         }

@@ -360,7 +360,10 @@ async fn idempotency_keys_replay_or_conflict_and_write_nothing_on_failure() {
     let h2 = Sha3Hasher::plain(b"body-2");
     let first = db
         .store
-        .append_receipts(admit("compliance", vec![item(1, Some("k1"), Some(h1))]), true)
+        .append_receipts(
+            admit("compliance", vec![item(1, Some("k1"), Some(h1))]),
+            true,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let AppendOutcome::Created(original) = &first[0] else {
@@ -368,7 +371,10 @@ async fn idempotency_keys_replay_or_conflict_and_write_nothing_on_failure() {
     };
     let again = db
         .store
-        .append_receipts(admit("compliance", vec![item(1, Some("k1"), Some(h1))]), true)
+        .append_receipts(
+            admit("compliance", vec![item(1, Some("k1"), Some(h1))]),
+            true,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again[0], AppendOutcome::Replayed(original.clone()));
@@ -381,7 +387,13 @@ async fn idempotency_keys_replay_or_conflict_and_write_nothing_on_failure() {
         .unwrap_or_default();
     let err = db
         .store
-        .append_receipts(admit("compliance", vec![item(2, Some("k2"), Some(h2)), item(3, Some("k1"), Some(h2))]), true)
+        .append_receipts(
+            admit(
+                "compliance",
+                vec![item(2, Some("k2"), Some(h2)), item(3, Some("k1"), Some(h2))],
+            ),
+            true,
+        )
         .await;
     assert!(matches!(err, Err(StoreError::IdempotencyConflict(k)) if k == "k1"));
     let after = db
@@ -394,11 +406,17 @@ async fn idempotency_keys_replay_or_conflict_and_write_nothing_on_failure() {
 
     let mixed = db
         .store
-        .append_receipts(admit("compliance", vec![
-                item(4, Some("k1"), Some(h2)),
-                item(5, Some("k3"), Some(h1)),
-                item(5, Some("k3"), Some(h1)),
-            ]), false)
+        .append_receipts(
+            admit(
+                "compliance",
+                vec![
+                    item(4, Some("k1"), Some(h2)),
+                    item(5, Some("k3"), Some(h1)),
+                    item(5, Some("k3"), Some(h1)),
+                ],
+            ),
+            false,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(mixed[0], AppendOutcome::Conflict("k1".into()));
@@ -420,7 +438,10 @@ async fn idempotency_keys_replay_or_conflict_and_write_nothing_on_failure() {
 async fn tampered_rows_are_never_served_as_good() {
     let db = db().await;
     db.store
-        .append_receipts(admit("drills", (0..3).map(|i| item(i, None, None)).collect()), true)
+        .append_receipts(
+            admit("drills", (0..3).map(|i| item(i, None, None)).collect()),
+            true,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let good = db
@@ -553,7 +574,10 @@ async fn integration_checkpoints_anchors_and_bundles() {
         .unwrap_or_else(|e| panic!("{e}"));
     let verifier = signer.verifier();
     db.store
-        .append_receipts(admit("drills", (0..300).map(|i| item(i, None, None)).collect()), true)
+        .append_receipts(
+            admit("drills", (0..300).map(|i| item(i, None, None)).collect()),
+            true,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let scroll = db

@@ -12,6 +12,9 @@ use std::path::Path;
 pub const MAX_SECTIONS: usize = 2_000;
 /// Largest document text, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Most receipt types one section may name as its evidence (so that a query, which looks
+/// at a bounded number of sections, looks for a bounded number of types).
+pub const MAX_EVIDENCE_TYPES_PER_SECTION: usize = 16;
 /// Plain-text sections are cut at about this many characters.
 const PLAIN_SECTION_CHARS: usize = 1_500;
 
@@ -55,6 +58,15 @@ pub fn parse(text: &str, meta: &DocumentMeta) -> Result<NewDocument, CorpusError
             "text: at most {MAX_DOCUMENT_BYTES} bytes"
         )));
     }
+    if let Some(c) = text
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(CorpusError::Invalid(format!(
+            "text: control character U+{:04X} is not allowed",
+            u32::from(c)
+        )));
+    }
     let (front, body) = split_front_matter(text);
     let field = |name: &str| {
         front
@@ -91,6 +103,15 @@ pub fn parse(text: &str, meta: &DocumentMeta) -> Result<NewDocument, CorpusError
     if sections.len() > MAX_SECTIONS {
         return Err(CorpusError::Invalid(format!(
             "text: at most {MAX_SECTIONS} sections"
+        )));
+    }
+    if let Some(s) = sections
+        .iter()
+        .find(|s| s.evidence_types.len() > MAX_EVIDENCE_TYPES_PER_SECTION)
+    {
+        return Err(CorpusError::Invalid(format!(
+            "text: section {:?} names more than {MAX_EVIDENCE_TYPES_PER_SECTION} evidence types",
+            s.heading
         )));
     }
     let title = meta
@@ -287,5 +308,44 @@ mod tests {
         assert!(parse(&many, &meta).is_err());
         let plain = parse("para one\n\npara two", &meta).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(plain.sections.len(), 1);
+    }
+
+    #[test]
+    fn control_characters_and_long_evidence_lists_are_refused() {
+        let meta = DocumentMeta {
+            id: Some("x".into()),
+            framework: Some("gdpr".into()),
+            ..DocumentMeta::default()
+        };
+        for bad in [
+            "# h\nnul\u{0} here",
+            "# h\nbell \u{7}",
+            "# h\nnext line \u{85}",
+        ] {
+            match parse(bad, &meta) {
+                Err(CorpusError::Invalid(m)) => assert!(m.contains("control character"), "{m}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert!(parse("# h\r\n\ttabbed\r\nbody", &meta).is_ok());
+        let list = |n: usize| {
+            (0..n)
+                .map(|i| format!("t{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let at_cap = format!(
+            "# h\nbody\nEvidence: {}\n",
+            list(MAX_EVIDENCE_TYPES_PER_SECTION)
+        );
+        assert!(parse(&at_cap, &meta).is_ok());
+        let over = format!(
+            "# h\nbody\nEvidence: {}\n",
+            list(MAX_EVIDENCE_TYPES_PER_SECTION + 1)
+        );
+        match parse(&over, &meta) {
+            Err(CorpusError::Invalid(m)) => assert!(m.contains("evidence types"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! `vm_oracle_answer_v1` object. Its answer is used only if it validates — the same question,
 //! citations only of passages it was given, each excerpt found verbatim in its passage, known
 //! frameworks, a confidence in [0, 1] — otherwise the extractive answer is given and
-//! `vaultmesh_oracle_llm_errors_total{reason}` counts why.
+//! `vaultmesh_oracle_llm_errors_total{reason}` counts why. The response body is read up to
+//! [`MAX_RESPONSE_BYTES`]; a larger one is a failure of its own (`response_too_large`).
 
 use crate::answer::{Answer, Citation};
 use crate::metrics::LLM_ERRORS;
@@ -13,6 +14,10 @@ use std::time::Duration;
 
 /// Longest accepted answer text, in characters.
 const MAX_ANSWER_CHARS: usize = 8_000;
+
+/// Largest LLM response body read, in bytes; a larger one is not read further and counts as
+/// a failed answer (`response_too_large`).
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// A configured chat-completions endpoint.
 pub struct Llm {
@@ -31,6 +36,8 @@ pub enum LlmFailure {
     Transport,
     /// A non-2xx status.
     HttpStatus,
+    /// A response body over [`MAX_RESPONSE_BYTES`] (declared or sent).
+    TooLarge,
     /// Not a chat-completions response, or its content is not JSON.
     Malformed,
     /// JSON that is not a valid answer to this question.
@@ -44,6 +51,7 @@ impl LlmFailure {
             LlmFailure::Timeout => "timeout",
             LlmFailure::Transport => "transport",
             LlmFailure::HttpStatus => "http_status",
+            LlmFailure::TooLarge => "response_too_large",
             LlmFailure::Malformed => "malformed_response",
             LlmFailure::Schema => "invalid_answer",
         }
@@ -130,13 +138,8 @@ impl Llm {
         if !resp.status().is_success() {
             return Err(LlmFailure::HttpStatus);
         }
-        let v: Value = resp.json().await.map_err(|e| {
-            if e.is_timeout() {
-                LlmFailure::Timeout
-            } else {
-                LlmFailure::Malformed
-            }
-        })?;
+        let body = read_capped(resp).await?;
+        let v: Value = serde_json::from_slice(&body).map_err(|_| LlmFailure::Malformed)?;
         let content = v["choices"][0]["message"]["content"]
             .as_str()
             .ok_or(LlmFailure::Malformed)?;
@@ -144,6 +147,34 @@ impl Llm {
         let answer: Answer = serde_json::from_value(answer).map_err(|_| LlmFailure::Schema)?;
         validate(&answer, q, g)?;
         Ok(answer)
+    }
+}
+
+/// The response body, if it is at most [`MAX_RESPONSE_BYTES`]: refused unread when its
+/// declared length is larger, and no longer read once more has arrived.
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, LlmFailure> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(LlmFailure::TooLarge);
+    }
+    let mut body = Vec::new();
+    loop {
+        let chunk = resp.chunk().await.map_err(|e| {
+            if e.is_timeout() {
+                LlmFailure::Timeout
+            } else {
+                LlmFailure::Transport
+            }
+        })?;
+        let Some(chunk) = chunk else {
+            return Ok(body);
+        };
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(LlmFailure::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
     }
 }
 

@@ -14,6 +14,12 @@ lazy_static! {
         Opts::new("vaultmesh_oracle_llm_errors_total", "LLM errors (fell back to the extractive answer)"),
         &["reason"]
     ).unwrap_or_else(|_| unreachable!());
+    /// Queries refused before any work, by the field at fault (`body` for the body as a
+    /// whole: its size, media type, arrival time, JSON, or an unknown field).
+    pub static ref QUERY_REJECTIONS: IntCounterVec = IntCounterVec::new(
+        Opts::new("vaultmesh_oracle_query_rejections_total", "Oracle queries refused as invalid, by field"),
+        &["field"]
+    ).unwrap_or_else(|_| unreachable!());
     /// Documents in the corpus.
     pub static ref CORPUS_DOCUMENTS: Gauge = Gauge::new(
         "vaultmesh_oracle_corpus_documents_total",
@@ -26,6 +32,7 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     ledger::metrics::register_http(registry)?;
     registry.register(Box::new(QUERY_DURATION.clone()))?;
     registry.register(Box::new(LLM_ERRORS.clone()))?;
+    registry.register(Box::new(QUERY_REJECTIONS.clone()))?;
     registry.register(Box::new(CORPUS_DOCUMENTS.clone()))?;
     Ok(())
 }

@@ -1,22 +1,39 @@
 //! One query: validate it, search the corpus, find ledger evidence (with inclusion proofs
 //! against each scroll's latest checkpoint), answer, and receipt the answer in `compliance`.
+//!
+//! A reader's query costs a bounded amount: its fields are capped ([`MAX_QUESTION_CHARS`],
+//! [`MAX_FRAMEWORKS`], [`MAX_SCROLLS`]), and it makes at most [`MAX_STORE_QUERIES`] store
+//! calls, each index-backed: the scrolls named, the section search, which evidence types are
+//! present, the evidence rows, their scrolls' checkpoints, one inclusion proof per evidence
+//! row, and the answer's receipt.
 
 use crate::answer::{self, Answer, Material};
+use crate::corpus::MAX_EVIDENCE_TYPES_PER_SECTION;
 use crate::frameworks::{is_known, FRAMEWORKS};
+use crate::metrics::QUERY_REJECTIONS;
 use chrono::{DateTime, Utc};
 use ledger::hash::{to_hex, Sha3Hasher};
 use ledger::receipt::{validate_scroll_name, ReceiptDraft};
 use ledger::store::{AppendOutcome, NewReceipt, SectionHit, Store, StoreError};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 /// Longest accepted question, in characters.
 pub const MAX_QUESTION_CHARS: usize = 2_000;
+/// Most frameworks a query may list (each known framework once).
+pub const MAX_FRAMEWORKS: usize = FRAMEWORKS.len();
+/// Most scrolls a query may list.
+pub const MAX_SCROLLS: usize = 16;
 /// Sections ranked per query.
 const HITS: u32 = 8;
 /// Evidence receipts returned per query.
 const EVIDENCE: u32 = 10;
+/// Most distinct receipt types one query looks for (every type its sections name).
+pub const MAX_EVIDENCE_TYPES: usize = HITS as usize * MAX_EVIDENCE_TYPES_PER_SECTION;
+/// Most store calls one query makes: scrolls, search, types present, evidence, checkpoints,
+/// one inclusion proof per evidence receipt, the answer's receipt.
+pub const MAX_STORE_QUERIES: usize = 6 + EVIDENCE as usize;
 /// Scroll the oracle writes its answers to.
 pub const ANSWER_SCROLL: &str = "compliance";
 
@@ -38,9 +55,14 @@ pub struct Query {
 /// Why a query was refused (400) or failed (503).
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// Bad input; the message names the field.
-    #[error("{0}")]
-    Invalid(String),
+    /// Bad input (counted in `vaultmesh_oracle_query_rejections_total{field}`).
+    #[error("{message}")]
+    Invalid {
+        /// The field at fault (`body` for the body as a whole).
+        field: &'static str,
+        /// Explanation, starting with the field's name.
+        message: String,
+    },
     /// Postgres failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -49,39 +71,71 @@ pub enum QueryError {
 impl From<QueryError> for ledger::api_error::ApiError {
     fn from(e: QueryError) -> Self {
         match e {
-            QueryError::Invalid(m) => ledger::api_error::ApiError::bad("invalid_query", m),
+            QueryError::Invalid { message, .. } => {
+                ledger::api_error::ApiError::bad("invalid_query", message)
+            }
             QueryError::Store(e) => ledger::api_error::ApiError::from(e),
         }
     }
 }
 
-fn invalid(msg: impl Into<String>) -> QueryError {
-    QueryError::Invalid(msg.into())
-}
-
-fn string_list(m: &Map<String, Value>, field: &str) -> Result<Vec<String>, QueryError> {
-    match m.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| invalid(format!("{field}[{i}]: must be a string")))
-            })
-            .collect(),
-        Some(_) => Err(invalid(format!("{field}: must be an array of strings"))),
+/// A refusal of `field`, counted.
+fn invalid(field: &'static str, message: impl Into<String>) -> QueryError {
+    QUERY_REJECTIONS.with_label_values(&[field]).inc();
+    QueryError::Invalid {
+        field,
+        message: message.into(),
     }
 }
 
-fn time(m: &Map<String, Value>, field: &str) -> Result<Option<DateTime<Utc>>, QueryError> {
+/// An array of at most `max` distinct strings (checked before its items are looked at).
+fn string_list(
+    m: &Map<String, Value>,
+    field: &'static str,
+    max: usize,
+) -> Result<Vec<String>, QueryError> {
+    let items = match m.get(field) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(invalid(
+                field,
+                format!("{field}: must be an array of strings"),
+            ))
+        }
+    };
+    if items.len() > max {
+        return Err(invalid(
+            field,
+            format!("{field}: at most {max} entries, got {}", items.len()),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for (i, v) in items.iter().enumerate() {
+        let Some(s) = v.as_str() else {
+            return Err(invalid(field, format!("{field}[{i}]: must be a string")));
+        };
+        if out.iter().any(|seen| seen == s) {
+            return Err(invalid(
+                field,
+                format!("{field}[{i}]: {s:?} is listed twice"),
+            ));
+        }
+        out.push(s.to_string());
+    }
+    Ok(out)
+}
+
+fn time(m: &Map<String, Value>, field: &'static str) -> Result<Option<DateTime<Utc>>, QueryError> {
     match m.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
             .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| invalid(format!("{field}: must be an RFC 3339 time"))),
-        Some(_) => Err(invalid(format!("{field}: must be an RFC 3339 time string"))),
+            .map_err(|_| invalid(field, format!("{field}: must be an RFC 3339 time"))),
+        Some(_) => Err(invalid(
+            field,
+            format!("{field}: must be an RFC 3339 time string"),
+        )),
     }
 }
 
@@ -89,41 +143,63 @@ impl Query {
     /// Validates a request body.
     pub fn from_json(v: Value) -> Result<Self, QueryError> {
         let Value::Object(m) = v else {
-            return Err(invalid("body: must be a JSON object"));
+            return Err(invalid("body", "body: must be a JSON object"));
         };
         if let Some(extra) = m.keys().find(|k| {
             !["question", "frameworks", "scrolls", "since", "until"].contains(&k.as_str())
         }) {
-            return Err(invalid(format!(
-                "{extra}: unknown field (allowed: question, frameworks, scrolls, since, until)"
-            )));
+            return Err(invalid(
+                "body",
+                format!(
+                    "{extra}: unknown field (allowed: question, frameworks, scrolls, since, until)"
+                ),
+            ));
         }
         let question = match m.get("question") {
             Some(Value::String(q)) => q.trim().to_string(),
-            Some(_) => return Err(invalid("question: must be a string")),
-            None => return Err(invalid("question: is required")),
+            Some(_) => return Err(invalid("question", "question: must be a string")),
+            None => return Err(invalid("question", "question: is required")),
         };
         let chars = question.chars().count();
         if chars == 0 || chars > MAX_QUESTION_CHARS {
-            return Err(invalid(format!(
-                "question: must be 1 to {MAX_QUESTION_CHARS} characters"
-            )));
+            return Err(invalid(
+                "question",
+                format!("question: must be 1 to {MAX_QUESTION_CHARS} characters, got {chars}"),
+            ));
         }
-        let frameworks = string_list(&m, "frameworks")?;
+        if let Some(c) = question
+            .chars()
+            .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(invalid(
+                "question",
+                format!(
+                    "question: control character U+{:04X} is not allowed",
+                    u32::from(c)
+                ),
+            ));
+        }
+        let frameworks = string_list(&m, "frameworks", MAX_FRAMEWORKS)?;
         if let Some(bad) = frameworks.iter().find(|f| !is_known(f)) {
-            return Err(invalid(format!(
-                "frameworks: unknown framework {bad:?} (known: {})",
-                FRAMEWORKS.join(", ")
-            )));
+            return Err(invalid(
+                "frameworks",
+                format!(
+                    "frameworks: unknown framework {bad:?} (known: {})",
+                    FRAMEWORKS.join(", ")
+                ),
+            ));
         }
-        let scrolls = string_list(&m, "scrolls")?;
+        let scrolls = string_list(&m, "scrolls", MAX_SCROLLS)?;
         if let Some(bad) = scrolls.iter().find(|s| validate_scroll_name(s).is_err()) {
-            return Err(invalid(format!("scrolls: invalid scroll name {bad:?}")));
+            return Err(invalid(
+                "scrolls",
+                format!("scrolls: invalid scroll name {bad:?}"),
+            ));
         }
         let (since, until) = (time(&m, "since")?, time(&m, "until")?);
         if let (Some(s), Some(u)) = (since, until) {
             if s > u {
-                return Err(invalid("since: must not be after until"));
+                return Err(invalid("since", "since: must not be after until"));
             }
         }
         Ok(Self {
@@ -179,40 +255,52 @@ pub struct Gathered {
     pub evidence: Vec<Evidence>,
 }
 
-/// Searches the corpus and the ledger for `q`.
+/// Searches the corpus and the ledger for `q`, in at most [`MAX_STORE_QUERIES`] - 1 store
+/// calls (the answer's receipt is the last).
 pub async fn gather(store: &Store, q: &Query) -> Result<Gathered, QueryError> {
-    for s in &q.scrolls {
-        if let Err(StoreError::UnknownScroll(_)) = store.scroll(s).await {
-            return Err(invalid(format!("scrolls: unknown scroll {s:?}")));
+    if !q.scrolls.is_empty() {
+        let found = store.scrolls_named(&q.scrolls).await?;
+        if let Some(s) = q
+            .scrolls
+            .iter()
+            .find(|s| !found.iter().any(|f| &f.name == *s))
+        {
+            return Err(invalid("scrolls", format!("scrolls: unknown scroll {s:?}")));
         }
     }
     let hits = store
         .search_sections(&q.question, &q.frameworks, HITS)
         .await?;
-    let mut requirements = Vec::new();
-    let mut types = BTreeSet::new();
-    for (i, h) in hits.iter().enumerate() {
-        if h.evidence_types.is_empty() {
-            continue;
+    let mut types: Vec<String> = Vec::new();
+    for t in hits.iter().flat_map(|h| &h.evidence_types) {
+        if types.len() < MAX_EVIDENCE_TYPES && !types.contains(t) {
+            types.push(t.clone());
         }
-        let found = store
-            .has_evidence(&h.evidence_types, &q.scrolls, q.since, q.until)
-            .await?;
-        requirements.push((i, found));
-        types.extend(h.evidence_types.iter().cloned());
     }
-    let types: Vec<String> = types.into_iter().collect();
+    let present = store
+        .evidence_types_present(&types, &q.scrolls, q.since, q.until)
+        .await?;
+    let requirements = hits
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.evidence_types.is_empty())
+        .map(|(i, h)| (i, h.evidence_types.iter().any(|t| present.contains(t))))
+        .collect();
     let rows = store
         .evidence(&types, &q.scrolls, q.since, q.until, EVIDENCE)
         .await?;
-    let mut checkpoints = HashMap::new();
+    let mut names: Vec<String> = rows.iter().map(|r| r.scroll.clone()).collect();
+    names.sort();
+    names.dedup();
+    let checkpoints: HashMap<String, ledger::store::StoredCheckpoint> = store
+        .latest_checkpoints_of(&names)
+        .await?
+        .into_iter()
+        .map(|c| (c.scroll.clone(), c))
+        .collect();
     let mut evidence = Vec::with_capacity(rows.len());
     for r in rows {
-        if !checkpoints.contains_key(&r.scroll) {
-            let cp = store.latest_checkpoint(&r.scroll).await?;
-            checkpoints.insert(r.scroll.clone(), cp);
-        }
-        let proof = match checkpoints.get(&r.scroll).and_then(Option::as_ref) {
+        let proof = match checkpoints.get(&r.scroll) {
             Some(cp) if r.seq < cp.tree_size => {
                 let p = store
                     .inclusion_proof(r.scroll_id, r.seq, cp.tree_size)
@@ -259,8 +347,8 @@ pub fn extractive_answer(q: &Query, g: &Gathered) -> Answer {
 
 /// SHA3-256 of the answer's RFC 8785 form: what the receipt commits to.
 pub fn answer_sha3(answer: &Answer) -> Result<String, QueryError> {
-    let v = serde_json::to_value(answer).map_err(|e| invalid(e.to_string()))?;
-    let bytes = ledger::jcs::to_vec(&v).map_err(|e| invalid(e.to_string()))?;
+    let v = serde_json::to_value(answer).map_err(|e| internal(e.to_string()))?;
+    let bytes = ledger::jcs::to_vec(&v).map_err(|e| internal(e.to_string()))?;
     Ok(to_hex(&Sha3Hasher::plain(&bytes)))
 }
 
@@ -282,7 +370,7 @@ pub async fn receipt(
         "confidence_pct": (answer.confidence * 100.0).round() as i64,
         "evidence": evidence.iter().map(|e| json!({"scroll": e.scroll, "seq": e.seq, "leaf_hash": e.leaf_hash})).collect::<Vec<_>>(),
     });
-    let draft = ReceiptDraft::new("oracle_answer", payload).map_err(|e| invalid(e.to_string()))?;
+    let draft = ReceiptDraft::new("oracle_answer", payload).map_err(|e| internal(e.to_string()))?;
     let item = NewReceipt {
         draft,
         submitter: "oracle".into(),
@@ -295,7 +383,7 @@ pub async fn receipt(
             ANSWER_SCROLL,
             vec![item],
         )
-        .map_err(|e| invalid(e.to_string()))?;
+        .map_err(|e| internal(e.to_string()))?;
     let out = store.append_receipts(admitted, true).await?;
     match out.into_iter().next() {
         Some(AppendOutcome::Created(r)) => Ok(json!({
@@ -305,4 +393,10 @@ pub async fn receipt(
             "the answer receipt was not written".into(),
         ))),
     }
+}
+
+/// A failure of the oracle's own making (an answer it cannot receipt): never the reader's
+/// fault, so not a 400.
+fn internal(message: String) -> QueryError {
+    QueryError::Store(StoreError::Integrity(format!("answer receipt: {message}")))
 }

@@ -2,7 +2,7 @@
 //! `GET /v1/oracle/corpus` (public), `POST /v1/oracle/corpus` (admin key).
 
 use crate::corpus::{self, DocumentMeta};
-use crate::metrics::QUERY_DURATION;
+use crate::metrics::{QUERY_DURATION, QUERY_REJECTIONS};
 use crate::query::Query;
 use crate::Oracle;
 use ledger::api_error::ApiError;
@@ -95,8 +95,15 @@ async fn query_route(o: &Oracle, auth: Option<String>, body: PendingBody) -> Res
     let started = Instant::now();
     reply(
         async {
-            let body = body.json(MAX_QUERY_BODY, BODY_READ_TIMEOUT).await?;
-            let q = Query::from_json(parse_body(&body)?)?;
+            let refused = |e: ApiError| {
+                QUERY_REJECTIONS.with_label_values(&["body"]).inc();
+                e
+            };
+            let body = body
+                .json(MAX_QUERY_BODY, BODY_READ_TIMEOUT)
+                .await
+                .map_err(|e| refused(e.into()))?;
+            let q = Query::from_json(parse_body(&body).map_err(refused)?)?;
             let answered = o.answer(&q).await;
             QUERY_DURATION.observe(started.elapsed().as_secs_f64());
             Ok(warp::reply::json(&answered?).into_response())

@@ -11,11 +11,19 @@
 //! waiting in Postgres for the previous one's head-row lock. When the expectation is wrong
 //! (another portal wrote, or a write failed) the group falls back to the locking path, so
 //! positions stay gap-free whatever happens.
+//!
+//! One request never fails another's: a group that Postgres refuses for its data (SQLSTATE
+//! class 22 or 23 — the append gate catches what it can before grouping, this is the backstop)
+//! is split, and each request is written on its own, so only the offending one fails (400
+//! `rejected_by_database`). And no request waits longer than the store's call bound
+//! ([`ledger::store::DbTimeouts::call_bound`]): past it the request is answered 503
+//! `database_unavailable` and, if its group has not been sent yet, it is never written.
 
 use crate::metrics::{type_label, RECEIPTS_TOTAL, RECEIPT_WRITE_DURATION, RECEIPT_WRITE_ERRORS};
 use ledger::api_error::ApiError;
 use ledger::gate::Admitted;
 use ledger::store::{AppendOutcome, Store, StoreError};
+use ledger::telemetry::REPEATED_LOGS;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,17 +85,46 @@ impl Ingest {
     /// nothing: a key seen with another request fails the whole batch (409), and a replay of
     /// the same batch returns the original receipts. (Outside the group commit, whose
     /// per-item outcomes could split a batch.)
-    pub async fn submit_keyed_batch(&self, batch: Admitted) -> Result<Vec<AppendOutcome>, ApiError> {
+    pub async fn submit_keyed_batch(
+        &self,
+        batch: Admitted,
+    ) -> Result<Vec<AppendOutcome>, ApiError> {
         let start = Instant::now();
         let scroll = batch.scroll().to_string();
         let result = self.store.append_receipts(batch, true).await;
         record(&scroll, start, result.as_ref().map(Vec::as_slice));
-        result.map_err(ApiError::from)
+        result.map_err(api_error)
     }
 
+    /// Hands `batch` to its scroll's committer and waits for the outcome, at most the
+    /// store's call bound; a request that gives up is skipped if its group has not been
+    /// sent (its reply channel is closed).
     async fn submit_many(&self, batch: Admitted) -> Result<Vec<AppendOutcome>, ApiError> {
         let scroll = batch.scroll().to_string();
-        let scroll = scroll.as_str();
+        let bound = self.store.timeouts().call_bound();
+        match tokio::time::timeout(bound, self.enqueue(&scroll, batch)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                RECEIPT_WRITE_ERRORS
+                    .with_label_values(&[scroll.as_str(), "database_unavailable"])
+                    .inc();
+                if let Some(suppressed) = REPEATED_LOGS.admit("receipt write timed out", &scroll) {
+                    tracing::error!(
+                        scroll = %scroll,
+                        bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
+                        suppressed,
+                        "receipt write timed out"
+                    );
+                }
+                Err(ApiError::Unavailable(format!(
+                    "no commit within {} ms",
+                    bound.as_millis()
+                )))
+            }
+        }
+    }
+
+    async fn enqueue(&self, scroll: &str, batch: Admitted) -> Result<Vec<AppendOutcome>, ApiError> {
         let (reply, answer) = oneshot::channel();
         let mut job = Job { batch, reply };
         for _ in 0..2 {
@@ -142,46 +179,58 @@ async fn committer(store: Store, scroll: String, mut rx: mpsc::Receiver<Job>, sh
         let Some(first) = rx.recv().await else {
             return;
         };
-        let (batch, replies) = gather(first, &mut rx, shape).await;
-        let Some(batch) = batch else {
-            // A scroll's queue only ever holds batches admitted for that scroll.
-            answer(
-                replies,
-                Err(StoreError::Integrity(format!("{scroll}: a group mixed scrolls"))),
-            );
+        let group = gather(first, &mut rx, shape).await;
+        if group.parts.is_empty() {
             continue;
-        };
-        let keyless = batch.items().iter().all(|i| i.idempotency_key.is_none());
+        }
+        let keyless = group
+            .parts
+            .iter()
+            .all(|p| p.items().iter().all(|i| i.idempotency_key.is_none()));
         let expected = if keyless {
-            advance(&head, batch.len() as u64)
+            advance(&head, group.rows() as u64)
         } else {
             None
         };
         let (store, scroll, head) = (store.clone(), scroll.clone(), head.clone());
         tokio::spawn(async move {
-            let start = Instant::now();
-            let result = commit_group(&store, &head, expected, batch).await;
-            record(&scroll, start, result.as_ref().map(Vec::as_slice));
-            answer(replies, result);
+            commit(&store, &scroll, &head, expected, group).await;
             drop(slot);
         });
     }
 }
 
-/// Collects jobs after `first` until `max_rows` or until `wait` passes without filling up.
-async fn gather(
-    first: Job,
-    rx: &mut mpsc::Receiver<Job>,
-    shape: GroupShape,
-) -> (Option<Admitted>, Vec<(Reply, usize)>) {
-    let mut rows = first.batch.len();
-    let mut jobs = vec![first];
+/// The requests of one group commit, each with its reply channel.
+struct Group {
+    parts: Vec<Admitted>,
+    replies: Vec<Reply>,
+}
+
+impl Group {
+    fn rows(&self) -> usize {
+        self.parts.iter().map(Admitted::len).sum()
+    }
+}
+
+/// Collects jobs after `first` until `max_rows` or until `wait` passes without filling up,
+/// leaving out requests that have stopped waiting.
+async fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, shape: GroupShape) -> Group {
+    let mut group = Group {
+        parts: Vec::new(),
+        replies: Vec::new(),
+    };
+    let mut rows = 0;
+    let mut take = |j: Job, rows: &mut usize| {
+        if !j.reply.is_closed() {
+            *rows += j.batch.len();
+            group.parts.push(j.batch);
+            group.replies.push(j.reply);
+        }
+    };
+    take(first, &mut rows);
     while rows < shape.max_rows {
         match rx.try_recv() {
-            Ok(j) => {
-                rows += j.batch.len();
-                jobs.push(j);
-            }
+            Ok(j) => take(j, &mut rows),
             Err(_) => break,
         }
     }
@@ -189,21 +238,61 @@ async fn gather(
         let deadline = tokio::time::Instant::now() + shape.wait;
         while rows < shape.max_rows {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(j)) => {
-                    rows += j.batch.len();
-                    jobs.push(j);
-                }
+                Ok(Some(j)) => take(j, &mut rows),
                 _ => break,
             }
         }
     }
-    let mut replies = Vec::with_capacity(jobs.len());
-    let mut batches = Vec::with_capacity(jobs.len());
-    for j in jobs {
-        replies.push((j.reply, j.batch.len()));
-        batches.push(j.batch);
+    group
+}
+
+/// Writes a group and answers its requests; if Postgres refuses the group's data, writes
+/// each request on its own instead, so that only the offending one fails.
+async fn commit(
+    store: &Store,
+    scroll: &str,
+    head: &HeadGuess,
+    expected: Option<u64>,
+    group: Group,
+) {
+    let start = Instant::now();
+    let Group { parts, replies } = group;
+    let sizes: Vec<usize> = parts.iter().map(Admitted::len).collect();
+    let (joined, kept) = if parts.len() > 1 {
+        (Admitted::join(parts.clone()), parts)
+    } else {
+        (Admitted::join(parts), Vec::new())
+    };
+    let Some(joined) = joined else {
+        // A scroll's queue only ever holds batches admitted for that scroll.
+        let e = StoreError::Integrity(format!("{scroll}: a group mixed scrolls"));
+        answer(replies.into_iter().zip(sizes).collect(), Err(e));
+        return;
+    };
+    let result = commit_group(store, head, expected, joined).await;
+    match result {
+        Err(e) if e.is_data_error() && kept.len() > 1 => {
+            tracing::debug!(
+                scroll,
+                error = %e,
+                requests = kept.len(),
+                "group refused for its data; writing its requests one by one"
+            );
+            for (part, reply) in kept.into_iter().zip(replies) {
+                if reply.is_closed() {
+                    continue;
+                }
+                let start = Instant::now();
+                let result = commit_group(store, head, None, part).await;
+                record(scroll, start, result.as_ref().map(Vec::as_slice));
+                let _ = reply.send(result.map_err(api_error));
+            }
+        }
+        result => {
+            record(scroll, start, result.as_ref().map(Vec::as_slice));
+            answer(replies.into_iter().zip(sizes).collect(), result);
+        }
     }
-    (Admitted::join(batches), replies)
 }
 
 /// Takes the next `n` positions from the guess, if there is one.
@@ -270,7 +359,7 @@ fn answer(replies: Vec<(Reply, usize)>, result: Result<Vec<AppendOutcome>, Store
             }
         }
         Err(e) => {
-            let err = ApiError::from(e);
+            let err = api_error(e);
             for (reply, _) in replies {
                 let _ = reply.send(Err(err.clone()));
             }
@@ -278,6 +367,23 @@ fn answer(replies: Vec<(Reply, usize)>, result: Result<Vec<AppendOutcome>, Store
     }
 }
 
+/// The client's answer for a failed write: a refusal of the data itself is the client's
+/// (400, naming only the SQLSTATE: no SQL text or values reach a client), anything else the
+/// shared mapping.
+fn api_error(e: StoreError) -> ApiError {
+    match e.sqlstate() {
+        Some(code) if e.is_data_error() => ApiError::bad(
+            "rejected_by_database",
+            format!("the database refused this request's receipts (SQLSTATE {code})"),
+        ),
+        _ => ApiError::from(e),
+    }
+}
+
+/// Counts a write's outcome: receipts and duration when it committed; a failure of the
+/// ledger's own (logged at most once per 10 s per scroll, with the number held back) in
+/// `vaultmesh_receipt_write_errors_total`, as `database_unavailable` when Postgres could not
+/// be reached or did not answer in time.
 fn record(scroll: &str, start: Instant, result: Result<&[AppendOutcome], &StoreError>) {
     match result {
         Ok(outcomes) => {
@@ -292,21 +398,32 @@ fn record(scroll: &str, start: Instant, result: Result<&[AppendOutcome], &StoreE
                 }
             }
         }
-        // A conflict or an unknown scroll is the client's answer, not a failed write: only
-        // the ledger's own failures count (and page, via ReceiptWriteFailure).
-        Err(
-            ledger::store::StoreError::UnknownScroll(_)
-            | ledger::store::StoreError::IdempotencyConflict(_),
-        ) => {}
+        // A conflict, an unknown scroll or refused data is the client's answer, not a failed
+        // write: only the ledger's own failures count (and page, via ReceiptWriteFailure).
+        Err(StoreError::UnknownScroll(_) | StoreError::IdempotencyConflict(_)) => {}
+        Err(e) if e.is_data_error() => {
+            if let Some(suppressed) = REPEATED_LOGS.admit("receipt refused by the database", scroll)
+            {
+                tracing::warn!(
+                    scroll,
+                    sqlstate = e.sqlstate(),
+                    suppressed,
+                    "receipt refused by the database"
+                );
+            }
+        }
         Err(e) => {
-            let kind = match e {
-                ledger::store::StoreError::Pool(_) => "database_unavailable",
-                _ => "database_error",
+            let kind = if e.is_unavailable() {
+                "database_unavailable"
+            } else {
+                "database_error"
             };
             RECEIPT_WRITE_ERRORS
                 .with_label_values(&[scroll, kind])
                 .inc();
-            tracing::error!(scroll, error = %e, "receipt write failed");
+            if let Some(suppressed) = REPEATED_LOGS.admit("receipt write failed", scroll) {
+                tracing::error!(scroll, error = %e, suppressed, "receipt write failed");
+            }
         }
     }
 }

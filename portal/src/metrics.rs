@@ -3,9 +3,7 @@
 //! live in `ledger::metrics`) plus the integrity counter (the auth counter is shared, in `ledger::metrics`).
 
 use lazy_static::lazy_static;
-use prometheus::{
-    CounterVec, Gauge, HistogramOpts, HistogramVec, IntCounter, Opts, Registry,
-};
+use prometheus::{CounterVec, Gauge, HistogramOpts, HistogramVec, IntCounter, Opts, Registry};
 
 lazy_static! {
     /// Receipts written, by scroll and type.

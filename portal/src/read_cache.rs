@@ -129,12 +129,7 @@ pub async fn remembered_submission(
     key: &str,
     request_hash: &Hash,
 ) -> Result<Option<StoredReceipt>, ApiError> {
-    let Some(entry) = p
-        .ctx
-        .cache
-        .get(&idempotency_key(scroll, key_id, key))
-        .await
-    else {
+    let Some(entry) = p.ctx.cache.get(&idempotency_key(scroll, key_id, key)).await else {
         return Ok(None);
     };
     let (Some(hash), Some(seq)) = (
@@ -211,9 +206,7 @@ fn checkpoint_verifies(p: &Portal, scroll: &str, cp: &StoredCheckpoint) -> bool 
     };
     let origin = Checkpoint::origin_for(&p.ctx.config.mesh_id, scroll);
     match Checkpoint::verify(&cp.note, verifier, Some(&origin)) {
-        Ok(signed) => {
-            signed.size == cp.tree_size && signed.root == cp.root && cp.scroll == scroll
-        }
+        Ok(signed) => signed.size == cp.tree_size && signed.root == cp.root && cp.scroll == scroll,
         Err(_) => false,
     }
 }

@@ -6,8 +6,8 @@
 use super::connection::Conn;
 use super::quantile;
 use ledger::hash::Sha3Hasher;
-use ledger::store::{NewDocument, NewSection, PoolOptions, Store};
 use ledger::rng::Rng;
+use ledger::store::{NewDocument, NewSection, PoolOptions, Store};
 use std::time::Instant;
 
 /// Options of `bench oracle`.

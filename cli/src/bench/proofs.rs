@@ -2,8 +2,8 @@
 
 use super::{median, quantile};
 use ledger::hash::{Hash, Sha3Hasher};
-use ledger::store::{PoolOptions, Store};
 use ledger::rng::Rng;
+use ledger::store::{PoolOptions, Store};
 use std::time::Instant;
 
 /// Options of `bench proofs`.

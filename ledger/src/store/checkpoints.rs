@@ -129,21 +129,57 @@ impl Store {
             .collect()
     }
 
-    /// The latest checkpoint of every scroll that has one, by scroll name.
+    /// The latest checkpoint of every scroll that has one, by scroll name: one index probe
+    /// per scroll on the `(scroll_id, tree_size)` primary key, whatever the number of
+    /// checkpoints stored (the public `GET /v1/scrolls` and every anchor epoch ask for it).
     pub async fn latest_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
         let client = self.pool().get().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT DISTINCT ON (s.name) {COLUMNS} FROM checkpoints c \
-                     JOIN scrolls s ON s.id = c.scroll_id ORDER BY s.name, c.tree_size DESC"
-                ),
-                &[],
-            )
-            .await?;
+        let stmt = client.prepare_cached(LATEST_CHECKPOINTS).await?;
+        let rows = client.query(&stmt, &[]).await?;
         rows.iter().map(checkpoint_row).collect()
     }
+
+    /// [`Store::latest_checkpoints`] of the scrolls named, in one query.
+    pub async fn latest_checkpoints_of(
+        &self,
+        scrolls: &[String],
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        if scrolls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.pool().get().await?;
+        let stmt = client.prepare_cached(LATEST_CHECKPOINTS_OF).await?;
+        let rows = client.query(&stmt, &[&scrolls]).await?;
+        rows.iter().map(checkpoint_row).collect()
+    }
+
+    /// The plan Postgres chooses for [`Store::latest_checkpoints`] (`EXPLAIN`, text), for
+    /// tests that hold the query to its index.
+    #[cfg(feature = "testing")]
+    pub async fn explain_latest_checkpoints(&self) -> Result<String, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(&format!("EXPLAIN (COSTS OFF) {LATEST_CHECKPOINTS}"), &[])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
 }
+
+/// Each scroll's largest checkpoint: a backward scan of the primary key, one row per scroll.
+const LATEST_CHECKPOINTS: &str = "SELECT s.name, c.tree_size, c.root, c.note, c.created_at \
+     FROM scrolls s CROSS JOIN LATERAL (SELECT tree_size, root, note, created_at \
+       FROM checkpoints WHERE scroll_id = s.id ORDER BY tree_size DESC LIMIT 1) c \
+     ORDER BY s.name";
+
+/// [`LATEST_CHECKPOINTS`] for the scrolls named in `$1`.
+const LATEST_CHECKPOINTS_OF: &str = "SELECT s.name, c.tree_size, c.root, c.note, c.created_at \
+     FROM scrolls s CROSS JOIN LATERAL (SELECT tree_size, root, note, created_at \
+       FROM checkpoints WHERE scroll_id = s.id ORDER BY tree_size DESC LIMIT 1) c \
+     WHERE s.name = ANY($1) ORDER BY s.name";
 
 pub(crate) fn checkpoint_row(r: &tokio_postgres::Row) -> Result<StoredCheckpoint, StoreError> {
     let root: Vec<u8> = r.get(2);

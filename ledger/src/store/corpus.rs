@@ -194,7 +194,9 @@ impl Store {
     }
 
     /// The newest receipts (up to `limit`) of the given types, in `scrolls` (all when empty),
-    /// submitted within `[since, until]`.
+    /// submitted within `[since, until]`, newest first. One query whose cost is bounded by
+    /// `scrolls × types × limit` index entries: each (scroll, type) pair is one backward scan
+    /// of `receipts_scroll_type_time` (migration V4), however many receipts match.
     pub async fn evidence(
         &self,
         types: &[String],
@@ -207,16 +209,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let client = self.pool().get().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT s.name, s.id, r.seq, r.leaf_hash, r.type, r.submitted_at \
-                 FROM receipts r JOIN scrolls s ON s.id = r.scroll_id \
-                 WHERE r.type = ANY($1) AND (cardinality($2::text[]) = 0 OR s.name = ANY($2)) \
-                   AND ($3::timestamptz IS NULL OR r.submitted_at >= $3) \
-                   AND ($4::timestamptz IS NULL OR r.submitted_at <= $4) \
-                 ORDER BY r.submitted_at DESC, s.name, r.seq DESC LIMIT $5",
-            )
-            .await?;
+        let stmt = client.prepare_cached(EVIDENCE).await?;
         let rows = client
             .query(
                 &stmt,
@@ -238,18 +231,85 @@ impl Store {
             .collect()
     }
 
-    /// Whether any receipt of the given types exists in `scrolls` (all when empty) within
-    /// the time range: whether a requirement has supporting evidence.
-    pub async fn has_evidence(
+    /// Which of `types` have at least one receipt in `scrolls` (all when empty) within the
+    /// time range — whether each requirement has supporting evidence — in one query of at
+    /// most one index probe per (scroll, type).
+    pub async fn evidence_types_present(
         &self,
         types: &[String],
         scrolls: &[String],
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
-    ) -> Result<bool, StoreError> {
-        Ok(!self
-            .evidence(types, scrolls, since, until, 1)
-            .await?
-            .is_empty())
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        if types.is_empty() {
+            return Ok(std::collections::BTreeSet::new());
+        }
+        let client = self.pool().get().await?;
+        let stmt = client.prepare_cached(EVIDENCE_TYPES_PRESENT).await?;
+        let rows = client
+            .query(&stmt, &[&types, &scrolls, &since, &until])
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The plans Postgres chooses for [`Store::evidence`] and
+    /// [`Store::evidence_types_present`] with these arguments (`EXPLAIN`, text), for tests
+    /// that hold the queries to their index.
+    #[cfg(feature = "testing")]
+    pub async fn explain_evidence(
+        &self,
+        types: &[String],
+        scrolls: &[String],
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<(String, String), StoreError> {
+        let client = self.pool().get().await?;
+        let text = |rows: Vec<tokio_postgres::Row>| {
+            rows.iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let rows = client
+            .query(
+                &format!("EXPLAIN (COSTS OFF) {EVIDENCE}"),
+                &[&types, &scrolls, &since, &until, &i64::from(limit)],
+            )
+            .await?;
+        let rows_plan = text(rows);
+        let present = client
+            .query(
+                &format!("EXPLAIN (COSTS OFF) {EVIDENCE_TYPES_PRESENT}"),
+                &[&types, &scrolls, &since, &until],
+            )
+            .await?;
+        Ok((rows_plan, text(present)))
     }
 }
+
+/// Evidence rows: for each scroll in scope and each type, the newest `$5` receipts in the time
+/// range (a backward scan of `receipts (scroll_id, type, submitted_at, seq)`), then the newest
+/// `$5` of those.
+const EVIDENCE: &str = "WITH sc AS (SELECT id, name FROM scrolls \
+       WHERE cardinality($2::text[]) = 0 OR name = ANY($2::text[])) \
+     SELECT sc.name, sc.id, r.seq, r.leaf_hash, r.type, r.submitted_at \
+     FROM sc CROSS JOIN unnest($1::text[]) AS t(type) \
+     CROSS JOIN LATERAL (SELECT rr.seq, rr.leaf_hash, rr.type, rr.submitted_at FROM receipts rr \
+       WHERE rr.scroll_id = sc.id AND rr.type = t.type \
+         AND rr.submitted_at >= COALESCE($3::timestamptz, '-infinity') \
+         AND rr.submitted_at <= COALESCE($4::timestamptz, 'infinity') \
+       ORDER BY rr.submitted_at DESC, rr.seq DESC LIMIT $5) r \
+     ORDER BY r.submitted_at DESC, sc.name, r.seq DESC LIMIT $5";
+
+/// The types among `$1` with a receipt in scope: one index probe per (scroll, type) (the
+/// `ORDER BY` matches the index, so that a type with no receipts costs a probe, never the
+/// sequential scan a bare `LIMIT 1` can tempt the planner into).
+const EVIDENCE_TYPES_PRESENT: &str = "SELECT t.type FROM unnest($1::text[]) AS t(type) \
+     WHERE EXISTS (SELECT 1 FROM scrolls s CROSS JOIN LATERAL (SELECT 1 FROM receipts rr \
+         WHERE rr.scroll_id = s.id AND rr.type = t.type \
+           AND rr.submitted_at >= COALESCE($3::timestamptz, '-infinity') \
+           AND rr.submitted_at <= COALESCE($4::timestamptz, 'infinity') \
+         ORDER BY rr.submitted_at DESC LIMIT 1) hit \
+       WHERE cardinality($2::text[]) = 0 OR s.name = ANY($2::text[])) \
+     ORDER BY t.type";

@@ -10,7 +10,9 @@ mod db_role;
 mod migrate;
 mod receipts;
 mod scrolls;
+mod timeouts;
 pub mod tree;
+mod watchdog;
 
 pub use anchors::{SinkResult, StoredAnchor};
 pub use api_keys::{token_hash, ApiKey, NewApiKey, Role};
@@ -21,12 +23,16 @@ pub use db_role::DbRole;
 pub use migrate::{migrate, MIGRATIONS_DIGEST};
 pub use receipts::{AppendOutcome, NewReceipt, StoredReceipt};
 pub use scrolls::ScrollInfo;
+pub use timeouts::{
+    DbTimeouts, DEFAULT_CONNECT_MS, DEFAULT_IDLE_IN_TRANSACTION_MS, DEFAULT_POOL_WAIT_MS,
+    DEFAULT_RESPONSE_MS, DEFAULT_STATEMENT_MS,
+};
+pub use watchdog::{register_metrics, DB_REQUESTS, DB_STALLS};
 
 use crate::jcs::CanonicalError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::str::FromStr;
-use std::time::Duration;
-use tokio_postgres::NoTls;
+use std::time::{Duration, Instant};
 
 /// Everything that can go wrong in the store, as callers need to tell it apart.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +82,9 @@ pub enum StoreError {
     /// A value has no canonical form.
     #[error(transparent)]
     Canonical(#[from] CanonicalError),
+    /// Postgres did not answer within a deadline of the store's own.
+    #[error("database did not answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
 }
 
 /// Tuning for the connection pool.
@@ -83,37 +92,71 @@ pub enum StoreError {
 pub struct PoolOptions {
     /// Maximum open connections.
     pub max_size: usize,
-    /// How long to wait for a free or new connection.
+    /// How long to wait for a free connection (the pool's wait; opening one is bounded by
+    /// `timeouts.connect`).
     pub wait_timeout: Duration,
+    /// Connect, response and session time limits.
+    pub timeouts: DbTimeouts,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
+        let timeouts = DbTimeouts::default();
         Self {
             max_size: 16,
-            wait_timeout: Duration::from_secs(5),
+            wait_timeout: timeouts.pool_wait,
+            timeouts,
         }
     }
 }
+
+impl PoolOptions {
+    /// The pool a service's resolved configuration asks for.
+    pub fn from_config(config: &crate::config::CommonConfig) -> Self {
+        Self {
+            max_size: config.db_pool_size,
+            wait_timeout: config.db_timeouts.pool_wait,
+            timeouts: config.db_timeouts,
+        }
+    }
+}
+
+/// How much longer than the connect timeout the pool lets a connection attempt run before
+/// dropping it (a backstop: the connector's own deadline fires first, and counts).
+const CREATE_BACKSTOP: Duration = Duration::from_secs(1);
+
+/// How long [`Store::ping`] waits, in all (below the 2 s readiness check around it, so that
+/// its own deadline is the one that fires and can drop the connection it used).
+pub const PING_TIMEOUT: Duration = Duration::from_millis(1_500);
 
 /// The ledger's Postgres store: a pool plus typed operations (see the submodules).
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    timeouts: DbTimeouts,
     tile_cache: Option<(crate::cache::Cache, std::sync::Arc<tree::TileMemo>)>,
 }
 
 impl Store {
-    /// Builds a pool for `url` (no connection is made until first use).
+    /// Builds a pool for `url` (no connection is made until first use). Every connection
+    /// carries `opts.timeouts`: Postgres's `statement_timeout` and
+    /// `idle_in_transaction_session_timeout` in its startup options (settings given in the
+    /// URL's own `options` win), TCP keepalive, and a watchdog that closes it when a request
+    /// goes unanswered for the response timeout or its startup outlasts the connect timeout
+    /// (see `watchdog`); opening one is bounded by the connect timeout, waiting for one by
+    /// `opts.wait_timeout`.
     pub fn connect(url: &str, opts: &PoolOptions) -> Result<Self, StoreError> {
         let mut pg =
             tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Config(e.to_string()))?;
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(Duration::from_secs(5));
+        let mut timeouts = opts.timeouts;
+        if let Some(explicit) = pg.get_connect_timeout() {
+            timeouts.connect = *explicit;
         }
-        let mgr = Manager::from_config(
+        let options = timeouts.session_options(pg.get_options());
+        pg.options(options);
+        let mgr = Manager::from_connect(
             pg,
-            NoTls,
+            watchdog::WatchedConnect::new(&timeouts),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -121,14 +164,20 @@ impl Store {
         let pool = Pool::builder(mgr)
             .max_size(opts.max_size)
             .wait_timeout(Some(opts.wait_timeout))
-            .create_timeout(Some(opts.wait_timeout))
+            .create_timeout(Some(timeouts.connect + CREATE_BACKSTOP))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
         Ok(Self {
             pool,
+            timeouts,
             tile_cache: None,
         })
+    }
+
+    /// The time limits this store's connections enforce.
+    pub fn timeouts(&self) -> &DbTimeouts {
+        &self.timeouts
     }
 
     /// This store, reading tree tiles for roots and proofs through up to `memo_tiles` full
@@ -145,7 +194,6 @@ impl Store {
         &self.pool
     }
 
-    /// Round-trips a trivial query: the readiness check.
     /// The database's object id: it changes when a database of the same name is dropped and
     /// created again, so cache keys that include it never outlive the data they copy.
     pub async fn database_oid(&self) -> Result<u32, StoreError> {
@@ -173,11 +221,24 @@ impl Store {
         Ok(row.get(0))
     }
 
-    /// Checks that a pooled connection answers a trivial query.
+    /// Checks that a pooled connection answers a trivial query within [`PING_TIMEOUT`] in
+    /// all (the readiness check). A connection that does not answer in time is closed rather
+    /// than returned to the pool with its query still outstanding.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client.simple_query("SELECT 1").await?;
-        Ok(())
+        let deadline = Instant::now() + PING_TIMEOUT;
+        let client = tokio::time::timeout_at(deadline.into(), self.pool.get())
+            .await
+            .map_err(|_| StoreError::Timeout(PING_TIMEOUT))??;
+        match tokio::time::timeout_at(deadline.into(), client.simple_query("SELECT 1")).await {
+            Ok(answer) => {
+                answer?;
+                Ok(())
+            }
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(StoreError::Timeout(PING_TIMEOUT))
+            }
+        }
     }
 }
 
@@ -199,6 +260,34 @@ impl StoreError {
             StoreError::Db(e) => e.as_db_error().map(|d| d.code().code()),
             _ => None,
         }
+    }
+
+    /// Whether Postgres could not be reached or did not answer in time, as opposed to
+    /// answering with a refusal: no pooled connection, a closed or failed connection, a
+    /// deadline, or a server-side connection, resource or cancellation error (SQLSTATE
+    /// classes 08, 53, 57, and 25P03 for an idle transaction the server ended).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) | StoreError::Timeout(_) => true,
+            StoreError::Db(e) => match e.as_db_error() {
+                Some(db) => {
+                    let code = db.code().code();
+                    code == "25P03" || ["08", "53", "57"].iter().any(|c| code.starts_with(c))
+                }
+                None => {
+                    e.is_closed()
+                        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                }
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether Postgres refused the data itself (SQLSTATE class 22, data exception, or 23,
+    /// integrity constraint violation): the same rows would be refused again.
+    pub fn is_data_error(&self) -> bool {
+        self.sqlstate()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
     }
 }
 

@@ -35,6 +35,24 @@ impl Store {
         Ok(rows.iter().map(scroll_row).collect())
     }
 
+    /// The scrolls among `names` that exist, by name, in one query (missing names are simply
+    /// absent from the answer).
+    pub async fn scrolls_named(&self, names: &[String]) -> Result<Vec<ScrollInfo>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT s.id, s.name, s.next_seq, t.size, s.created_at \
+                 FROM scrolls s JOIN trees t ON t.scroll_id = s.id WHERE s.name = ANY($1) \
+                 ORDER BY s.name",
+                &[&names],
+            )
+            .await?;
+        Ok(rows.iter().map(scroll_row).collect())
+    }
+
     /// One scroll by name.
     pub async fn scroll(&self, name: &str) -> Result<ScrollInfo, StoreError> {
         let client = self.pool().get().await?;
