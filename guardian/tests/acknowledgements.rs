@@ -256,6 +256,16 @@ async fn only_the_guardians_own_acknowledgements_of_named_findings_count() {
     let (s, v) = post(t.g.api_addr, "/v1/guardian/verify", Some(&t.admin)).await;
     assert_eq!(s, 200, "{v}");
     wait_metric(t.g.metrics_addr, GAUGE, 1.0).await;
-    assert_eq!(open_ids(&t).await, vec![coming.clone()]);
+    // The finding the forgeries named is open (another pass may add its own view of the same
+    // tampering, under its own id; none of the acknowledged ones reopens).
+    let open_now = open_ids(&t).await;
+    assert!(
+        open_now.contains(&coming),
+        "{coming} is not open: {:#?}",
+        findings(&t).await
+    );
+    for id in &open {
+        assert!(!open_now.contains(id), "{id} reopened: {open_now:?}");
+    }
     t.g.stop().await;
 }
