@@ -83,14 +83,12 @@ impl PendingBody {
     /// The body as JSON bytes: `Content-Type: application/json` (parameters such as
     /// `charset=utf-8` allowed), at most `limit` bytes, all within `deadline`.
     pub async fn json(self, limit: u64, deadline: Duration) -> Result<Bytes, BodyError> {
-        let media = self.content_type.as_deref().map(|t| {
+        let is_json = self.content_type.as_deref().is_some_and(|t| {
             t.split(';')
                 .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
         });
-        if media.as_deref() != Some("application/json") {
+        if !is_json {
             return Err(BodyError::NotJson(
                 self.content_type.clone().unwrap_or_else(|| "none".into()),
             ));

@@ -72,6 +72,13 @@ enum Segment {
     Param,
 }
 
+/// How `a` ranks against `b` (same length): a literal segment beats a parameter, compared
+/// from the left.
+fn specificity(a: &[Segment], b: &[Segment]) -> std::cmp::Ordering {
+    let literal = |s: &Segment| matches!(s, Segment::Literal(_));
+    a.iter().map(literal).cmp(b.iter().map(literal))
+}
+
 /// What the route table says of a request.
 #[derive(Debug, PartialEq)]
 enum Verdict {
@@ -117,27 +124,27 @@ impl RouteTable {
     /// matching, a literal segment beats a `{param}` (compared from the left), so
     /// `/receipts/batch` is not also `/receipts/{seq}`.
     fn methods_for(&self, path: &str) -> Vec<&Method> {
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let mut best: Option<Vec<bool>> = None;
+        let path = path.trim_start_matches('/');
+        let count = path.split('/').count();
+        let mut best: Option<&[Segment]> = None;
         let mut out: Vec<&Method> = Vec::new();
         for (method, segments) in &self.routes {
-            let matches = segments.len() == parts.len()
-                && segments.iter().zip(&parts).all(|(seg, part)| match seg {
-                    Segment::Literal(l) => l == part,
-                    Segment::Param => !part.is_empty(),
-                });
+            let matches = segments.len() == count
+                && segments
+                    .iter()
+                    .zip(path.split('/'))
+                    .all(|(seg, part)| match seg {
+                        Segment::Literal(l) => l == part,
+                        Segment::Param => !part.is_empty(),
+                    });
             if !matches {
                 continue;
             }
-            let rank: Vec<bool> = segments
-                .iter()
-                .map(|s| matches!(s, Segment::Literal(_)))
-                .collect();
-            match &best {
-                Some(b) if rank < *b => continue,
-                Some(b) if rank == *b => {}
+            match best.map(|b| specificity(segments, b)) {
+                Some(std::cmp::Ordering::Less) => continue,
+                Some(std::cmp::Ordering::Equal) => {}
                 _ => {
-                    best = Some(rank);
+                    best = Some(segments);
                     out.clear();
                 }
             }
@@ -370,6 +377,25 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for JsonErrorStream
             }
         }
         Poll::Ready(Ok(0))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let first = bufs.iter().find(|b| !b.is_empty());
+        if self.pending.is_some() || first.is_some_and(|b| b.starts_with(b"HTTP/1.1 4")) {
+            return match first {
+                Some(b) => self.poll_write(cx, b),
+                None => Poll::Ready(Ok(0)),
+            };
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

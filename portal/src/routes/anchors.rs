@@ -6,6 +6,7 @@ use crate::state::Portal;
 use ledger::api_error::ApiError;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -14,7 +15,7 @@ fn anchor_json(a: &ledger::store::StoredAnchor) -> Value {
 }
 /// `GET /v1/anchors?from&limit`: the ProofChain (public).
 pub async fn list(
-    p: Portal,
+    p: Arc<Portal>,
     q: Result<HashMap<String, String>, ApiError>,
 ) -> Result<Response, ApiError> {
     let q = q?;
@@ -31,7 +32,7 @@ pub async fn list(
     Ok(json_reply(StatusCode::OK, &json!({"anchors": out})))
 }
 /// `GET /v1/anchors/{epoch}`.
-pub async fn get(p: Portal, epoch: String) -> Result<Response, ApiError> {
+pub async fn get(p: Arc<Portal>, epoch: String) -> Result<Response, ApiError> {
     let epoch = crate::params::canonical_u64(&epoch)
         .filter(|e| *e >= 1)
         .ok_or_else(|| {

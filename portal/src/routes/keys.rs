@@ -2,12 +2,13 @@
 
 use crate::state::Portal;
 use ledger::api_error::ApiError;
+use std::sync::Arc;
 use warp::reply::Response;
 use warp::Reply;
 
 /// `GET /v1/keys/guardian`: the guardian's verifier key (signed-note vkey), as text.
-pub async fn guardian_key(p: Portal) -> Result<Response, ApiError> {
-    match p.vkey {
+pub async fn guardian_key(p: Arc<Portal>) -> Result<Response, ApiError> {
+    match &p.vkey {
         Some(v) => Ok(warp::reply::with_header(
             format!("{v}\n"),
             "content-type",

@@ -15,14 +15,16 @@ use ledger::body::{pending_body, PendingBody};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-/// All portal routes.
+/// All portal routes (the state is shared by reference, so reaching a route costs no copy).
 pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
+    let p = Arc::new(p);
     let submit = warp::path!("v1" / "scrolls" / String / "receipts")
         .and(warp::post())
         .and(with(p.clone()))
@@ -31,7 +33,7 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(pending_body())
         .then(
             |scroll: String,
-             p: Portal,
+             p: Arc<Portal>,
              auth: Option<String>,
              key: Option<String>,
              body: PendingBody| {
@@ -51,7 +53,7 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(pending_body())
         .then(
             |scroll: String,
-             p: Portal,
+             p: Arc<Portal>,
              auth: Option<String>,
              idem: Option<String>,
              body: PendingBody| {
@@ -66,14 +68,14 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
     let list_scrolls = warp::path!("v1" / "scrolls")
         .and(warp::get())
         .and(with(p.clone()))
-        .then(|p: Portal| observe("GET", "/v1/scrolls", scrolls::list(p)))
+        .then(|p: Arc<Portal>| observe("GET", "/v1/scrolls", scrolls::list(p)))
         .boxed();
     let create_scroll = warp::path!("v1" / "scrolls")
         .and(warp::post())
         .and(with(p.clone()))
         .and(auth_header())
         .and(pending_body())
-        .then(|p: Portal, auth: Option<String>, body: PendingBody| {
+        .then(|p: Arc<Portal>, auth: Option<String>, body: PendingBody| {
             observe("POST", "/v1/scrolls", scrolls::create(p, auth, body))
         })
         .boxed();
@@ -84,7 +86,7 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(crate::params::query())
         .then(
             |scroll: String,
-             p: Portal,
+             p: Arc<Portal>,
              auth: Option<String>,
              q: Result<HashMap<String, String>, ApiError>| {
                 observe(
@@ -100,7 +102,7 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(with(p.clone()))
         .and(auth_header())
         .then(
-            |scroll: String, seq: String, p: Portal, auth: Option<String>| {
+            |scroll: String, seq: String, p: Arc<Portal>, auth: Option<String>| {
                 observe(
                     "GET",
                     "/v1/scrolls/{scroll}/receipts/{seq}",
@@ -113,7 +115,7 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with(p.clone()))
         .and(auth_header())
-        .then(|hash: String, p: Portal, auth: Option<String>| {
+        .then(|hash: String, p: Arc<Portal>, auth: Option<String>| {
             observe(
                 "GET",
                 "/v1/receipts/{leaf_hash}",
@@ -125,7 +127,7 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with(p.clone()))
         .and(warp::header::optional::<String>("accept"))
-        .then(|scroll: String, p: Portal, accept: Option<String>| {
+        .then(|scroll: String, p: Arc<Portal>, accept: Option<String>| {
             observe(
                 "GET",
                 "/v1/scrolls/{scroll}/checkpoint",
@@ -138,7 +140,7 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(with(p.clone()))
         .and(crate::params::query())
         .then(
-            |scroll: String, p: Portal, q: Result<HashMap<String, String>, ApiError>| {
+            |scroll: String, p: Arc<Portal>, q: Result<HashMap<String, String>, ApiError>| {
                 observe(
                     "GET",
                     "/v1/scrolls/{scroll}/proof/inclusion",
@@ -152,7 +154,7 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(with(p.clone()))
         .and(crate::params::query())
         .then(
-            |scroll: String, p: Portal, q: Result<HashMap<String, String>, ApiError>| {
+            |scroll: String, p: Arc<Portal>, q: Result<HashMap<String, String>, ApiError>| {
                 observe(
                     "GET",
                     "/v1/scrolls/{scroll}/proof/consistency",
@@ -166,7 +168,7 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(with(p.clone()))
         .and(auth_header())
         .then(
-            |scroll: String, seq: String, p: Portal, auth: Option<String>| {
+            |scroll: String, seq: String, p: Arc<Portal>, auth: Option<String>| {
                 observe(
                     "GET",
                     "/v1/scrolls/{scroll}/receipts/{seq}/bundle",
@@ -179,21 +181,23 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with(p.clone()))
         .and(crate::params::query())
-        .then(|p: Portal, q: Result<HashMap<String, String>, ApiError>| {
-            observe("GET", "/v1/anchors", anchors::list(p, q))
-        })
+        .then(
+            |p: Arc<Portal>, q: Result<HashMap<String, String>, ApiError>| {
+                observe("GET", "/v1/anchors", anchors::list(p, q))
+            },
+        )
         .boxed();
     let anchor = warp::path!("v1" / "anchors" / String)
         .and(warp::get())
         .and(with(p.clone()))
-        .then(|epoch: String, p: Portal| {
+        .then(|epoch: String, p: Arc<Portal>| {
             observe("GET", "/v1/anchors/{epoch}", anchors::get(p, epoch))
         })
         .boxed();
     let openapi = warp::path!("v1" / "openapi.json")
         .and(warp::get())
         .and(with(p.clone()))
-        .then(|p: Portal| {
+        .then(|p: Arc<Portal>| {
             observe("GET", "/v1/openapi.json", async move {
                 Ok(json_reply(
                     StatusCode::OK,
@@ -205,7 +209,7 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
     let vkey = warp::path!("v1" / "keys" / "guardian")
         .and(warp::get())
         .and(with(p))
-        .then(|p: Portal| observe("GET", "/v1/keys/guardian", keys::guardian_key(p)))
+        .then(|p: Arc<Portal>| observe("GET", "/v1/keys/guardian", keys::guardian_key(p)))
         .boxed();
 
     submit

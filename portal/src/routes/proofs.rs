@@ -10,13 +10,14 @@ use ledger::auth::may_read;
 use ledger::hash::to_hex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
 
 /// `GET /v1/scrolls/{scroll}/checkpoint`: the signed note (text), or JSON on Accept.
 pub async fn checkpoint(
-    p: Portal,
+    p: Arc<Portal>,
     scroll: String,
     accept: Option<String>,
 ) -> Result<Response, ApiError> {
@@ -34,7 +35,7 @@ pub async fn checkpoint(
 }
 /// `GET /v1/scrolls/{scroll}/proof/inclusion?seq&tree_size`.
 pub async fn inclusion(
-    p: Portal,
+    p: Arc<Portal>,
     scroll: String,
     q: Result<HashMap<String, String>, ApiError>,
 ) -> Result<Response, ApiError> {
@@ -66,7 +67,7 @@ pub async fn inclusion(
 }
 /// `GET /v1/scrolls/{scroll}/proof/consistency?from&to`.
 pub async fn consistency(
-    p: Portal,
+    p: Arc<Portal>,
     scroll: String,
     q: Result<HashMap<String, String>, ApiError>,
 ) -> Result<Response, ApiError> {
@@ -98,7 +99,7 @@ pub async fn consistency(
 }
 /// `GET /v1/scrolls/{scroll}/receipts/{seq}/bundle` (readers): everything to verify offline.
 pub async fn bundle(
-    p: Portal,
+    p: Arc<Portal>,
     scroll: String,
     seq: String,
     auth: Option<String>,

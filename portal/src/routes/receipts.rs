@@ -14,6 +14,7 @@ use ledger::receipt::{validate_scroll_name, ReceiptDraft};
 use ledger::store::{AppendOutcome, NewReceipt, StoredReceipt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -64,7 +65,7 @@ pub(crate) fn receipt_json(stored: &StoredReceipt) -> Value {
 }
 /// `POST /v1/scrolls/{scroll}/receipts`: one receipt, 201 once durable (200 for a replay).
 pub async fn submit_one(
-    p: Portal,
+    p: Arc<Portal>,
     scroll: String,
     auth: Option<String>,
     idempotency_key: Option<String>,
@@ -111,7 +112,7 @@ pub async fn submit_one(
 }
 /// `POST /v1/scrolls/{scroll}/receipts/batch`: all or nothing.
 pub async fn submit_batch(
-    p: Portal,
+    p: Arc<Portal>,
     scroll: String,
     auth: Option<String>,
     idempotency_key: Option<String>,
@@ -207,7 +208,7 @@ pub async fn submit_batch(
 
 /// `GET /v1/scrolls/{scroll}/receipts?from&limit`.
 pub async fn list(
-    p: Portal,
+    p: Arc<Portal>,
     scroll: String,
     auth: Option<String>,
     q: Result<HashMap<String, String>, ApiError>,
@@ -238,7 +239,7 @@ pub async fn list(
 }
 /// `GET /v1/scrolls/{scroll}/receipts/{seq}`.
 pub async fn get(
-    p: Portal,
+    p: Arc<Portal>,
     scroll: String,
     seq: String,
     auth: Option<String>,
@@ -251,7 +252,11 @@ pub async fn get(
     Ok(json_reply(StatusCode::OK, &receipt_json(&r)))
 }
 /// `GET /v1/receipts/{leaf_hash}`.
-pub async fn by_hash(p: Portal, hash: String, auth: Option<String>) -> Result<Response, ApiError> {
+pub async fn by_hash(
+    p: Arc<Portal>,
+    hash: String,
+    auth: Option<String>,
+) -> Result<Response, ApiError> {
     let key = p.auth.authenticate(auth.as_deref()).await?;
     may_read(&key)?;
     let lowercase = hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));

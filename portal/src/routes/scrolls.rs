@@ -10,11 +10,12 @@ use ledger::hash::to_hex;
 use ledger::receipt::validate_scroll_name;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 /// `GET /v1/scrolls`: every scroll with its size and latest checkpoint (public).
-pub async fn list(p: Portal) -> Result<Response, ApiError> {
+pub async fn list(p: Arc<Portal>) -> Result<Response, ApiError> {
     let scrolls = p.ctx.store.list_scrolls().await?;
     let latest: HashMap<String, ledger::store::StoredCheckpoint> = p
         .ctx
@@ -35,7 +36,7 @@ pub async fn list(p: Portal) -> Result<Response, ApiError> {
 }
 /// `POST /v1/scrolls` (admin): creates a scroll.
 pub async fn create(
-    p: Portal,
+    p: Arc<Portal>,
     auth: Option<String>,
     body: PendingBody,
 ) -> Result<Response, ApiError> {
