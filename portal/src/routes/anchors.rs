@@ -13,6 +13,7 @@ use warp::reply::Response;
 fn anchor_json(a: &ledger::store::StoredAnchor) -> Value {
     serde_json::to_value(&a.record).unwrap_or(Value::Null)
 }
+
 /// `GET /v1/anchors?from&limit`: the ProofChain (public).
 pub async fn list(
     p: Arc<Portal>,
@@ -31,6 +32,7 @@ pub async fn list(
     let out: Vec<Value> = list.iter().map(anchor_json).collect();
     Ok(json_reply(StatusCode::OK, &json!({"anchors": out})))
 }
+
 /// `GET /v1/anchors/{epoch}`.
 pub async fn get(p: Arc<Portal>, epoch: String) -> Result<Response, ApiError> {
     let epoch = crate::params::canonical_u64(&epoch)

@@ -263,14 +263,20 @@ where
     ledger::metrics::record_http(method, template, response.status().as_u16(), start);
     response
 }
+
+/// A filter handing each request a clone of `v` (for the shared state, an `Arc`).
 pub(crate) fn with<T: Clone + Send + Sync + 'static>(
     v: T,
 ) -> impl Filter<Extract = (T,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || v.clone())
 }
+
+/// The `Authorization` header, if any.
 pub(crate) fn auth_header() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
 }
+
+/// A JSON body with `status`.
 pub(crate) fn json_reply(status: StatusCode, body: &Value) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }

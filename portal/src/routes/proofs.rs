@@ -33,6 +33,7 @@ pub async fn checkpoint(
             .into_response(),
     )
 }
+
 /// `GET /v1/scrolls/{scroll}/proof/inclusion?seq&tree_size`.
 pub async fn inclusion(
     p: Arc<Portal>,
@@ -65,6 +66,7 @@ pub async fn inclusion(
         &serde_json::to_value(&proof).unwrap_or(Value::Null),
     ))
 }
+
 /// `GET /v1/scrolls/{scroll}/proof/consistency?from&to`.
 pub async fn consistency(
     p: Arc<Portal>,
@@ -97,6 +99,7 @@ pub async fn consistency(
         &serde_json::to_value(&proof).unwrap_or(Value::Null),
     ))
 }
+
 /// `GET /v1/scrolls/{scroll}/receipts/{seq}/bundle` (readers): everything to verify offline.
 pub async fn bundle(
     p: Arc<Portal>,

@@ -56,6 +56,7 @@ fn parse_submission(v: Value, at: &str) -> Result<(ReceiptDraft, [u8; 32]), ApiE
     request.extend_from_slice(draft.canonical_payload());
     Ok((draft, Sha3Hasher::plain(&request)))
 }
+
 pub(crate) fn receipt_json(stored: &StoredReceipt) -> Value {
     let mut v = stored.receipt.to_value();
     if let Value::Object(m) = &mut v {
@@ -63,6 +64,25 @@ pub(crate) fn receipt_json(stored: &StoredReceipt) -> Value {
     }
     v
 }
+
+/// Everything a submission must pass before its body is read: a key that may write to an
+/// existing `scroll`, and a well-formed idempotency key if one is given.
+async fn writer_of(
+    p: &Portal,
+    scroll: &str,
+    auth: Option<String>,
+    idempotency_key: Option<&str>,
+) -> Result<ledger::store::ApiKey, ApiError> {
+    let key = p.auth.authenticate(auth.as_deref()).await?;
+    validate_scroll_name(scroll)?;
+    may_write(&key, scroll)?;
+    p.existing_scroll(scroll).await?;
+    if let Some(k) = idempotency_key {
+        ledger::gate::validate_idempotency_key(k)?;
+    }
+    Ok(key)
+}
+
 /// `POST /v1/scrolls/{scroll}/receipts`: one receipt, 201 once durable (200 for a replay).
 pub async fn submit_one(
     p: Arc<Portal>,
@@ -71,13 +91,7 @@ pub async fn submit_one(
     idempotency_key: Option<String>,
     body: PendingBody,
 ) -> Result<Response, ApiError> {
-    let key = p.auth.authenticate(auth.as_deref()).await?;
-    validate_scroll_name(&scroll)?;
-    may_write(&key, &scroll)?;
-    p.existing_scroll(&scroll).await?;
-    if let Some(k) = &idempotency_key {
-        ledger::gate::validate_idempotency_key(k)?;
-    }
+    let key = writer_of(&p, &scroll, auth, idempotency_key.as_deref()).await?;
     let body = body
         .json(p.opts.max_receipt_body, p.opts.body_read_timeout())
         .await?;
@@ -110,6 +124,7 @@ pub async fn submit_one(
     }
     Ok(json_reply(status, &receipt_json(&stored)))
 }
+
 /// `POST /v1/scrolls/{scroll}/receipts/batch`: all or nothing.
 pub async fn submit_batch(
     p: Arc<Portal>,
@@ -118,13 +133,7 @@ pub async fn submit_batch(
     idempotency_key: Option<String>,
     body: PendingBody,
 ) -> Result<Response, ApiError> {
-    let key = p.auth.authenticate(auth.as_deref()).await?;
-    validate_scroll_name(&scroll)?;
-    may_write(&key, &scroll)?;
-    p.existing_scroll(&scroll).await?;
-    if let Some(k) = &idempotency_key {
-        ledger::gate::validate_idempotency_key(k)?;
-    }
+    let key = writer_of(&p, &scroll, auth, idempotency_key.as_deref()).await?;
     let body = body
         .json(p.opts.max_batch_body, p.opts.body_read_timeout())
         .await?;
@@ -237,6 +246,7 @@ pub async fn list(
         &json!({"receipts": receipts, "next": next}),
     ))
 }
+
 /// `GET /v1/scrolls/{scroll}/receipts/{seq}`.
 pub async fn get(
     p: Arc<Portal>,
@@ -251,6 +261,7 @@ pub async fn get(
     let r = read_cache::receipt(&p, &scroll, seq).await?;
     Ok(json_reply(StatusCode::OK, &receipt_json(&r)))
 }
+
 /// `GET /v1/receipts/{leaf_hash}`.
 pub async fn by_hash(
     p: Arc<Portal>,

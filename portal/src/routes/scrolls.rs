@@ -34,6 +34,7 @@ pub async fn list(p: Arc<Portal>) -> Result<Response, ApiError> {
         .collect();
     Ok(json_reply(StatusCode::OK, &json!({ "scrolls": out })))
 }
+
 /// `POST /v1/scrolls` (admin): creates a scroll.
 pub async fn create(
     p: Arc<Portal>,
