@@ -110,6 +110,9 @@ setsid "$BIN/vaultmesh-oracle" --database-url "$(vm_role_url oracle "$DATABASE")
 for port in "$PORTAL_PORT" "$GUARDIAN_PORT" "$ORACLE_PORT"; do
     vm_wait "service on :$port" curl -sf "http://127.0.0.1:$port/v1/health"
 done
+vm_log "adopting ops/governance/constitution.json (kept if the one in force is as new)"
+"$BIN/vaultmesh" constitution adopt --if-newer --portal-url "http://127.0.0.1:$PORTAL_PORT" \
+    --api-key "$VAULTMESH_ADMIN_KEY" ops/governance/constitution.json >/dev/null
 vm_log "up: portal :$PORTAL_PORT (metrics :$PORTAL_METRICS), guardian :$GUARDIAN_PORT (:$GUARDIAN_METRICS), oracle :$ORACLE_PORT (:$ORACLE_METRICS)"
 vm_log "credentials: . $STATE/dev.env    stop: Ctrl-C"
 # Any service exiting stops the stack (the EXIT trap stops the rest).

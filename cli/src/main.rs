@@ -1,13 +1,15 @@
 //! `vaultmesh`: the umbrella command for operators, auditors and developers.
 
 mod bench;
+mod governance;
 mod keys;
 mod signing_key;
 mod verify;
 
 use clap::{Parser, Subcommand};
 
-/// VaultMesh command line: database migrations, signing keys, API keys and benchmarks.
+/// VaultMesh command line: database migrations, signing keys, API keys, governance,
+/// verification and benchmarks.
 #[derive(Parser)]
 #[command(name = "vaultmesh", version)]
 struct Cli {
@@ -35,6 +37,12 @@ enum Command {
     /// Verify a proof bundle offline, or a live log (exit status 1 if anything fails).
     #[command(subcommand)]
     Verify(verify::VerifyCommand),
+    /// Show or adopt the constitution (through a portal; adopting needs an admin key).
+    #[command(subcommand)]
+    Constitution(governance::ConstitutionCommand),
+    /// Raise, lift or show the emergency freeze (through a portal; an admin key).
+    #[command(subcommand)]
+    Emergency(governance::EmergencyCommand),
     /// Run benchmarks and print their figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -51,6 +59,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Keygen(args) => signing_key::run(&args)?,
         Command::Keys(cmd) => keys::run(cmd).await?,
         Command::Bench(cmd) => bench::run(cmd).await?,
+        Command::Constitution(cmd) => governance::constitution(cmd).await?,
+        Command::Emergency(cmd) => governance::emergency(cmd).await?,
         Command::Verify(cmd) => {
             if !verify::run(cmd).await? {
                 std::process::exit(1);

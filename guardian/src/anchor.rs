@@ -83,6 +83,8 @@ pub struct Anchorer {
     pub signer: NoteSigner,
     /// Leadership, re-checked before every sink write.
     pub fence: crate::leader::Fence,
+    /// The append gate (with the constitution and the freeze) the guardian's events pass.
+    pub gate: ledger::gate::AppendGate,
 }
 
 impl Anchorer {
@@ -300,7 +302,7 @@ impl Anchorer {
             idempotency_key: None,
             request_hash: None,
         };
-        let admitted = ledger::gate::AppendGate::new().admit(
+        let admitted = self.gate.admit(
             &ledger::gate::Writer::Service(ledger::gate::Service::Guardian),
             GUARDIAN_SCROLL,
             vec![item],

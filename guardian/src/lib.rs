@@ -81,6 +81,7 @@ pub async fn start_with(
             sinks,
             signer: head_signer,
             fence: Fence(leadership.clone()),
+            gate: ctx.gate(),
         },
         leadership,
         next_epoch: Mutex::new(None),

@@ -23,6 +23,7 @@ pub fn table() -> ledger::http_guard::RouteTable {
         ("GET", "/v1/guardian/divergence"),
         ("POST", "/v1/guardian/divergence/ack"),
     ])
+    .with(ledger::governance::routes::ROUTES)
 }
 
 /// `GET /v1/guardian/state`, and with an admin key `POST /v1/guardian/anchor` (an epoch
@@ -83,7 +84,10 @@ pub fn routes(
                 })
             },
         );
+    let governance = governance_routes(with());
     state
+        .or(governance)
+        .unify()
         .or(anchor)
         .unify()
         .or(verify)
@@ -104,6 +108,97 @@ async fn state(g: &Guardian) -> Response {
         "divergence": crate::metrics::PROOFCHAIN_DIVERGENCE.get() > 0.0,
     }))
     .into_response()
+}
+
+/// The governance API, as the portal serves it (handlers in `ledger::governance::routes`),
+/// so an admin can raise or lift an emergency through either service.
+fn governance_routes(
+    with: impl Filter<Extract = (Arc<Guardian>,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    use ledger::governance::routes as gov;
+    const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+    let admin_auth =
+        |g: &Guardian| Authenticator::new(g.ctx.store.clone(), std::time::Duration::ZERO);
+    let get_constitution = warp::path!("v1" / "governance" / "constitution")
+        .and(warp::get())
+        .and(with.clone())
+        .then(|g: Arc<Guardian>| {
+            observed("GET", "/v1/governance/constitution", async move {
+                gov::constitution(&g.ctx.governance).unwrap_or_else(|e| e.response())
+            })
+        });
+    let adopt = warp::path!("v1" / "governance" / "constitution")
+        .and(warp::post())
+        .and(with.clone())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(pending_body())
+        .then(
+            move |g: Arc<Guardian>, auth: Option<String>, body: PendingBody| {
+                observed("POST", "/v1/governance/constitution", async move {
+                    gov::adopt(
+                        &g.ctx.governance,
+                        &admin_auth(&g),
+                        auth.as_deref(),
+                        body,
+                        BODY_DEADLINE,
+                    )
+                    .await
+                    .unwrap_or_else(|e| e.response())
+                })
+            },
+        );
+    let get_emergency = warp::path!("v1" / "governance" / "emergency")
+        .and(warp::get())
+        .and(with.clone())
+        .then(|g: Arc<Guardian>| {
+            observed("GET", "/v1/governance/emergency", async move {
+                gov::emergency(&g.ctx.governance).unwrap_or_else(|e| e.response())
+            })
+        });
+    let raise = warp::path!("v1" / "governance" / "emergency")
+        .and(warp::post())
+        .and(with.clone())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(pending_body())
+        .then(
+            move |g: Arc<Guardian>, auth: Option<String>, body: PendingBody| {
+                observed("POST", "/v1/governance/emergency", async move {
+                    gov::raise(
+                        &g.ctx.governance,
+                        &admin_auth(&g),
+                        auth.as_deref(),
+                        body,
+                        BODY_DEADLINE,
+                    )
+                    .await
+                    .unwrap_or_else(|e| e.response())
+                })
+            },
+        );
+    let lift = warp::path!("v1" / "governance" / "emergency")
+        .and(warp::delete())
+        .and(with)
+        .and(warp::header::optional::<String>("authorization"))
+        .then(move |g: Arc<Guardian>, auth: Option<String>| {
+            observed("DELETE", "/v1/governance/emergency", async move {
+                gov::lift(&g.ctx.governance, &admin_auth(&g), auth.as_deref())
+                    .await
+                    .unwrap_or_else(|e| e.response())
+            })
+        });
+    get_constitution
+        .or(adopt)
+        .unify()
+        .or(get_emergency)
+        .unify()
+        .or(raise)
+        .unify()
+        .or(lift)
+        .unify()
 }
 
 /// Passes only an admin key, returning it (the shared authenticator, with no key cache so a

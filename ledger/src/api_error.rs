@@ -61,6 +61,17 @@ pub enum ApiError {
         /// Explanation naming the rule and field.
         message: String,
     },
+    /// The constitution refuses the request (422 `constitutional_violation`); the body names
+    /// the rule and the field besides the message.
+    #[error("{message}")]
+    Violation {
+        /// The rule broken, e.g. `drills.types`.
+        rule: String,
+        /// The field at fault, e.g. `receipts[2].payload.drill_id`.
+        field: String,
+        /// Explanation.
+        message: String,
+    },
     /// A stored row failed its integrity check (500): never served as good.
     #[error("{0}")]
     Integrity(String),
@@ -112,7 +123,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable { .. } | ApiError::Violation { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Integrity(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Suspended { status, .. } => *status,
@@ -133,6 +146,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::Violation { .. } => "constitutional_violation",
             ApiError::Integrity(_) => "integrity_error",
             ApiError::Unavailable(_) => "database_unavailable",
         }
@@ -168,6 +182,25 @@ impl ApiError {
                 );
                 r
             }
+            ApiError::Violation {
+                rule,
+                field,
+                message,
+            } => {
+                let body = serde_json::json!({"error": {
+                    "code": self.code(),
+                    "message": format!("rule {rule}: {field}: {message}"),
+                    "rule": rule,
+                    "field": field,
+                }});
+                let mut r = warp::reply::Response::new(body.to_string().into());
+                *r.status_mut() = self.status();
+                r.headers_mut().insert(
+                    warp::http::header::CONTENT_TYPE,
+                    warp::http::HeaderValue::from_static("application/json"),
+                );
+                r
+            }
             ApiError::Unauthorized(_) => {
                 let mut r = json_error(self.status(), self.code(), &self.to_string());
                 r.headers_mut().insert(
@@ -186,10 +219,16 @@ impl From<GateError> for ApiError {
         match e {
             GateError::Forbidden { message, .. } => ApiError::Forbidden(message),
             GateError::Invalid { code, message } => ApiError::BadRequest { code, message },
-            GateError::Violation { message, .. } => ApiError::Unprocessable {
-                code: "constitutional_violation",
+            GateError::Violation {
+                rule,
+                field,
+                message,
+            } => ApiError::Violation {
+                rule,
+                field,
                 message,
             },
+            GateError::Unavailable { message } => ApiError::Unavailable(message),
             GateError::Frozen {
                 message,
                 retry_after_secs,

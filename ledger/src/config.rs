@@ -111,6 +111,22 @@ pub struct CommonArgs {
     /// `request_deadline`. [default: 30000]
     #[arg(long, env = "VAULTMESH_REQUEST_TIMEOUT_MS", value_name = "MS")]
     pub request_timeout_ms: Option<u64>,
+    /// Milliseconds between polls of the governance state (constitution, emergency), the
+    /// fallback behind Postgres LISTEN/NOTIFY: a change reaches this service within this
+    /// time even if the notification is lost. [default: 500]
+    #[arg(long, env = "VAULTMESH_GOVERNANCE_POLL_MS", value_name = "MS")]
+    pub governance_poll_ms: Option<u64>,
+    /// Seconds per constitutional-violation window: each window becomes at most one
+    /// `constitutional_violation` receipt per scroll and rule. [default: 60]
+    #[arg(long, env = "VAULTMESH_GOVERNANCE_WINDOW_SECS", value_name = "SECS")]
+    pub governance_window_secs: Option<u64>,
+    /// Retry-After, in seconds, of a write refused by an emergency freeze. [default: 30]
+    #[arg(
+        long,
+        env = "VAULTMESH_EMERGENCY_RETRY_AFTER_SECS",
+        value_name = "SECS"
+    )]
+    pub emergency_retry_after_secs: Option<u64>,
 }
 
 /// The same options as read from a TOML file.
@@ -153,6 +169,12 @@ pub struct CommonFile {
     pub header_read_timeout_ms: Option<u64>,
     /// See [`CommonArgs::request_timeout_ms`].
     pub request_timeout_ms: Option<u64>,
+    /// See [`CommonArgs::governance_poll_ms`].
+    pub governance_poll_ms: Option<u64>,
+    /// See [`CommonArgs::governance_window_secs`].
+    pub governance_window_secs: Option<u64>,
+    /// See [`CommonArgs::emergency_retry_after_secs`].
+    pub emergency_retry_after_secs: Option<u64>,
 }
 
 /// Resolved configuration shared by every service.
@@ -187,6 +209,8 @@ pub struct CommonConfig {
     pub shutdown_grace: Duration,
     /// Connection and request limits of the API listener.
     pub http: crate::http_guard::HttpLimits,
+    /// Governance polling, violation window and freeze Retry-After.
+    pub governance: crate::governance::GovernanceSettings,
 }
 
 /// Per-service defaults for the listen addresses.
@@ -311,6 +335,25 @@ impl CommonArgs {
                         .max(1),
                 ),
             },
+            governance: crate::governance::GovernanceSettings {
+                poll: Duration::from_millis(
+                    self.governance_poll_ms
+                        .or(file.governance_poll_ms)
+                        .unwrap_or(500)
+                        .max(10),
+                ),
+                violation_window: Duration::from_secs(
+                    self.governance_window_secs
+                        .or(file.governance_window_secs)
+                        .unwrap_or(60)
+                        .max(1),
+                ),
+                retry_after_secs: self
+                    .emergency_retry_after_secs
+                    .or(file.emergency_retry_after_secs)
+                    .unwrap_or(30)
+                    .max(1),
+            },
         }
     }
 
@@ -434,6 +477,15 @@ fn redact_opt_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S:
     match url {
         Some(u) => s.serialize_some(&redacted(u)),
         None => s.serialize_none(),
+    }
+}
+
+/// Serialises a duration as whole milliseconds (for `/v1/status`).
+pub(crate) mod millis_serde {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 }
 

@@ -30,6 +30,15 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
+/// The service a context's name stands for (the portal for any unknown name).
+fn service_of(name: &str) -> crate::gate::Service {
+    match name {
+        "guardian" => crate::gate::Service::Guardian,
+        "oracle" => crate::gate::Service::Oracle,
+        _ => crate::gate::Service::Portal,
+    }
+}
+
 /// Everything a started service shares with its handlers.
 #[derive(Clone)]
 pub struct ServiceContext {
@@ -47,6 +56,8 @@ pub struct ServiceContext {
     pub shutdown: Shutdown,
     /// The database role the service connects as (`current_user`), when known.
     pub db_role: Option<String>,
+    /// The constitution and emergency state this service enforces.
+    pub governance: crate::governance::Governance,
     pool_gauge: IntGaugeVec,
 }
 
@@ -105,6 +116,15 @@ impl ServiceContext {
                 None
             }
         };
+        let governance = crate::governance::Governance::start(
+            service_of(name),
+            store.clone(),
+            config.database_url.clone(),
+            &registry,
+            config.governance,
+            shutdown.clone(),
+        )
+        .await?;
         let ctx = Self {
             name,
             config,
@@ -113,10 +133,17 @@ impl ServiceContext {
             registry,
             shutdown,
             db_role,
+            governance,
             pool_gauge,
         };
         ctx.refresh_pool_gauge();
         Ok(ctx)
+    }
+
+    /// The append gate of this service: the gate's own checks, then the constitution and
+    /// the emergency freeze in force.
+    pub fn gate(&self) -> crate::gate::AppendGate {
+        self.governance.gate()
     }
 
     /// Sets `vaultmesh_db_pool_size{state=max|open|idle|in_use|waiting}` from the pool.
@@ -216,7 +243,7 @@ impl ServiceContext {
         let on_scrape: service::ScrapeHook =
             std::sync::Arc::new(move || pool_ctx.refresh_pool_gauge());
         let api_routes = self.base_routes().or(routes);
-        let running = RunningService::start(
+        let mut running = RunningService::start(
             service::Api {
                 listener: api,
                 filter: api_routes,
@@ -238,6 +265,9 @@ impl ServiceContext {
             self.shutdown.clone(),
             self.config.shutdown_grace,
         )?;
+        if let Some(recorder) = self.governance.take_recorder() {
+            running.add_task(recorder);
+        }
         tracing::info!(
             service = self.name,
             api_addr = %running.api_addr,

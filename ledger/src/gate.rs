@@ -102,6 +102,13 @@ pub enum GateError {
         /// Seconds a client should wait before trying again.
         retry_after_secs: u64,
     },
+    /// What the policies enforce is not known yet (the governance state could not be read
+    /// from Postgres since start), so nothing is admitted (503).
+    #[error("{message}")]
+    Unavailable {
+        /// Explanation.
+        message: String,
+    },
 }
 
 /// A rule set consulted for every batch after the gate's own checks: the constitution and the
@@ -111,11 +118,15 @@ pub trait GatePolicy: Send + Sync {
     fn check(&self, writer: &Writer, scroll: &str, items: &[NewReceipt]) -> Result<(), GateError>;
 }
 
-/// Scrolls only one service writes (SPEC §6).
-pub const SERVICE_SCROLLS: [(&str, Service); 2] =
-    [("guardian", Service::Guardian), ("access", Service::Portal)];
-
 const ALL_SERVICES: &[Service] = &[Service::Portal, Service::Guardian, Service::Oracle];
+
+/// Scrolls only the mesh's own services write (SPEC §6, §13): the guardian's events, the
+/// read audit, and governance (adoptions, emergencies, violations — any service).
+pub const SERVICE_SCROLLS: [(&str, &[Service]); 3] = [
+    ("guardian", &[Service::Guardian]),
+    ("access", &[Service::Portal]),
+    ("governance", ALL_SERVICES),
+];
 
 /// Receipt types reserved to the services that own them (SPEC §5, §13), wherever written.
 pub const RESERVED_TYPES: [(&str, &[Service]); 21] = [
@@ -329,11 +340,15 @@ fn check_ownership(writer: &Writer, scroll: &str, items: &[NewReceipt]) -> Resul
         Writer::Service(s) => Some(*s),
         Writer::Client { .. } => None,
     };
-    if let Some((_, owner)) = SERVICE_SCROLLS.iter().find(|(name, _)| *name == scroll) {
-        if service != Some(*owner) {
+    if let Some((_, owners)) = SERVICE_SCROLLS.iter().find(|(name, _)| *name == scroll) {
+        if !service.is_some_and(|s| owners.contains(&s)) {
+            let names: Vec<&str> = owners.iter().map(|s| s.name()).collect();
             return Err(GateError::Forbidden {
                 code: "service_owned_scroll",
-                message: format!("scroll {scroll:?} is written only by the {}", owner.name()),
+                message: format!(
+                    "scroll {scroll:?} is written only by the {}",
+                    names.join(", ")
+                ),
             });
         }
     }
@@ -416,7 +431,7 @@ mod tests {
     fn clients_cannot_write_service_scrolls_or_reserved_types() {
         let gate = AppendGate::new();
         let admin = writer(Role::Admin, None);
-        for scroll in ["guardian", "access"] {
+        for scroll in ["guardian", "access", "governance"] {
             let e = refused(gate.admit(&admin, scroll, vec![item("note")]));
             assert!(matches!(
                 e,

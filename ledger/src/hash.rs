@@ -44,6 +44,9 @@ impl<D: Digest<OutputSize = U32>> TreeHasher<D> {
 /// VaultMesh's hasher: SHA3-256.
 pub type Sha3Hasher = TreeHasher<sha3::Sha3_256>;
 
+/// The digest of every VaultMesh tree (for generic tree code such as `CompactTree`).
+pub type Sha3Digest = sha3::Sha3_256;
+
 /// Lowercase hex of a hash, the form used in every JSON document.
 pub fn to_hex(h: &Hash) -> String {
     hex::encode(h)

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod context;
 pub mod gate;
+pub mod governance;
 pub mod hash;
 pub mod http_guard;
 pub mod jcs;

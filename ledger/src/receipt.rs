@@ -11,8 +11,9 @@ pub const MAX_TYPE_CHARS: usize = 128;
 /// Maximum canonical size of a payload, in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
-/// The scrolls every mesh starts with (SPEC §6), created by the first migration.
-pub const PRECREATED_SCROLLS: [&str; 12] = [
+/// The scrolls every mesh starts with (SPEC §6): the twelve of the first migration, and the
+/// read audit's `access` (migration V5).
+pub const PRECREATED_SCROLLS: [&str; 13] = [
     "drills",
     "compliance",
     "guardian",
@@ -25,6 +26,7 @@ pub const PRECREATED_SCROLLS: [&str; 12] = [
     "psi",
     "federation",
     "governance",
+    "access",
 ];
 
 /// Why a submitted receipt or scroll name is invalid. Each names the field at fault.

@@ -237,6 +237,18 @@ pub fn admit(scroll: &str, items: Vec<crate::store::NewReceipt>) -> crate::gate:
         .unwrap_or_else(|e| panic!("gate refused a test batch for {scroll}: {e}"))
 }
 
+/// `items` for `scroll` through a gate with no policies, as `writer` (e.g. a service, to
+/// forge what only a service may write, straight into the database).
+pub fn admit_as(
+    writer: &crate::gate::Writer,
+    scroll: &str,
+    items: Vec<crate::store::NewReceipt>,
+) -> crate::gate::Admitted {
+    crate::gate::AppendGate::new()
+        .admit(writer, scroll, items)
+        .unwrap_or_else(|e| panic!("gate refused a test batch for {scroll}: {e}"))
+}
+
 /// A loopback port that was free a moment ago and has no listener now.
 pub async fn closed_port() -> u16 {
     match tokio::net::TcpListener::bind("127.0.0.1:0").await {

@@ -44,6 +44,13 @@ pub struct Oracle {
 impl Oracle {
     /// Answers a validated query and receipts the answer.
     pub async fn answer(&self, q: &Query) -> Result<query::Response, QueryError> {
+        if let Some(e) = &self.ctx.governance.current().emergency {
+            // The answer could not be receipted: refuse before spending the LLM on it.
+            return Err(QueryError::Refused(ledger::gate::GateError::Frozen {
+                message: format!("writes are frozen by an emergency: {}", e.reason),
+                retry_after_secs: self.ctx.governance.settings().retry_after_secs,
+            }));
+        }
         let gathered = query::gather(&self.ctx.store, q).await?;
         let extractive = query::extractive_answer(q, &gathered);
         let (answer, answered_by) = match &self.llm {
@@ -53,8 +60,15 @@ impl Oracle {
             },
             None => (extractive, "extractive"),
         };
-        let receipt =
-            query::receipt(&self.ctx.store, q, &answer, answered_by, &gathered.evidence).await?;
+        let receipt = query::receipt(
+            &self.ctx.store,
+            &self.ctx.gate(),
+            q,
+            &answer,
+            answered_by,
+            &gathered.evidence,
+        )
+        .await?;
         Ok(query::Response {
             answer,
             evidence: gathered.evidence,

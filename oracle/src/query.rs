@@ -66,6 +66,10 @@ pub enum QueryError {
     /// Postgres failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The append gate refused the answer's receipt (the constitution, or an emergency
+    /// freeze): the answer is not served unreceipted.
+    #[error(transparent)]
+    Refused(#[from] ledger::gate::GateError),
 }
 
 impl From<QueryError> for ledger::api_error::ApiError {
@@ -75,6 +79,7 @@ impl From<QueryError> for ledger::api_error::ApiError {
                 ledger::api_error::ApiError::bad("invalid_query", message)
             }
             QueryError::Store(e) => ledger::api_error::ApiError::from(e),
+            QueryError::Refused(e) => ledger::api_error::ApiError::from(e),
         }
     }
 }
@@ -355,6 +360,7 @@ pub fn answer_sha3(answer: &Answer) -> Result<String, QueryError> {
 /// Writes the `oracle_answer` receipt for an answer; returns `{scroll, seq, leaf_hash}`.
 pub async fn receipt(
     store: &Store,
+    gate: &ledger::gate::AppendGate,
     q: &Query,
     answer: &Answer,
     answered_by: &str,
@@ -377,13 +383,11 @@ pub async fn receipt(
         idempotency_key: None,
         request_hash: None,
     };
-    let admitted = ledger::gate::AppendGate::new()
-        .admit(
-            &ledger::gate::Writer::Service(ledger::gate::Service::Oracle),
-            ANSWER_SCROLL,
-            vec![item],
-        )
-        .map_err(|e| internal(e.to_string()))?;
+    let admitted = gate.admit(
+        &ledger::gate::Writer::Service(ledger::gate::Service::Oracle),
+        ANSWER_SCROLL,
+        vec![item],
+    )?;
     let out = store.append_receipts(admitted, true).await?;
     match out.into_iter().next() {
         Some(AppendOutcome::Created(r)) => Ok(json!({

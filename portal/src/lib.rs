@@ -1,6 +1,7 @@
 //! VaultMesh portal: the receipt API — group-committed durable ingest, reads, proofs,
 //! checkpoints and anchors (SPEC §4), with bearer-key auth and per-route metrics.
 
+pub mod access_log;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
@@ -41,10 +42,20 @@ pub async fn start_with(
         None => None,
     };
     let portal = state::Portal::new(ctx.clone(), opts, vkey);
-    ctx.serve_counted(
-        routes::routes(portal),
-        Some(openapi::route_table()),
-        Some(metrics::ACTIVE_CONNECTIONS.clone()),
-    )
-    .await
+    let audit = tokio::spawn(access_log::run(
+        portal.access.clone(),
+        portal.gate.clone(),
+        ctx.store.clone(),
+        std::time::Duration::from_secs(portal.opts.access_window_secs),
+        ctx.shutdown.clone(),
+    ));
+    let mut running = ctx
+        .serve_counted(
+            routes::routes(portal),
+            Some(openapi::route_table()),
+            Some(metrics::ACTIVE_CONNECTIONS.clone()),
+        )
+        .await?;
+    running.add_task(audit);
+    Ok(running)
 }

@@ -3,7 +3,9 @@
 //! live in `ledger::metrics`) plus the integrity counter (the auth counter is shared, in `ledger::metrics`).
 
 use lazy_static::lazy_static;
-use prometheus::{CounterVec, Gauge, HistogramOpts, HistogramVec, IntCounter, Opts, Registry};
+use prometheus::{
+    CounterVec, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 lazy_static! {
     /// Receipts written, by scroll and type.
@@ -27,6 +29,11 @@ lazy_static! {
         "vaultmesh_active_connections",
         "Active connections"
     ).unwrap_or_else(|_| unreachable!());
+    /// Reads of receipt contents, allowed and denied, by scroll and action (the read audit).
+    pub static ref ACCESS_TOTAL: IntCounterVec = IntCounterVec::new(
+        Opts::new("vaultmesh_access_total", "Reads of receipt contents by scroll, action and result"),
+        &["scroll", "action", "result"]
+    ).unwrap_or_else(|_| unreachable!());
     /// Stored rows that failed their integrity check on read.
     pub static ref INTEGRITY_FAILURES: IntCounter = IntCounter::new(
         "vaultmesh_integrity_failures_total",
@@ -43,6 +50,7 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     ledger::metrics::register_http(registry)?;
     registry.register(Box::new(ACTIVE_CONNECTIONS.clone()))?;
     registry.register(Box::new(INTEGRITY_FAILURES.clone()))?;
+    registry.register(Box::new(ACCESS_TOTAL.clone()))?;
     Ok(())
 }
 

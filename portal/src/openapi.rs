@@ -53,7 +53,7 @@ const OPS: &[Op] = &[
         query: &[],
         idempotency_key: true,
         ok: &[(200, Reply::Json("Receipt")), (201, Reply::Json("Receipt"))],
-        errors: &[409],
+        errors: &[409, 422],
     },
     Op {
         method: "post",
@@ -65,7 +65,7 @@ const OPS: &[Op] = &[
         query: &[],
         idempotency_key: true,
         ok: &[(200, Reply::Json("BatchResult")), (201, Reply::Json("BatchResult"))],
-        errors: &[409],
+        errors: &[409, 422],
     },
     Op {
         method: "get",
@@ -259,6 +259,66 @@ const OPS: &[Op] = &[
         ok: &[(200, Reply::Json("OpenApiDocument"))],
         errors: &[],
     },
+    Op {
+        method: "get",
+        path: "/v1/governance/constitution",
+        id: "getConstitution",
+        summary: "The constitution in force and the `constitution_adopted` receipt that adopted it",
+        access: Access::Public,
+        body: None,
+        query: &[],
+        idempotency_key: false,
+        ok: &[(200, Reply::Json("ConstitutionInForce"))],
+        errors: &[404],
+    },
+    Op {
+        method: "post",
+        path: "/v1/governance/constitution",
+        id: "adoptConstitution",
+        summary: "Adopt a constitution (its version above the one in force), recorded as a `constitution_adopted` receipt; enforced by every service within a second",
+        access: Access::Admin,
+        body: Some("Adoption"),
+        query: &[],
+        idempotency_key: false,
+        ok: &[(201, Reply::Json("Adopted"))],
+        errors: &[409],
+    },
+    Op {
+        method: "get",
+        path: "/v1/governance/emergency",
+        id: "getEmergency",
+        summary: "Whether an emergency freeze is raised, why, by whom and since when",
+        access: Access::Public,
+        body: None,
+        query: &[],
+        idempotency_key: false,
+        ok: &[(200, Reply::Json("EmergencyState"))],
+        errors: &[],
+    },
+    Op {
+        method: "post",
+        path: "/v1/governance/emergency",
+        id: "raiseEmergency",
+        summary: "Raise an emergency freeze: every service refuses client writes with 503 `emergency_active` within a second; reads, proofs, integration and anchoring go on",
+        access: Access::Admin,
+        body: Some("EmergencyRequest"),
+        query: &[],
+        idempotency_key: false,
+        ok: &[(201, Reply::Json("EmergencyState"))],
+        errors: &[409],
+    },
+    Op {
+        method: "delete",
+        path: "/v1/governance/emergency",
+        id: "liftEmergency",
+        summary: "Lift the emergency freeze, recorded as an `emergency_lifted` receipt",
+        access: Access::Admin,
+        body: None,
+        query: &[],
+        idempotency_key: false,
+        ok: &[(200, Reply::Json("EmergencyState"))],
+        errors: &[409],
+    },
 ];
 
 /// The portal's routes (method, path template): the same table the listener uses to answer
@@ -314,12 +374,13 @@ fn schema_ref(name: &str) -> Value {
 
 fn error_description(status: u16) -> &'static str {
     match status {
-        400 => "Invalid input; the code names the rule (`malformed_json` for JSON that is not I-JSON, e.g. a duplicate member name; `unknown_field`, `invalid_body`, `invalid_type`, `invalid_payload`, `invalid_number`, `batch_size`, `invalid_scroll_name`, `invalid_seq`, `invalid_hash`, `invalid_epoch`, `invalid_query`, `beyond_checkpoint`, `beyond_tree`, `invalid_idempotency_key`; `invalid_header` for bytes outside visible ASCII in Authorization, Idempotency-Key, Content-Type or Accept; `bad_request` for a request the HTTP parser refused) and the message names the field",
+        400 => "Invalid input; the code names the rule (`invalid_constitution` naming the rule at fault, `invalid_reason`, `malformed_json` for JSON that is not I-JSON, e.g. a duplicate member name; `unknown_field`, `invalid_body`, `invalid_type`, `invalid_payload`, `invalid_number`, `batch_size`, `invalid_scroll_name`, `invalid_seq`, `invalid_hash`, `invalid_epoch`, `invalid_query`, `beyond_checkpoint`, `beyond_tree`, `invalid_idempotency_key`; `invalid_header` for bytes outside visible ASCII in Authorization, Idempotency-Key, Content-Type or Accept; `bad_request` for a request the HTTP parser refused) and the message names the field",
         401 => "Missing, malformed, unknown or revoked API key (`unauthorized`)",
         403 => "The key's role or scroll list does not allow this, or the scroll or receipt type belongs to a service (`forbidden`)",
-        404 => "No such scroll, receipt, checkpoint, bundle, anchor or verifier key (`unknown_scroll`, `unknown_receipt`, `no_checkpoint`, `no_bundle`, `unknown_anchor`, `no_vkey`), or an empty path segment (`not_found`)",
+        404 => "No such scroll, receipt, checkpoint, bundle, anchor, verifier key or constitution (`unknown_scroll`, `unknown_receipt`, `no_checkpoint`, `no_bundle`, `unknown_anchor`, `no_vkey`, `no_constitution`), or an empty path segment (`not_found`)",
         408 => "The body did not arrive within the body read timeout (`request_timeout`)",
-        409 => "The Idempotency-Key was used with another body (`idempotency_conflict`), or the scroll exists (`scroll_exists`)",
+        409 => "The Idempotency-Key was used with another body (`idempotency_conflict`), the scroll exists (`scroll_exists`), a constitution's version is not above the one in force (`stale_version`), an emergency is already raised (`emergency_active`) or none is (`no_emergency`)",
+        422 => "The constitution in force refuses the receipt (`constitutional_violation`); `rule` and `field` name the rule broken and the field at fault, and a batch is refused whole",
         411 => "No Content-Length (`length_required`)",
         413 => "Content-Length over the route's limit, refused before the body is read (`payload_too_large`)",
         414 => "Request target too long (`uri_too_long`)",
@@ -327,7 +388,7 @@ fn error_description(status: u16) -> &'static str {
         429 => "The API key is over its request rate (`rate_limited`); Retry-After says when to try again",
         431 => "Too many or too large request headers (`header_fields_too_large`)",
         500 => "A stored row failed its integrity check and is not served (`integrity_error`)",
-        503 => "Postgres unavailable (`database_unavailable`, no SQL or connection detail), the request deadline passed (`request_deadline`) or the connection cap was reached (`too_many_connections`, with Retry-After, then the connection is closed)",
+        503 => "An emergency freeze refuses writes (`emergency_active`, with Retry-After), Postgres unavailable (`database_unavailable`, no SQL or connection detail), the request deadline passed (`request_deadline`) or the connection cap was reached (`too_many_connections`, with Retry-After, then the connection is closed)",
         _ => "Error",
     }
 }
@@ -350,7 +411,7 @@ fn response(status: u16, reply: Option<Reply>) -> Value {
         }
         if status == 503 {
             r["headers"] = json!({"Retry-After": {
-                "description": "Seconds to wait; sent with `too_many_connections` only",
+                "description": "Seconds to wait; sent with `too_many_connections` and `emergency_active`",
                 "required": false,
                 "schema": {"type": "integer", "minimum": 1},
             }});
@@ -499,7 +560,9 @@ fn schemas(opts: &PortalArgs) -> Value {
     let mut groups = vec![json!({
         "Error": {"type": "object", "additionalProperties": false, "required": ["error"], "properties": {
             "error": {"type": "object", "additionalProperties": false, "required": ["code", "message"],
-                      "properties": {"code": {"type": "string", "pattern": "^[a-z_]+$"}, "message": {"type": "string"}}}}},
+                      "properties": {"code": {"type": "string", "pattern": "^[a-z_]+$"}, "message": {"type": "string"},
+                                     "rule": {"type": "string", "description": "With `constitutional_violation`: the rule broken"},
+                                     "field": {"type": "string", "description": "With `constitutional_violation`: the field at fault"}}}}},
         "ScrollName": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,62}$"},
         "Position": {"type": "integer", "minimum": 0, "maximum": u64::MAX},
         "Hash": hash,
@@ -590,6 +653,32 @@ fn schemas(opts: &PortalArgs) -> Value {
                        "cache": {"type": "string"},
                        "config": {"type": "object", "description": "The resolved configuration, every secret redacted"}}},
         "OpenApiDocument": {"type": "object", "required": ["openapi", "info", "paths"]},
+    }));
+    let receipt_ref = json!({"type": "object", "additionalProperties": false,
+        "required": ["scroll", "seq", "leaf_hash", "submitted_at", "submitter"],
+        "properties": {"scroll": schema_ref("ScrollName"), "seq": safe, "leaf_hash": schema_ref("Hash"),
+                       "submitted_at": stamp, "submitter": {"type": "string"}}});
+    groups.push(json!({
+        "Constitution": {"type": "object", "additionalProperties": false, "required": ["version", "scrolls"],
+            "description": "Per-scroll rules (docs/governance.md): `types` (names or `prefix*`), `max_payload_bytes`, `payload` (type pattern → JSON Schema, draft 2020-12, no `$ref`), `writers` (type pattern → roles, key_ids, services); `*` applies to scrolls not named",
+            "properties": {"version": {"type": "integer", "minimum": 1, "maximum": MAX_SAFE_INTEGER},
+                           "description": {"type": "string"},
+                           "scrolls": {"type": "object"}}},
+        "Adoption": {"type": "object", "additionalProperties": false, "required": ["constitution"],
+                     "properties": {"constitution": schema_ref("Constitution")}},
+        "Adopted": {"type": "object", "additionalProperties": false, "required": ["version", "receipt"],
+                    "properties": {"version": safe, "receipt": receipt_ref}},
+        "ConstitutionInForce": {"type": "object", "additionalProperties": false,
+                                "required": ["version", "constitution", "adopted_by", "receipt"],
+                                "properties": {"version": safe, "constitution": schema_ref("Constitution"),
+                                               "adopted_by": {"type": ["string", "null"]}, "receipt": receipt_ref}},
+        "EmergencyRequest": {"type": "object", "additionalProperties": false, "required": ["reason"],
+                             "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": ledger::governance::emergency::MAX_REASON_CHARS,
+                                                       "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"}}},
+        "EmergencyState": {"type": "object", "additionalProperties": false, "required": ["active"],
+                           "properties": {"active": {"type": "boolean"}, "reason": {"type": "string"},
+                                          "raised_by": {"type": "string"}, "lifted_by": {"type": "string"},
+                                          "since": {"type": "string"}, "receipt": {"type": "object"}}},
     }));
     let mut all = Map::new();
     for g in groups {

@@ -49,6 +49,12 @@ pub struct PortalArgs {
     /// and put into proof bundles.
     #[arg(long, env = "VAULTMESH_GUARDIAN_VKEY_FILE", value_name = "FILE")]
     pub guardian_vkey_file: Option<PathBuf>,
+    /// Seconds per read-audit window: the reads of receipt contents in each window become
+    /// one `access_recorded` receipt per key and scroll in the `access` scroll (and the last
+    /// window is written when the portal stops).
+    #[arg(long, env = "VAULTMESH_ACCESS_WINDOW_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub access_window_secs: u64,
 }
 
 impl Default for PortalArgs {
@@ -66,6 +72,7 @@ impl Default for PortalArgs {
             rate_limit_burst: 2000,
             body_read_timeout_ms: 10_000,
             guardian_vkey_file: None,
+            access_window_secs: 60,
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct Portal {
     /// Keyed batches run outside the group commit, each on a pooled connection of its own:
     /// at most a quarter of the pool at once, so they can never starve other writes.
     pub keyed_batches: Arc<tokio::sync::Semaphore>,
+    /// Reads of receipt contents waiting to be receipted in `access`.
+    pub access: crate::access_log::AccessLog,
     known_scrolls: Arc<RwLock<HashMap<String, i32>>>,
 }
 
@@ -68,17 +70,29 @@ impl Portal {
             }
         });
         let keyed_slots = (ctx.config.db_pool_size / 4).max(1);
+        let gate = ctx.gate();
         Self {
             ctx,
             ingest,
             auth,
-            gate: AppendGate::new(),
+            gate,
             opts,
             vkey,
             verifier,
             checkpoints: CheckpointMemo::default(),
             keyed_batches: Arc::new(tokio::sync::Semaphore::new(keyed_slots)),
+            access: crate::access_log::AccessLog::default(),
             known_scrolls: Arc::new(RwLock::new(HashMap::new())),
+        }
+    }
+
+    /// The scroll's name if it is known to exist (no database call): the label of a denied
+    /// read, so client-chosen names never become metric labels.
+    pub async fn scroll_label(&self, name: &str) -> String {
+        if self.known_scrolls.read().await.contains_key(name) {
+            name.to_string()
+        } else {
+            crate::access_log::UNKNOWN_SCROLL.to_string()
         }
     }
 

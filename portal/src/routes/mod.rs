@@ -206,6 +206,7 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
             })
         })
         .boxed();
+    let governance = governance_routes(p.clone());
     let vkey = warp::path!("v1" / "keys" / "guardian")
         .and(warp::get())
         .and(with(p))
@@ -240,6 +241,70 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .or(vkey)
         .unify()
         .or(openapi)
+        .unify()
+        .or(governance)
+        .unify()
+        .boxed()
+}
+
+/// The governance API (shared with the guardian; handlers in `ledger::governance::routes`).
+fn governance_routes(p: Arc<Portal>) -> BoxedFilter<(Response,)> {
+    use ledger::governance::routes as gov;
+    let get_constitution = warp::path!("v1" / "governance" / "constitution")
+        .and(warp::get())
+        .and(with(p.clone()))
+        .then(|p: Arc<Portal>| {
+            observe("GET", "/v1/governance/constitution", async move {
+                gov::constitution(&p.ctx.governance)
+            })
+        });
+    let adopt = warp::path!("v1" / "governance" / "constitution")
+        .and(warp::post())
+        .and(with(p.clone()))
+        .and(auth_header())
+        .and(pending_body())
+        .then(|p: Arc<Portal>, auth: Option<String>, body: PendingBody| {
+            observe("POST", "/v1/governance/constitution", async move {
+                let deadline = p.opts.body_read_timeout();
+                gov::adopt(&p.ctx.governance, &p.auth, auth.as_deref(), body, deadline).await
+            })
+        });
+    let get_emergency = warp::path!("v1" / "governance" / "emergency")
+        .and(warp::get())
+        .and(with(p.clone()))
+        .then(|p: Arc<Portal>| {
+            observe("GET", "/v1/governance/emergency", async move {
+                gov::emergency(&p.ctx.governance)
+            })
+        });
+    let raise = warp::path!("v1" / "governance" / "emergency")
+        .and(warp::post())
+        .and(with(p.clone()))
+        .and(auth_header())
+        .and(pending_body())
+        .then(|p: Arc<Portal>, auth: Option<String>, body: PendingBody| {
+            observe("POST", "/v1/governance/emergency", async move {
+                let deadline = p.opts.body_read_timeout();
+                gov::raise(&p.ctx.governance, &p.auth, auth.as_deref(), body, deadline).await
+            })
+        });
+    let lift = warp::path!("v1" / "governance" / "emergency")
+        .and(warp::delete())
+        .and(with(p))
+        .and(auth_header())
+        .then(|p: Arc<Portal>, auth: Option<String>| {
+            observe("DELETE", "/v1/governance/emergency", async move {
+                gov::lift(&p.ctx.governance, &p.auth, auth.as_deref()).await
+            })
+        });
+    get_constitution
+        .or(adopt)
+        .unify()
+        .or(get_emergency)
+        .unify()
+        .or(raise)
+        .unify()
+        .or(lift)
         .unify()
         .boxed()
 }

@@ -6,7 +6,6 @@ use crate::params::{number, seq_param};
 use crate::read_cache;
 use crate::state::Portal;
 use ledger::api_error::ApiError;
-use ledger::auth::may_read;
 use ledger::hash::to_hex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -107,8 +106,7 @@ pub async fn bundle(
     seq: String,
     auth: Option<String>,
 ) -> Result<Response, ApiError> {
-    let key = p.auth.authenticate(auth.as_deref()).await?;
-    may_read(&key)?;
+    let key = super::receipts::reader_of(&p, auth, Some(&scroll), "bundle").await?;
     p.existing_scroll(&scroll).await?;
     let seq = seq_param(&seq)?;
     let vkey = p.vkey.clone().unwrap_or_default();
@@ -118,6 +116,9 @@ pub async fn bundle(
         .proof_bundle(&scroll, seq, &vkey)
         .await?
         .ok_or_else(|| ApiError::not_found("no_bundle", format!("receipt {seq} of {scroll:?} does not exist or is not in a signed checkpoint yet")))?;
+    if let Ok(h) = ledger::hash::from_hex(&b.leaf_hash) {
+        p.access.record(&key.id, &scroll, "bundle", &[(seq, h)]);
+    }
     Ok(json_reply(
         StatusCode::OK,
         &serde_json::to_value(&b).unwrap_or(Value::Null),

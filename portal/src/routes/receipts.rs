@@ -215,6 +215,28 @@ pub async fn submit_batch(
     Ok(json_reply(status, &json!({ "receipts": receipts })))
 }
 
+/// A key allowed to read receipt contents; a refusal (401, 403, 429) is counted as a denied
+/// read of `scroll` (by its label when known to exist).
+pub(crate) async fn reader_of(
+    p: &Portal,
+    auth: Option<String>,
+    scroll: Option<&str>,
+    action: &'static str,
+) -> Result<ledger::store::ApiKey, ApiError> {
+    let checked = match p.auth.authenticate(auth.as_deref()).await {
+        Ok(key) => may_read(&key).map(|()| key),
+        Err(e) => Err(e),
+    };
+    if checked.is_err() {
+        let label = match scroll {
+            Some(s) => p.scroll_label(s).await,
+            None => crate::access_log::UNKNOWN_SCROLL.to_string(),
+        };
+        p.access.denied(&label, action);
+    }
+    checked
+}
+
 /// `GET /v1/scrolls/{scroll}/receipts?from&limit`.
 pub async fn list(
     p: Arc<Portal>,
@@ -222,8 +244,7 @@ pub async fn list(
     auth: Option<String>,
     q: Result<HashMap<String, String>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let key = p.auth.authenticate(auth.as_deref()).await?;
-    may_read(&key)?;
+    let key = reader_of(&p, auth, Some(&scroll), "list").await?;
     p.existing_scroll(&scroll).await?;
     let q = q?;
     let from = number(&q, "from")?.unwrap_or(0);
@@ -240,6 +261,9 @@ pub async fn list(
         .list_receipts(&scroll, from, limit as u32)
         .await?;
     let next = rows.last().map(|r| r.receipt.seq + 1);
+    let read: Vec<(u64, ledger::hash::Hash)> =
+        rows.iter().map(|r| (r.receipt.seq, r.leaf_hash)).collect();
+    p.access.record(&key.id, &scroll, "list", &read);
     let receipts: Vec<Value> = rows.iter().map(receipt_json).collect();
     Ok(json_reply(
         StatusCode::OK,
@@ -254,11 +278,12 @@ pub async fn get(
     seq: String,
     auth: Option<String>,
 ) -> Result<Response, ApiError> {
-    let key = p.auth.authenticate(auth.as_deref()).await?;
-    may_read(&key)?;
+    let key = reader_of(&p, auth, Some(&scroll), "get").await?;
     p.existing_scroll(&scroll).await?;
     let seq = seq_param(&seq)?;
     let r = read_cache::receipt(&p, &scroll, seq).await?;
+    p.access
+        .record(&key.id, &scroll, "get", &[(r.receipt.seq, r.leaf_hash)]);
     Ok(json_reply(StatusCode::OK, &receipt_json(&r)))
 }
 
@@ -268,8 +293,7 @@ pub async fn by_hash(
     hash: String,
     auth: Option<String>,
 ) -> Result<Response, ApiError> {
-    let key = p.auth.authenticate(auth.as_deref()).await?;
-    may_read(&key)?;
+    let key = reader_of(&p, auth, None, "by_hash").await?;
     let lowercase = hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let h = from_hex(&hash).ok().filter(|_| lowercase).ok_or_else(|| {
         ApiError::bad("invalid_hash", "leaf_hash: must be 64 lowercase hex digits")
@@ -278,5 +302,11 @@ pub async fn by_hash(
         p.ctx.store.receipt_by_leaf_hash(&h).await?.ok_or_else(|| {
             ApiError::not_found("unknown_receipt", "no receipt has this leaf hash")
         })?;
+    p.access.record(
+        &key.id,
+        &r.receipt.scroll,
+        "by_hash",
+        &[(r.receipt.seq, r.leaf_hash)],
+    );
     Ok(json_reply(StatusCode::OK, &receipt_json(&r)))
 }

@@ -1,0 +1,101 @@
+//! Governance state as the ledger holds it: the newest `constitution_adopted` and emergency
+//! receipts of the `governance` scroll, written by a role trusted with them, and the
+//! notification that tells every service to reload.
+
+use super::tree::check_leaf;
+use super::{to_u64, Store, StoreError, StoredReceipt};
+use crate::receipt::Receipt;
+
+/// The channel every service listens on for governance changes.
+pub const GOVERNANCE_CHANNEL: &str = "vaultmesh_governance";
+
+/// Receipts of the `governance` scroll that change what the gate enforces.
+pub const STATE_TYPES: [&str; 3] = [
+    "constitution_adopted",
+    "emergency_raised",
+    "emergency_lifted",
+];
+
+/// Database roles whose governance receipts count: the services that serve the governance
+/// API, and the schema owner (which can do anything anyway). A receipt inserted by the
+/// oracle's role, or any other, is ignored, so that role cannot forge a constitution.
+const TRUSTED_ROLES: &str = "r.db_role IN ('vaultmesh_portal', 'vaultmesh_guardian') \
+     OR r.db_role = (SELECT tableowner FROM pg_tables WHERE schemaname = current_schema() \
+     AND tablename = 'receipts')";
+
+impl Store {
+    /// The `seq` of the newest state-changing governance receipt (`None` before the first):
+    /// a cheap probe (one partial-index lookup) that tells a poller whether to reload.
+    pub async fn governance_marker(&self) -> Result<Option<u64>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_one(
+                "SELECT max(r.seq) FROM receipts r WHERE r.scroll_id = \
+                 (SELECT id FROM scrolls WHERE name = 'governance') AND r.type IN \
+                 ('constitution_adopted', 'emergency_raised', 'emergency_lifted')",
+                &[],
+            )
+            .await?;
+        Ok(row.get::<_, Option<i64>>(0).map(to_u64))
+    }
+
+    /// The newest receipt of the `governance` scroll whose type is one of `kinds`, written by
+    /// a trusted role, integrity-checked; forged or damaged rows are skipped.
+    pub async fn latest_governance_receipt(
+        &self,
+        kinds: &[&str],
+    ) -> Result<Option<StoredReceipt>, StoreError> {
+        let literals: Vec<String> = kinds
+            .iter()
+            .filter(|k| STATE_TYPES.contains(k))
+            .map(|k| format!("'{k}'"))
+            .collect();
+        if literals.is_empty() {
+            return Ok(None);
+        }
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT r.seq, r.leaf, r.leaf_hash FROM receipts r WHERE r.scroll_id = \
+                     (SELECT id FROM scrolls WHERE name = 'governance') AND r.type IN ({}) \
+                     AND ({TRUSTED_ROLES}) ORDER BY r.seq DESC LIMIT 16",
+                    literals.join(", ")
+                ),
+                &[],
+            )
+            .await?;
+        for row in rows {
+            let seq = to_u64(row.get(0));
+            let leaf: Vec<u8> = row.get(1);
+            let stored_hash: Vec<u8> = row.get(2);
+            let Ok(leaf_hash) = check_leaf("governance", seq, seq, &leaf, &stored_hash) else {
+                tracing::error!(seq, "governance receipt fails its integrity check; skipped");
+                continue;
+            };
+            let Ok(receipt) = Receipt::from_leaf(&leaf) else {
+                continue;
+            };
+            if !matches!(receipt.submitter.as_str(), "portal" | "guardian") {
+                tracing::error!(seq, submitter = %receipt.submitter, "governance receipt from an unexpected submitter; skipped");
+                continue;
+            }
+            return Ok(Some(StoredReceipt {
+                receipt,
+                leaf,
+                leaf_hash,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Tells every service listening that governance state changed (best effort: pollers
+    /// catch a lost notification).
+    pub async fn notify_governance(&self) -> Result<(), StoreError> {
+        let client = self.pool().get().await?;
+        client
+            .execute("SELECT pg_notify($1, '')", &[&GOVERNANCE_CHANNEL])
+            .await?;
+        Ok(())
+    }
+}
