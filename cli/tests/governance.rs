@@ -589,8 +589,55 @@ async fn a_second_portal_enforces_a_new_constitution_within_a_second() {
         .await;
         eprintln!("constitution reached a portal in {took:?} (poll)");
     }
-    a.stop().await;
-    b.stop().await;
+
+    // A newer adoption row that does not parse (only a forgery could be one: the API
+    // validates) is passed over, also by a portal started afterwards: version 2 still rules.
+    let broken = NewReceipt {
+        draft: ReceiptDraft::new(
+            "constitution_adopted",
+            json!({"version": 3, "constitution": {"version": "three"}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
+        submitter: String::new(),
+        idempotency_key: None,
+        request_hash: None,
+    };
+    portal_role
+        .append_receipts(
+            admit_as(
+                &Writer::Service(Service::Portal),
+                "governance",
+                vec![broken],
+            ),
+            true,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let c = portal(&db, portal::PortalArgs::default()).await;
+    let (s, v) = call(
+        c.api_addr,
+        "GET",
+        "/v1/governance/constitution",
+        None,
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!((s, v["version"].as_u64()), (200, Some(2)), "{v}");
+    assert_violation(
+        submit(
+            c.api_addr,
+            &k.writer,
+            "drills",
+            json!({"type": "zzz", "payload": {}}),
+        )
+        .await,
+        "drills.types",
+        "body.type",
+    );
+    for p in [a, b, c] {
+        p.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -684,6 +731,18 @@ async fn an_emergency_freezes_every_service_and_survives_a_restart() {
         &k.admin,
         "treasury",
         json!({"type": "note", "payload": {}}),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (503, Some("emergency_active")),
+        "{e}"
+    );
+    let (s, e) = post(
+        b.api_addr,
+        "/v1/scrolls",
+        &k.admin,
+        &json!({"name": "frozen-out"}),
     )
     .await;
     assert_eq!(

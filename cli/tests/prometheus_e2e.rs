@@ -2,7 +2,8 @@
 //! Prometheus (on a free port) scrapes them with the project's alert rules loaded, traffic
 //! drives receipts, anchors and oracle queries, then every dashboard panel query and every
 //! receipts/guardian/oracle alert selector is evaluated through Prometheus's HTTP API, and a
-//! forced divergence must make `ProofChainDivergence` pending or firing.
+//! forced divergence must make `ProofChainDivergence` pending or firing; a constitutional
+//! violation and an emergency must make `ConstitutionalViolation` and `EmergencyActive` fire.
 
 mod common;
 
@@ -383,6 +384,20 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
     .collect();
     assert_eq!(scraped, expected);
 
+    // A constitution for `offsec` (which the traffic leaves alone): its rule's violation
+    // counter is exported from zero, for the dashboards and, later, the alert.
+    let doc = json!({"constitution": {"version": 1, "scrolls": {"offsec": {"types": ["scan_*"]}}}});
+    let (s, v) = call(
+        portal.api,
+        "POST",
+        "/v1/governance/constitution",
+        Some(&t.admin),
+        &[],
+        &doc.to_string(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+
     // Round 1 creates every series; round 2, after Prometheus has seen round 1, makes the
     // rates and quantiles over them non-trivial.
     for round in 1..=2u32 {
@@ -600,4 +615,107 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
         alert["annotations"]["summary"], "ProofChain divergence detected",
         "{alert}"
     );
+
+    // Governance: the constitution refuses a receipt and `ConstitutionalViolation` fires on the
+    // portal, naming the scroll and rule; an emergency makes `EmergencyActive` fire on all
+    // three services, and lifting it resolves them.
+    prom.wait_for(
+        r#"vaultmesh_governance_violations_total{job="vaultmesh-portal",rule="offsec.types"} == 0"#,
+        |s| s.len() == 1,
+    )
+    .await;
+    let bad = json!({"type": "lunch_ordered", "payload": {}}).to_string();
+    let (s, v) = call(
+        portal.api,
+        "POST",
+        "/v1/scrolls/offsec/receipts",
+        Some(&t.writer),
+        &[],
+        &bad,
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let alert = firing(&prom, "ConstitutionalViolation", 1).await.remove(0);
+    assert_eq!(alert["labels"]["severity"], "critical", "{alert}");
+    assert_eq!(alert["labels"]["scroll"], "offsec", "{alert}");
+    assert_eq!(alert["labels"]["rule"], "offsec.types", "{alert}");
+    assert_eq!(alert["labels"]["job"], "vaultmesh-portal", "{alert}");
+    assert_eq!(
+        alert["annotations"]["summary"], "Constitutional violation detected",
+        "{alert}"
+    );
+    let raise = json!({"reason": "e2e drill"}).to_string();
+    let (s, v) = call(
+        portal.api,
+        "POST",
+        "/v1/governance/emergency",
+        Some(&t.admin),
+        &[],
+        &raise,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let alerts = firing(&prom, "EmergencyActive", 3).await;
+    let mut jobs: Vec<&str> = alerts
+        .iter()
+        .filter_map(|a| a["labels"]["job"].as_str())
+        .collect();
+    jobs.sort_unstable();
+    assert_eq!(
+        jobs,
+        ["vaultmesh-guardian", "vaultmesh-oracle", "vaultmesh-portal"]
+    );
+    for a in &alerts {
+        assert_eq!(a["labels"]["severity"], "warning", "{a}");
+        assert_eq!(
+            a["annotations"]["summary"], "Governance emergency active",
+            "{a}"
+        );
+        assert_eq!(
+            a["annotations"]["description"], "Emergency powers in effect",
+            "{a}"
+        );
+    }
+    let (s, v) = call(
+        portal.api,
+        "DELETE",
+        "/v1/governance/emergency",
+        Some(&t.admin),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while prom
+        .alerts()
+        .await
+        .iter()
+        .any(|a| a["labels"]["alertname"] == "EmergencyActive")
+    {
+        assert!(Instant::now() < deadline, "EmergencyActive never resolved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `n` alerts named `name` are firing (not just pending) and returns them.
+async fn firing(prom: &Prometheus, name: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let alerts: Vec<Value> = prom
+            .alerts()
+            .await
+            .into_iter()
+            .filter(|a| a["labels"]["alertname"] == name && a["state"] == "firing")
+            .collect();
+        if alerts.len() >= n {
+            return alerts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: {} of {n} firing",
+            alerts.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

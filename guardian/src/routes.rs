@@ -281,6 +281,8 @@ async fn acknowledge(
         Err(e @ AckError::AlreadyAcknowledged(_)) => {
             Err(ApiError::bad("already_acknowledged", e.to_string()))
         }
+        // The constitution or an emergency refused the acknowledgement receipt: say so.
+        Err(AckError::Ledger(GuardianError::Gate(refusal))) => Err(ApiError::from(refusal)),
         Err(e) => Err(ApiError::Unavailable(format!("acknowledging: {e}"))),
     }
 }

@@ -44,12 +44,9 @@ pub struct Oracle {
 impl Oracle {
     /// Answers a validated query and receipts the answer.
     pub async fn answer(&self, q: &Query) -> Result<query::Response, QueryError> {
-        if let Some(e) = &self.ctx.governance.current().emergency {
+        if let Some(refusal) = self.ctx.governance.frozen() {
             // The answer could not be receipted: refuse before spending the LLM on it.
-            return Err(QueryError::Refused(ledger::gate::GateError::Frozen {
-                message: format!("writes are frozen by an emergency: {}", e.reason),
-                retry_after_secs: self.ctx.governance.settings().retry_after_secs,
-            }));
+            return Err(QueryError::Refused(refusal));
         }
         let gathered = query::gather(&self.ctx.store, q).await?;
         let extractive = query::extractive_answer(q, &gathered);

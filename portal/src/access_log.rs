@@ -23,6 +23,11 @@ pub const ACCESS_SCROLL: &str = "access";
 /// window gets several receipts (memory per pair stays bounded).
 pub const MAX_POSITIONS_PER_RECEIPT: usize = 2048;
 
+/// Access payloads waiting to be written (Postgres unreachable) beyond which reads of
+/// receipt contents are refused with 503: the audit fails closed rather than let reads go
+/// unrecorded or memory grow without bound.
+pub const MAX_BACKLOG: usize = 10_000;
+
 /// The label for a denial whose scroll is not known to exist (names are client-chosen, so
 /// they never become labels unchecked).
 pub const UNKNOWN_SCROLL: &str = "_unknown";
@@ -30,17 +35,28 @@ pub const UNKNOWN_SCROLL: &str = "_unknown";
 /// The reads of one key in one scroll within a window.
 #[derive(Debug, Default)]
 struct Reads {
-    started: Option<DateTime<Utc>>,
+    first_at: Option<DateTime<Utc>>,
     requests: u64,
     receipts: u64,
     actions: BTreeMap<&'static str, u64>,
     positions: BTreeMap<u64, Hash>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Window {
+    started: DateTime<Utc>,
     open: HashMap<(String, String), Reads>,
     closed: Vec<Value>,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            started: Utc::now(),
+            open: HashMap::new(),
+            closed: Vec::new(),
+        }
+    }
 }
 
 /// Reads counted since the last flush, and payloads waiting to be written.
@@ -59,21 +75,35 @@ impl AccessLog {
             return;
         };
         let now = Utc::now();
+        let started = w.started;
         let key = (key_id.to_string(), scroll.to_string());
-        let reads = w.open.entry(key.clone()).or_default();
-        reads.started.get_or_insert(now);
+        // A receipt never holds more than MAX_POSITIONS_PER_RECEIPT positions: a pair whose
+        // next read would overflow it is closed first.
+        let full = w.open.get(&key).is_some_and(|r| {
+            !r.positions.is_empty() && r.positions.len() + read.len() > MAX_POSITIONS_PER_RECEIPT
+        });
+        if full {
+            if let Some(reads) = w.open.remove(&key) {
+                let payload = payload(&key.0, &key.1, reads, started, now);
+                w.closed.push(payload);
+            }
+        }
+        let reads = w.open.entry(key).or_default();
+        reads.first_at.get_or_insert(now);
         reads.requests += 1;
         reads.receipts += read.len() as u64;
         *reads.actions.entry(action).or_default() += 1;
         for (seq, hash) in read {
             reads.positions.insert(*seq, *hash);
         }
-        if reads.positions.len() >= MAX_POSITIONS_PER_RECEIPT {
-            if let Some(full) = w.open.remove(&key) {
-                let payload = payload(&key.0, &key.1, full, now);
-                w.closed.push(payload);
-            }
-        }
+    }
+
+    /// Whether so many access payloads wait to be written that reads must be refused.
+    pub fn backlog_full(&self) -> bool {
+        self.window
+            .lock()
+            .map(|w| w.closed.len() >= MAX_BACKLOG)
+            .unwrap_or(true)
     }
 
     /// Counts a refused read of receipt contents.
@@ -89,12 +119,13 @@ impl AccessLog {
             return Vec::new();
         };
         let now = Utc::now();
+        let started = std::mem::replace(&mut w.started, now);
         let mut out = std::mem::take(&mut w.closed);
         let open = std::mem::take(&mut w.open);
         let mut open: Vec<_> = open.into_iter().collect();
         open.sort_by(|a, b| a.0.cmp(&b.0));
         for ((key_id, scroll), reads) in open {
-            out.push(payload(&key_id, &scroll, reads, now));
+            out.push(payload(&key_id, &scroll, reads, started, now));
         }
         out
     }
@@ -145,8 +176,15 @@ impl AccessLog {
     }
 }
 
-/// The `access_recorded` payload of one key's reads of one scroll.
-fn payload(key_id: &str, scroll: &str, reads: Reads, now: DateTime<Utc>) -> Value {
+/// The `access_recorded` payload of one key's reads of one scroll in the window that began
+/// at `window_start`.
+fn payload(
+    key_id: &str,
+    scroll: &str,
+    reads: Reads,
+    window_start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Value {
     let mut ranges: Vec<[u64; 2]> = Vec::new();
     let mut tree = CompactTree::<ledger::hash::Sha3Digest>::default();
     for (seq, hash) in &reads.positions {
@@ -156,12 +194,13 @@ fn payload(key_id: &str, scroll: &str, reads: Reads, now: DateTime<Utc>) -> Valu
         }
         tree.push(*hash);
     }
-    let started = reads.started.unwrap_or(now);
+    let first_at = reads.first_at.unwrap_or(now);
     json!({
         "key_id": key_id,
         "scroll": scroll,
-        "window_start": ledger::receipt::format_timestamp(started),
+        "window_start": ledger::receipt::format_timestamp(window_start),
         "window_end": ledger::receipt::format_timestamp(now),
+        "first_read_at": ledger::receipt::format_timestamp(first_at),
         "requests": reads.requests,
         "receipts_read": reads.receipts,
         "actions": reads.actions,
@@ -233,6 +272,16 @@ mod tests {
     }
 
     #[test]
+    fn an_unwritable_backlog_closes_reads() {
+        let log = AccessLog::default();
+        assert!(!log.backlog_full());
+        log.restore(vec![json!({}); MAX_BACKLOG]);
+        assert!(log.backlog_full());
+        assert_eq!(log.take().len(), MAX_BACKLOG);
+        assert!(!log.backlog_full());
+    }
+
+    #[test]
     fn a_heavy_reader_gets_several_bounded_receipts() {
         let log = AccessLog::default();
         let h = [7u8; 32];
@@ -241,6 +290,9 @@ mod tests {
         }
         let out = log.take();
         assert_eq!(out.len(), 3);
+        assert!(out
+            .iter()
+            .all(|p| p["distinct"].as_u64() <= Some(MAX_POSITIONS_PER_RECEIPT as u64)));
         let total: u64 = out.iter().filter_map(|p| p["receipts_read"].as_u64()).sum();
         assert_eq!(total, MAX_POSITIONS_PER_RECEIPT as u64 * 2 + 5);
     }

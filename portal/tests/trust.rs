@@ -92,9 +92,19 @@ async fn writers_cannot_write_service_scrolls_or_reserved_types() {
         r#"{"type":"policy_reviewed","payload":{}}"#,
     )
     .await;
+    assert_eq!(s, 403, "governance is the services' own: {b}");
+    let (s, b) = call(
+        p.api_addr,
+        "POST",
+        "/v1/scrolls/psi/receipts",
+        Some(&writer),
+        &[],
+        r#"{"type":"policy_reviewed","payload":{}}"#,
+    )
+    .await;
     assert_eq!(
         s, 201,
-        "clients may write other types in system scrolls: {b}"
+        "clients may write other types in the other system scrolls: {b}"
     );
     p.stop().await;
 }

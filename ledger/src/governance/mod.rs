@@ -90,6 +90,7 @@ struct Inner {
     violations: ViolationLog,
     reload: tokio::sync::Mutex<()>,
     recorder: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    listening: std::sync::atomic::AtomicBool,
 }
 
 /// One service's view of governance: the state in force, its metrics and its violation log.
@@ -172,6 +173,7 @@ impl Governance {
                 violations: ViolationLog::default(),
                 reload: tokio::sync::Mutex::new(()),
                 recorder: std::sync::Mutex::new(None),
+                listening: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -188,6 +190,31 @@ impl Governance {
     /// window is receipted then); `None` once taken.
     pub fn take_recorder(&self) -> Option<tokio::task::JoinHandle<()>> {
         self.inner.recorder.lock().ok().and_then(|mut r| r.take())
+    }
+
+    /// The refusal of a write that is not a receipt (creating a scroll) or that would end in
+    /// one (an oracle answer) while an emergency is raised; `None` when writes are open.
+    pub fn frozen(&self) -> Option<GateError> {
+        self.current()
+            .emergency
+            .as_ref()
+            .map(|e| GateError::Frozen {
+                message: format!("writes are frozen by an emergency: {}", e.reason),
+                retry_after_secs: self.inner.settings.retry_after_secs,
+            })
+    }
+
+    /// Whether the watcher holds a LISTEN connection now (otherwise changes arrive by poll).
+    pub fn listening(&self) -> bool {
+        self.inner
+            .listening
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_listening(&self, on: bool) {
+        self.inner
+            .listening
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The service this view belongs to.
@@ -208,29 +235,39 @@ impl Governance {
     /// Reloads the state if the newest governance receipt changed (or was never read);
     /// returns whether it reloaded.
     pub async fn refresh(&self) -> Result<bool, StoreError> {
-        let _one = self.inner.reload.lock().await;
         let marker = self.inner.store.governance_marker().await?;
+        self.refresh_at(marker).await
+    }
+
+    /// Reloads the state if `marker` (the newest governance receipt's seq, as just read) is
+    /// not the one loaded; returns whether it reloaded.
+    pub async fn refresh_at(&self, marker: Option<u64>) -> Result<bool, StoreError> {
+        let _one = self.inner.reload.lock().await;
         let now = self.current();
         if now.loaded && now.marker == marker {
             return Ok(false);
         }
         let store = &self.inner.store;
-        let constitution = match store
-            .latest_governance_receipt(&["constitution_adopted"])
+        // The newest adoption that parses rules; one that does not (it cannot come through
+        // the API, which validates) is logged and passed over.
+        let mut constitution = None;
+        for receipt in store
+            .latest_governance_receipts(&["constitution_adopted"], 8)
             .await?
         {
-            None => None,
-            Some(receipt) => match adopted_from(&receipt) {
-                Ok(c) => Some(Adopted {
-                    constitution: Arc::new(c),
-                    receipt,
-                }),
-                Err(e) => {
-                    tracing::error!(seq = receipt.receipt.seq, error = %e, "the newest constitution receipt does not parse; the previous one stays in force");
-                    now.constitution.clone()
+            match adopted_from(&receipt) {
+                Ok(c) => {
+                    constitution = Some(Adopted {
+                        constitution: Arc::new(c),
+                        receipt,
+                    });
+                    break;
                 }
-            },
-        };
+                Err(e) => {
+                    tracing::error!(seq = receipt.receipt.seq, error = %e, "a constitution receipt does not parse; the one before it rules");
+                }
+            }
+        }
         let emergency = store
             .latest_governance_receipt(&["emergency_raised", "emergency_lifted"])
             .await?
@@ -379,12 +416,9 @@ impl GatePolicy for Governance {
                 message: "governance state not read from the database yet".into(),
             });
         }
-        if let Some(e) = &state.emergency {
-            if !emergency::writable_when_frozen(writer, scroll) {
-                return Err(GateError::Frozen {
-                    message: format!("writes are frozen by an emergency: {}", e.reason),
-                    retry_after_secs: self.inner.settings.retry_after_secs,
-                });
+        if state.emergency.is_some() && !emergency::writable_when_frozen(writer, scroll) {
+            if let Some(refusal) = self.frozen() {
+                return Err(refusal);
             }
         }
         if matches!(writer, Writer::Service(_)) && UNGOVERNED_SERVICE_SCROLLS.contains(&scroll) {

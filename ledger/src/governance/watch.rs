@@ -1,7 +1,8 @@
 //! Keeps a service's governance state current: a dedicated Postgres connection LISTENs on
 //! [`GOVERNANCE_CHANNEL`] and wakes a reload at once; a poll every `settings.poll` reloads
 //! when the newest governance receipt changed, so a lost notification or a dead listener
-//! delays a change by at most one poll.
+//! delays a change by at most one poll. The poll's probe runs on the listening connection
+//! (on the pool only while that connection is down).
 
 use super::Governance;
 use crate::service::Shutdown;
@@ -12,8 +13,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// A LISTEN connection: notifications arrive on `rx`; `rx` closes when the connection dies.
+/// The poll's probe runs on it too, so polling takes nothing from the service's pool.
 struct Listener {
-    _client: tokio_postgres::Client,
+    client: tokio_postgres::Client,
     rx: mpsc::Receiver<()>,
 }
 
@@ -50,10 +52,20 @@ impl Listener {
         .await
         .map_err(|_| "LISTEN timed out".to_string())?
         .map_err(|e| e.to_string())?;
-        Ok(Self {
-            _client: client,
-            rx,
-        })
+        Ok(Self { client, rx })
+    }
+
+    /// The governance marker, read on this connection.
+    async fn marker(&self) -> Result<Option<u64>, String> {
+        let row = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.client
+                .query_one(crate::store::GOVERNANCE_MARKER_SQL, &[]),
+        )
+        .await
+        .map_err(|_| "probe timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        Ok(crate::store::governance_marker_of(&row))
     }
 }
 
@@ -65,15 +77,17 @@ pub(super) async fn run(gov: Governance, url: String, shutdown: Shutdown) {
     let mut listener: Option<Listener> = None;
     let mut next_connect = tokio::time::Instant::now();
     loop {
+        gov.set_listening(listener.is_some());
         if listener.is_none() && tokio::time::Instant::now() >= next_connect {
             match Listener::connect(&url).await {
                 Ok(l) => {
                     listener = Some(l);
+                    gov.set_listening(true);
                     // A change made while nobody listened is picked up by this reload.
                     let _ = gov.refresh().await;
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "governance listener not connected; polling");
+                    tracing::warn!(error = %e, "governance listener not connected; polling");
                     next_connect = tokio::time::Instant::now() + Duration::from_secs(5);
                 }
             }
@@ -93,7 +107,19 @@ pub(super) async fn run(gov: Governance, url: String, shutdown: Shutdown) {
             }
             _ = tokio::time::sleep(poll) => {}
         }
-        if let Err(e) = gov.refresh().await {
+        let refreshed = match listener.as_ref() {
+            Some(l) => match l.marker().await {
+                Ok(marker) => gov.refresh_at(marker).await.map_err(|e| e.to_string()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "governance listener lost; polling until it reconnects");
+                    listener = None;
+                    gov.set_listening(false);
+                    Err(e)
+                }
+            },
+            None => gov.refresh().await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = refreshed {
             tracing::debug!(error = %e, "governance state not reloaded");
         }
     }

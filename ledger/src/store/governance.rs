@@ -23,20 +23,24 @@ const TRUSTED_ROLES: &str = "r.db_role IN ('vaultmesh_portal', 'vaultmesh_guardi
      OR r.db_role = (SELECT tableowner FROM pg_tables WHERE schemaname = current_schema() \
      AND tablename = 'receipts')";
 
+/// The newest state-changing governance receipt's `seq` (NULL before the first): one lookup
+/// in the partial index of migration V5.
+pub const GOVERNANCE_MARKER_SQL: &str = "SELECT max(r.seq) FROM receipts r WHERE r.scroll_id = \
+     (SELECT id FROM scrolls WHERE name = 'governance') AND r.type IN \
+     ('constitution_adopted', 'emergency_raised', 'emergency_lifted')";
+
+/// The marker in a row of [`GOVERNANCE_MARKER_SQL`].
+pub fn governance_marker_of(row: &tokio_postgres::Row) -> Option<u64> {
+    row.get::<_, Option<i64>>(0).map(to_u64)
+}
+
 impl Store {
     /// The `seq` of the newest state-changing governance receipt (`None` before the first):
-    /// a cheap probe (one partial-index lookup) that tells a poller whether to reload.
+    /// a cheap probe that tells a poller whether to reload.
     pub async fn governance_marker(&self) -> Result<Option<u64>, StoreError> {
         let client = self.pool().get().await?;
-        let row = client
-            .query_one(
-                "SELECT max(r.seq) FROM receipts r WHERE r.scroll_id = \
-                 (SELECT id FROM scrolls WHERE name = 'governance') AND r.type IN \
-                 ('constitution_adopted', 'emergency_raised', 'emergency_lifted')",
-                &[],
-            )
-            .await?;
-        Ok(row.get::<_, Option<i64>>(0).map(to_u64))
+        let row = client.query_one(GOVERNANCE_MARKER_SQL, &[]).await?;
+        Ok(governance_marker_of(&row))
     }
 
     /// The newest receipt of the `governance` scroll whose type is one of `kinds`, written by
@@ -45,13 +49,26 @@ impl Store {
         &self,
         kinds: &[&str],
     ) -> Result<Option<StoredReceipt>, StoreError> {
+        Ok(self
+            .latest_governance_receipts(kinds, 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Up to `limit` of the newest such receipts, newest first.
+    pub async fn latest_governance_receipts(
+        &self,
+        kinds: &[&str],
+        limit: usize,
+    ) -> Result<Vec<StoredReceipt>, StoreError> {
         let literals: Vec<String> = kinds
             .iter()
             .filter(|k| STATE_TYPES.contains(k))
             .map(|k| format!("'{k}'"))
             .collect();
-        if literals.is_empty() {
-            return Ok(None);
+        if literals.is_empty() || limit == 0 {
+            return Ok(Vec::new());
         }
         let client = self.pool().get().await?;
         let rows = client
@@ -59,12 +76,13 @@ impl Store {
                 &format!(
                     "SELECT r.seq, r.leaf, r.leaf_hash FROM receipts r WHERE r.scroll_id = \
                      (SELECT id FROM scrolls WHERE name = 'governance') AND r.type IN ({}) \
-                     AND ({TRUSTED_ROLES}) ORDER BY r.seq DESC LIMIT 16",
+                     AND ({TRUSTED_ROLES}) ORDER BY r.seq DESC LIMIT $1",
                     literals.join(", ")
                 ),
-                &[],
+                &[&(i64::try_from(limit).unwrap_or(i64::MAX).saturating_mul(4))],
             )
             .await?;
+        let mut out = Vec::new();
         for row in rows {
             let seq = to_u64(row.get(0));
             let leaf: Vec<u8> = row.get(1);
@@ -80,13 +98,16 @@ impl Store {
                 tracing::error!(seq, submitter = %receipt.submitter, "governance receipt from an unexpected submitter; skipped");
                 continue;
             }
-            return Ok(Some(StoredReceipt {
+            out.push(StoredReceipt {
                 receipt,
                 leaf,
                 leaf_hash,
-            }));
+            });
+            if out.len() == limit {
+                break;
+            }
         }
-        Ok(None)
+        Ok(out)
     }
 
     /// Tells every service listening that governance state changed (best effort: pollers

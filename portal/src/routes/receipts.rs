@@ -227,6 +227,11 @@ pub(crate) async fn reader_of(
         Ok(key) => may_read(&key).map(|()| key),
         Err(e) => Err(e),
     };
+    if checked.is_ok() && p.access.backlog_full() {
+        return Err(ApiError::Unavailable(
+            "the read audit cannot be written; reads of receipt contents wait for it".into(),
+        ));
+    }
     if checked.is_err() {
         let label = match scroll {
             Some(s) => p.scroll_label(s).await,

@@ -43,6 +43,9 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let key = p.auth.authenticate(auth.as_deref()).await?;
     must_be_admin(&key)?;
+    if let Some(refusal) = p.ctx.governance.frozen() {
+        return Err(refusal.into());
+    }
     let body = body.json(4096, p.opts.body_read_timeout()).await?;
     let Value::Object(m) = parse_json(&body)? else {
         return Err(ApiError::bad(
