@@ -75,6 +75,45 @@ async fn ops_up_brings_up_a_working_stack_and_stops_it() {
     );
     assert_eq!(key("VAULTMESH_PORTAL_URL"), format!("http://{portal}"));
 
+    // ops/up.sh adopts ops/governance/constitution.json once the services listen: it comes
+    // into force, and refuses what the walk-through shows it refusing.
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("ops/governance/constitution.json"))
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("constitution.json: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, v) = call(portal, "GET", "/v1/governance/constitution", None, &[], "").await;
+        if s == 200 {
+            assert_eq!(
+                v["constitution"], file,
+                "the dev constitution is the one in force"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no constitution adopted: {s} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lunch = r#"{"type":"lunch_ordered","payload":{}}"#;
+    let (s, v) = call(
+        portal,
+        "POST",
+        "/v1/scrolls/drills/receipts",
+        Some(&writer),
+        &[],
+        lunch,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["rule"].as_str()),
+        (422, Some("drills.types")),
+        "{v}"
+    );
+
     // The walk-through: submit, read back, wait for the checkpoint, anchor, get a bundle.
     let receipt = r#"{"type":"drill_completed","payload":{"drill":"fire","ok":true}}"#;
     let idem = [("idempotency-key", "walkthrough-1")];

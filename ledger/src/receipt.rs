@@ -73,8 +73,8 @@ pub fn validate_scroll_name(name: &str) -> Result<(), ReceiptError> {
 pub struct ReceiptDraft {
     /// Receipt type, e.g. `drill_completed`.
     pub kind: String,
-    /// Payload object, already validated.
-    pub payload: Map<String, Value>,
+    /// Payload object, already validated (always a JSON object).
+    payload: Value,
     canonical_payload: Vec<u8>,
 }
 
@@ -95,14 +95,27 @@ impl ReceiptDraft {
         if canonical_payload.len() > MAX_PAYLOAD_BYTES {
             return Err(ReceiptError::PayloadTooLarge(canonical_payload.len()));
         }
-        let Value::Object(payload) = value else {
+        if !value.is_object() {
             return Err(ReceiptError::PayloadNotObject);
-        };
+        }
         Ok(Self {
             kind: kind.to_string(),
-            payload,
+            payload: value,
             canonical_payload,
         })
+    }
+
+    /// The payload object, as a JSON value (for validators that take one, without a copy).
+    pub fn payload(&self) -> &Value {
+        &self.payload
+    }
+
+    /// The payload object's members.
+    pub fn into_payload(self) -> Map<String, Value> {
+        match self.payload {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
     }
 
     /// RFC 8785 bytes of the payload.
@@ -161,11 +174,15 @@ impl Receipt {
         at: DateTime<Utc>,
         submitter: &str,
     ) -> Self {
+        let ReceiptDraft { kind, payload, .. } = draft;
         Self {
             scroll: scroll.to_string(),
             seq,
-            kind: draft.kind,
-            payload: draft.payload,
+            kind,
+            payload: match payload {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
             submitted_at: format_timestamp(at),
             submitter: submitter.to_string(),
         }
@@ -301,7 +318,7 @@ mod tests {
                 scroll: "drills".into(),
                 seq,
                 kind: kind.into(),
-                payload: draft.payload.clone(),
+                payload: draft.clone().into_payload(),
                 submitted_at: at.into(),
                 submitter: submitter.into(),
             };

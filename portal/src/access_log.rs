@@ -42,11 +42,26 @@ struct Reads {
     positions: BTreeMap<u64, Hash>,
 }
 
+/// A (key, scroll) pair's reads closed before its window ended (it reached the position
+/// cap), kept raw so the payload is built at flush time, off the read path.
+#[derive(Debug)]
+struct Closed {
+    key_id: String,
+    scroll: String,
+    reads: Reads,
+    window_start: DateTime<Utc>,
+    closed_at: DateTime<Utc>,
+}
+
 #[derive(Debug)]
 struct Window {
     started: DateTime<Utc>,
-    open: HashMap<(String, String), Reads>,
-    closed: Vec<Value>,
+    /// key id → scroll → reads (looked up by `&str`, so a read allocates nothing once its
+    /// pair is known).
+    open: HashMap<String, HashMap<String, Reads>>,
+    closed: Vec<Closed>,
+    /// Payloads a failed flush handed back.
+    retry: Vec<Value>,
 }
 
 impl Default for Window {
@@ -55,6 +70,7 @@ impl Default for Window {
             started: Utc::now(),
             open: HashMap::new(),
             closed: Vec::new(),
+            retry: Vec::new(),
         }
     }
 }
@@ -63,6 +79,8 @@ impl Default for Window {
 #[derive(Clone, Default)]
 pub struct AccessLog {
     window: Arc<Mutex<Window>>,
+    /// Closed pairs and payloads waiting (`closed` + `retry`), readable without the lock.
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl AccessLog {
@@ -71,25 +89,42 @@ impl AccessLog {
         crate::metrics::ACCESS_TOTAL
             .with_label_values(&[scroll, action, "allowed"])
             .inc();
-        let Ok(mut w) = self.window.lock() else {
+        let Ok(mut guard) = self.window.lock() else {
             return;
         };
-        let now = Utc::now();
-        let started = w.started;
-        let key = (key_id.to_string(), scroll.to_string());
+        let w = &mut *guard;
+        if !w.open.contains_key(key_id) {
+            w.open.insert(key_id.to_string(), HashMap::new());
+        }
+        let Some(scrolls) = w.open.get_mut(key_id) else {
+            return;
+        };
+        if !scrolls.contains_key(scroll) {
+            scrolls.insert(scroll.to_string(), Reads::default());
+        }
+        let Some(reads) = scrolls.get_mut(scroll) else {
+            return;
+        };
         // A receipt never holds more than MAX_POSITIONS_PER_RECEIPT positions: a pair whose
         // next read would overflow it is closed first.
-        let full = w.open.get(&key).is_some_and(|r| {
-            !r.positions.is_empty() && r.positions.len() + read.len() > MAX_POSITIONS_PER_RECEIPT
-        });
-        if full {
-            if let Some(reads) = w.open.remove(&key) {
-                let payload = payload(&key.0, &key.1, reads, started, now);
-                w.closed.push(payload);
-            }
+        if !reads.positions.is_empty()
+            && reads.positions.len() + read.len() > MAX_POSITIONS_PER_RECEIPT
+        {
+            w.closed.push(Closed {
+                key_id: key_id.to_string(),
+                scroll: scroll.to_string(),
+                reads: std::mem::take(reads),
+                window_start: w.started,
+                closed_at: Utc::now(),
+            });
+            self.backlog.store(
+                w.closed.len() + w.retry.len(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
-        let reads = w.open.entry(key).or_default();
-        reads.first_at.get_or_insert(now);
+        if reads.first_at.is_none() {
+            reads.first_at = Some(Utc::now());
+        }
         reads.requests += 1;
         reads.receipts += read.len() as u64;
         *reads.actions.entry(action).or_default() += 1;
@@ -100,10 +135,7 @@ impl AccessLog {
 
     /// Whether so many access payloads wait to be written that reads must be refused.
     pub fn backlog_full(&self) -> bool {
-        self.window
-            .lock()
-            .map(|w| w.closed.len() >= MAX_BACKLOG)
-            .unwrap_or(true)
+        self.backlog.load(std::sync::atomic::Ordering::Relaxed) >= MAX_BACKLOG
     }
 
     /// Counts a refused read of receipt contents.
@@ -115,16 +147,34 @@ impl AccessLog {
 
     /// Closes the window: every payload to write.
     fn take(&self) -> Vec<Value> {
-        let Ok(mut w) = self.window.lock() else {
-            return Vec::new();
+        let (retry, closed, open, started, now) = {
+            let Ok(mut w) = self.window.lock() else {
+                return Vec::new();
+            };
+            let now = Utc::now();
+            let started = std::mem::replace(&mut w.started, now);
+            let retry = std::mem::take(&mut w.retry);
+            let closed = std::mem::take(&mut w.closed);
+            let open = std::mem::take(&mut w.open);
+            self.backlog.store(0, std::sync::atomic::Ordering::Relaxed);
+            (retry, closed, open, started, now)
         };
-        let now = Utc::now();
-        let started = std::mem::replace(&mut w.started, now);
-        let mut out = std::mem::take(&mut w.closed);
-        let open = std::mem::take(&mut w.open);
-        let mut open: Vec<_> = open.into_iter().collect();
-        open.sort_by(|a, b| a.0.cmp(&b.0));
-        for ((key_id, scroll), reads) in open {
+        let mut out = retry;
+        for c in closed {
+            out.push(payload(
+                &c.key_id,
+                &c.scroll,
+                c.reads,
+                c.window_start,
+                c.closed_at,
+            ));
+        }
+        let mut open: Vec<(String, String, Reads)> = open
+            .into_iter()
+            .flat_map(|(k, scrolls)| scrolls.into_iter().map(move |(s, r)| (k.clone(), s, r)))
+            .collect();
+        open.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        for (key_id, scroll, reads) in open {
             out.push(payload(&key_id, &scroll, reads, started, now));
         }
         out
@@ -133,8 +183,12 @@ impl AccessLog {
     /// Puts back payloads that could not be written (they are written with the next window).
     fn restore(&self, mut payloads: Vec<Value>) {
         if let Ok(mut w) = self.window.lock() {
-            payloads.append(&mut w.closed);
-            w.closed = payloads;
+            payloads.append(&mut w.retry);
+            w.retry = payloads;
+            self.backlog.store(
+                w.closed.len() + w.retry.len(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
     }
 

@@ -312,13 +312,11 @@ impl ScrollRules {
                 ));
             }
         }
-        let mut payload: Option<Value> = None;
         for p in &self.payload {
             if !p.pattern.matches(kind) {
                 continue;
             }
-            let value = payload.get_or_insert_with(|| Value::Object(item.draft.payload.clone()));
-            if let Err(e) = p.schema.validate(value) {
+            if let Err(e) = p.schema.validate(item.draft.payload()) {
                 let (field, message) = describe_schema_error(&e);
                 return Err(breach(&p.name, format!("{}.payload{field}", at()), message));
             }
