@@ -240,6 +240,26 @@ fn kubernetes_manifests_validate_and_fit_the_services() {
     );
     let journal = named(&docs, "PersistentVolumeClaim", "vaultmesh-journal");
     assert_eq!(strings(&journal["spec"]["accessModes"]), ["ReadWriteMany"]);
+    // The constitution the Job adopts is the dev stack's, ops/governance/constitution.json.
+    let cm = named(&docs, "ConfigMap", "vaultmesh-constitution");
+    let in_k8s: Value =
+        serde_json::from_str(cm["data"]["constitution.json"].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("constitution ConfigMap: {e}"));
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(ops("governance/constitution.json"))
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        in_k8s, file,
+        "ops/k8s/constitution.yaml and ops/governance/constitution.json differ"
+    );
+    let job = named(&docs, "Job", "vaultmesh-constitution");
+    let args = strings(&job["spec"]["template"]["spec"]["containers"][0]["command"]);
+    assert_eq!(
+        &args[..4],
+        ["vaultmesh", "constitution", "adopt", "--if-newer"]
+    );
     // kustomization.yaml lists every manifest.
     let kustomization =
         std::fs::read_to_string(ops("k8s/kustomization.yaml")).unwrap_or_else(|e| panic!("{e}"));
