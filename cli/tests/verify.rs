@@ -480,3 +480,217 @@ async fn tsa_tokens_verify_only_by_their_tsa_and_over_their_record() {
     fails_with(&out, "token's message imprint is not the epoch's");
     s.stop().await;
 }
+
+/// A tile as served: status, `Cache-Control`, `ETag` and body.
+async fn fetch_tile(
+    base: &str,
+    path: &str,
+    if_none_match: Option<&str>,
+) -> (u16, String, String, Vec<u8>) {
+    let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+    if let Some(t) = if_none_match {
+        req = req.header("if-none-match", t);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (cache, etag) = (header("cache-control"), header("etag"));
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+    (status, cache, etag, body)
+}
+
+/// The portal's JSON proof path at `path`.
+async fn portal_path(s: &Stack, path: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(&s.get(path).await).unwrap_or_else(|e| panic!("{e}"));
+    v["path"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path}: {v}"))
+        .iter()
+        .map(|h| h.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Tiles: a full one is immutable with an ETag (304 on a match), a partial one short-lived,
+/// bad coordinates 400 and absent ones 404; proofs computed from tiles are the portal's;
+/// `verify log --tiles` passes with every proof endpoint refused, and a forged or malformed
+/// tile makes it fail, never pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiles_are_cacheable_and_give_the_portals_proofs() {
+    use ledger::merkle::{TileId, TileSet};
+    let s = Stack::start(None).await;
+    s.submit(300).await;
+    s.wait_checkpoint(300).await;
+    let base = s.url();
+    let tiles = "/v1/scrolls/drills/tiles";
+
+    let (status, cache, etag, full) = fetch_tile(&base, &format!("{tiles}/0/0"), None).await;
+    assert_eq!((status, full.len()), (200, 256 * 32));
+    assert_eq!(cache, "public, max-age=31536000, immutable");
+    assert_eq!(etag, format!("\"{}\"", to_hex(&Sha3Hasher::plain(&full))));
+    for (held, expected) in [
+        (etag.clone(), 304),
+        (format!("W/{etag}"), 304),
+        (format!("\"x\", {etag}"), 304),
+        ("*".to_string(), 304),
+        ("\"x\"".to_string(), 200),
+    ] {
+        let (status, cache, again, body) =
+            fetch_tile(&base, &format!("{tiles}/0/0"), Some(&held)).await;
+        assert_eq!(status, expected, "If-None-Match: {held}");
+        assert_eq!(
+            (cache.as_str(), again.as_str()),
+            ("public, max-age=31536000, immutable", etag.as_str())
+        );
+        assert_eq!(body.is_empty(), expected == 304);
+    }
+    let (status, cache, _, partial) = fetch_tile(&base, &format!("{tiles}/0/1"), None).await;
+    assert_eq!(
+        (status, partial.len(), cache.as_str()),
+        (200, 44 * 32, "public, max-age=5")
+    );
+    let (status, _, _, top) = fetch_tile(&base, &format!("{tiles}/1/0"), None).await;
+    assert_eq!((status, top.len()), (200, 32));
+    for (path, status, code) in [
+        (format!("{tiles}/0/2"), 404, "no_tile"),
+        (format!("{tiles}/1/1"), 404, "no_tile"),
+        (format!("{tiles}/7/0"), 404, "no_tile"),
+        (format!("{tiles}/0/18446744073709551615"), 404, "no_tile"),
+        (
+            format!("{tiles}/0/18446744073709551616"),
+            400,
+            "invalid_tile",
+        ),
+        (format!("{tiles}/8/0"), 400, "invalid_tile"),
+        (format!("{tiles}/0/01"), 400, "invalid_tile"),
+        (format!("{tiles}/-1/0"), 400, "invalid_tile"),
+        (format!("{tiles}/x/0"), 400, "invalid_tile"),
+        (
+            "/v1/scrolls/nope/tiles/0/0".to_string(),
+            404,
+            "unknown_scroll",
+        ),
+    ] {
+        let (got, _, _, body) = fetch_tile(&base, &path, None).await;
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(
+            (got, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}"
+        );
+    }
+
+    // Proofs for every size up to the checkpoint, computed from the three tiles, are the
+    // portal's own.
+    let mut set = TileSet::new();
+    for (level, index, bytes) in [(0, 0, &full), (0, 1, &partial), (1, 0, &top)] {
+        set.insert(TileId { level, index }, bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let cp: Value = serde_json::from_str(
+        &ledger::testing::request(
+            s.p.api_addr,
+            "GET",
+            "/v1/scrolls/drills/checkpoint",
+            &[("accept", "application/json")],
+            b"",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .1,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let root = set.root(300).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(Some(to_hex(&root).as_str()), cp["root"].as_str());
+    let hex = |path: Vec<[u8; 32]>| path.iter().map(to_hex).collect::<Vec<_>>();
+    for seq in [0u64, 1, 7, 100, 255, 256, 257, 299] {
+        for size in [seq + 1, 256, 257, 288, 300] {
+            if size <= seq {
+                continue;
+            }
+            let tiled = set.inclusion(seq, size).unwrap_or_else(|e| panic!("{e}"));
+            let served = portal_path(
+                &s,
+                &format!("/v1/scrolls/drills/proof/inclusion?seq={seq}&tree_size={size}"),
+            )
+            .await;
+            assert_eq!(hex(tiled.path), served, "inclusion {seq} in {size}");
+        }
+    }
+    for from in [1u64, 5, 128, 255, 256, 257, 299, 300] {
+        for to in [256u64, 257, 300] {
+            if from > to {
+                continue;
+            }
+            let tiled = set.consistency(from, to).unwrap_or_else(|e| panic!("{e}"));
+            let served = portal_path(
+                &s,
+                &format!("/v1/scrolls/drills/proof/consistency?from={from}&to={to}"),
+            )
+            .await;
+            assert_eq!(hex(tiled.path), served, "consistency {from} to {to}");
+        }
+    }
+
+    // `verify log --tiles` asks no proof endpoint: through a proxy refusing them it passes,
+    // where the same run without --tiles fails.
+    let proxy = Proxy::start(s.p.api_addr).await;
+    proxy.refuse("/v1/scrolls/drills/proof/");
+    let state = s.dir.join("tiles-state.json");
+    let sampled = ["--token", s.reader.as_str(), "--samples", "40"];
+    let out = verify_log(
+        &proxy.url(),
+        &s.vkey,
+        &s.dir.join("no-tiles.json"),
+        &sampled,
+    );
+    fails_with(&out, "refused by the test proxy");
+    let mut args = sampled.to_vec();
+    args.push("--tiles");
+    let out = verify_log(&proxy.url(), &s.vkey, &state, &args);
+    assert!(passes(&out), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("OK drills: tiles reproduce the root of checkpoint 300")
+            && t.contains("included in checkpoint 300"),
+        "{t}"
+    );
+    s.submit(20).await;
+    s.wait_checkpoint(320).await;
+    let out = verify_log(&proxy.url(), &s.vkey, &state, &["--tiles"]);
+    assert!(
+        passes(&out)
+            && text(&out).contains("OK drills: checkpoint 320 consistent with 300 seen before"),
+        "{}",
+        text(&out)
+    );
+
+    // Forged tiles fail: a changed entry the root reads, a changed leaf hash that sampled
+    // receipts' proofs read, and bytes that are not whole hashes.
+    let mut forged_top = top.clone();
+    forged_top[0] ^= 1;
+    proxy.set_bytes(&format!("{tiles}/1/0"), Some(forged_top));
+    let out = verify_log(&proxy.url(), &s.vkey, &s.dir.join("f1.json"), &["--tiles"]);
+    fails_with(
+        &out,
+        "FAIL drills: the tiles' root at size 320 is not the checkpoint's",
+    );
+    proxy.set_bytes(&format!("{tiles}/1/0"), None);
+    let mut forged_leaves = full.clone();
+    forged_leaves[7 * 32] ^= 1;
+    proxy.set_bytes(&format!("{tiles}/0/0"), Some(forged_leaves));
+    let out = verify_log(&proxy.url(), &s.vkey, &s.dir.join("f2.json"), &args);
+    fails_with(&out, "not included in checkpoint 320");
+    proxy.set_bytes(&format!("{tiles}/0/0"), Some(vec![0u8; 33]));
+    let out = verify_log(&proxy.url(), &s.vkey, &s.dir.join("f3.json"), &args);
+    fails_with(&out, "is not 1 to 256 hashes");
+    proxy.set_bytes(&format!("{tiles}/0/0"), None);
+    let out = verify_log(&proxy.url(), &s.vkey, &s.dir.join("f4.json"), &args);
+    assert!(passes(&out), "{}", text(&out));
+    s.stop().await;
+}

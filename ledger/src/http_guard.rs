@@ -58,7 +58,13 @@ pub static HTTP_REJECTIONS: std::sync::LazyLock<prometheus::IntCounterVec> =
 
 /// Header values the APIs read; a byte outside visible ASCII (and space, tab) in any of them
 /// is a 400, the same on every method.
-const READ_HEADERS: [&str; 4] = ["authorization", "idempotency-key", "content-type", "accept"];
+const READ_HEADERS: [&str; 5] = [
+    "authorization",
+    "idempotency-key",
+    "content-type",
+    "accept",
+    "if-none-match",
+];
 
 /// The routes a listener serves: (method, path template with `{name}` segments).
 #[derive(Debug, Clone, Default)]

@@ -2,7 +2,8 @@
 # Proof serving over HTTP on a large scroll (SPEC §12): fills a scroll with RECEIPTS
 # receipts and signs a checkpoint over them, starts a release portal (Redis on), then per
 # run measures /v1/health throughput (the baseline), inclusion-proof throughput at random
-# positions, and inclusion/consistency latency on one connection. Server-side latency is
+# positions, full level-0 tile serving (what an HTTP cache asks on a miss), and
+# inclusion/consistency latency on one connection. Server-side latency is
 # read from the portal's own request-duration histogram.
 # Usage: ops/bench/proofs.sh [RUNS]   (env: RECEIPTS default 1000000, SECS per run default 8)
 set -euo pipefail
@@ -36,6 +37,8 @@ CONS="/v1/scrolls/$SCROLL/proof/consistency?from={seq}"
 for r in $(seq 1 "$RUNS"); do
     load --label health --clients 64 | tee -a "$OUT/health.jsonl"
     load --label inclusion --clients 64 --path "$INCL" --seq-below "$RECEIPTS" | tee -a "$OUT/inclusion.jsonl"
+    load --label tile --clients 64 --path "/v1/scrolls/$SCROLL/tiles/0/{seq}" \
+        --seq-below $((RECEIPTS / 256)) | tee -a "$OUT/tile.jsonl"
 done
 curl -sf "http://127.0.0.1:$((PORT + 1))/metrics" > "$OUT/metrics64.txt"
 for r in $(seq 1 "$RUNS"); do
@@ -53,6 +56,8 @@ def med(name, key): return statistics.median(r[key] for r in runs(name))
 health, incl = med("health", "requests_per_s"), med("inclusion", "requests_per_s")
 print(f"health, 64 clients:        {health:9.0f} req/s, p50 {med('health', 'p50_ms'):.2f} ms")
 print(f"inclusion, 64 clients:     {incl:9.0f} req/s = {incl / health:.2f}x health (target 0.5x), p50 {med('inclusion', 'p50_ms'):.2f} ms, p99 {med('inclusion', 'p99_ms'):.2f} ms")
+tile = med("tile", "requests_per_s")
+print(f"full tile (8 KiB), 64 clients: {tile:9.0f} req/s = {tile / health:.2f}x health, p50 {med('tile', 'p50_ms'):.2f} ms, p99 {med('tile', 'p99_ms'):.2f} ms")
 for name, label in [("inclusion1", "inclusion, 1 client"), ("consistency1", "consistency, 1 client")]:
     print(f"{label + ':':26s} {med(name, 'requests_per_s'):9.0f} req/s, client p50 {med(name, 'p50_ms'):.3f} ms, p99 {med(name, 'p99_ms'):.3f} ms")
 # Server-side: the portal's own histogram of inclusion requests, for the 64-client runs

@@ -26,6 +26,10 @@ enum Reply {
     Text(&'static str),
     /// `text/plain` by default, `application/json` when the request accepts it.
     TextOrJson(&'static str, &'static str),
+    /// `application/octet-stream` with this component schema.
+    Binary(&'static str),
+    /// No body (304 Not Modified).
+    Empty,
 }
 
 /// One operation of the portal.
@@ -161,6 +165,18 @@ const OPS: &[Op] = &[
         query: &[("from", true), ("to", false)],
         idempotency_key: false,
         ok: &[(200, Reply::Json("ConsistencyProof"))],
+        errors: &[500],
+    },
+    Op {
+        method: "get",
+        path: "/v1/scrolls/{scroll}/tiles/{level}/{index}",
+        id: "getTile",
+        summary: "A tile of the scroll's Merkle tree at the latest signed checkpoint (C2SP tlog-tiles layout, height 8, SHA3-256 hashes; docs/formats.md): its entries' 32-byte hashes concatenated. A full tile (256 entries) never changes and is served `Cache-Control: public, max-age=31536000, immutable`, a partial one with a short max-age; both with an ETag, and 304 for a matching If-None-Match; 404 `no_tile` for a tile with no entry yet",
+        access: Access::Public,
+        body: None,
+        query: &[],
+        idempotency_key: false,
+        ok: &[(200, Reply::Binary("Tile")), (304, Reply::Empty)],
         errors: &[500],
     },
     Op {
@@ -374,10 +390,10 @@ fn schema_ref(name: &str) -> Value {
 
 fn error_description(status: u16) -> &'static str {
     match status {
-        400 => "Invalid input; the code names the rule (`invalid_constitution` naming the rule at fault, `invalid_reason`, `malformed_json` for JSON that is not I-JSON, e.g. a duplicate member name; `unknown_field`, `invalid_body`, `invalid_type`, `invalid_payload`, `invalid_number`, `batch_size`, `invalid_scroll_name`, `invalid_seq`, `invalid_hash`, `invalid_epoch`, `invalid_query`, `beyond_checkpoint`, `beyond_tree`, `invalid_idempotency_key`; `invalid_header` for bytes outside visible ASCII in Authorization, Idempotency-Key, Content-Type or Accept; `bad_request` for a request the HTTP parser refused) and the message names the field",
+        400 => "Invalid input; the code names the rule (`invalid_constitution` naming the rule at fault, `invalid_reason`, `malformed_json` for JSON that is not I-JSON, e.g. a duplicate member name; `unknown_field`, `invalid_body`, `invalid_type`, `invalid_payload`, `invalid_number`, `batch_size`, `invalid_scroll_name`, `invalid_seq`, `invalid_hash`, `invalid_epoch`, `invalid_tile`, `invalid_query`, `beyond_checkpoint`, `beyond_tree`, `invalid_idempotency_key`; `invalid_header` for bytes outside visible ASCII in Authorization, Idempotency-Key, Content-Type, Accept or If-None-Match; `bad_request` for a request the HTTP parser refused) and the message names the field",
         401 => "Missing, malformed, unknown or revoked API key (`unauthorized`)",
         403 => "The key's role or scroll list does not allow this, or the scroll or receipt type belongs to a service (`forbidden`)",
-        404 => "No such scroll, receipt, checkpoint, bundle, anchor, verifier key or constitution (`unknown_scroll`, `unknown_receipt`, `no_checkpoint`, `no_bundle`, `unknown_anchor`, `no_vkey`, `no_constitution`), or an empty path segment (`not_found`)",
+        404 => "No such scroll, receipt, checkpoint, bundle, anchor, verifier key or constitution (`unknown_scroll`, `unknown_receipt`, `no_checkpoint`, `no_bundle`, `unknown_anchor`, `no_vkey`, `no_constitution`, `no_tile`), or an empty path segment (`not_found`)",
         408 => "The body did not arrive within the body read timeout (`request_timeout`)",
         409 => "The Idempotency-Key was used with another body (`idempotency_conflict`), the scroll exists (`scroll_exists`), a constitution's version is not above the one in force (`stale_version`), an emergency is already raised (`emergency_active`) or none is (`no_emergency`)",
         422 => "The constitution in force refuses the receipt (`constitutional_violation`); `rule` and `field` name the rule broken and the field at fault, and a batch is refused whole",
@@ -396,6 +412,7 @@ fn error_description(status: u16) -> &'static str {
 fn success_description(status: u16) -> &'static str {
     match status {
         201 => "Created; for receipts, sent only once the transaction storing them has committed",
+        304 => "Not modified: the If-None-Match named the current ETag (no body)",
         _ => "OK",
     }
 }
@@ -425,8 +442,17 @@ fn response(status: u16, reply: Option<Reply>) -> Value {
             "text/plain": {"schema": schema_ref(text)},
             "application/json": {"schema": schema_ref(js)},
         }),
+        Reply::Binary(s) => json!({"application/octet-stream": {"schema": schema_ref(s)}}),
+        Reply::Empty => return json!({"description": success_description(status)}),
     };
-    json!({"description": success_description(status), "content": content})
+    let mut r = json!({"description": success_description(status), "content": content});
+    if matches!(reply, Reply::Binary(_)) {
+        r["headers"] = json!({
+            "ETag": {"description": "Strong validator: the SHA3-256 of the body, hex, quoted", "required": true, "schema": {"type": "string"}},
+            "Cache-Control": {"description": "`public, max-age=31536000, immutable` for a full tile, `public, max-age=N` for a partial one", "required": true, "schema": {"type": "string"}},
+        });
+    }
+    r
 }
 
 fn path_param(name: &str) -> Value {
@@ -441,6 +467,16 @@ fn path_param(name: &str) -> Value {
             schema_ref("Hash"),
             "Leaf hash, 64 lowercase hex digits (uppercase is 400)",
             json!("0000000000000000000000000000000000000000000000000000000000000000"),
+        ),
+        "level" => (
+            json!({"type": "integer", "minimum": 0, "maximum": ledger::merkle::tiles::MAX_TILE_LEVEL}),
+            "Tile level (entries are subtrees of height 8·level): a canonical decimal integer",
+            json!(0),
+        ),
+        "index" => (
+            json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+            "Tile index within its level: a canonical decimal integer",
+            json!(0),
         ),
         "epoch" => (
             json!({"type": "integer", "minimum": 1, "maximum": u64::MAX}),
@@ -487,6 +523,13 @@ fn query_param(name: &str, required: bool, path: &str) -> Value {
 fn operation(op: &Op) -> Value {
     let mut params: Vec<Value> = path_params(op).map(path_param).collect();
     params.extend(op.query.iter().map(|(n, r)| query_param(n, *r, op.path)));
+    if op.ok.iter().any(|(s, _)| *s == 304) {
+        params.push(json!({
+            "name": "If-None-Match", "in": "header", "required": false,
+            "description": "ETags (or `*`) already held: a match is answered 304 without a body",
+            "schema": {"type": "string"},
+        }));
+    }
     if op.idempotency_key {
         params.push(json!({
             "name": "Idempotency-Key", "in": "header", "required": false,
@@ -610,6 +653,8 @@ fn schemas(opts: &PortalArgs) -> Value {
                                       "note": schema_ref("SignedNote"), "created_at": {"type": "string", "format": "date-time"}}},
         "InclusionProof": {"type": "object", "additionalProperties": false, "required": ["leaf_index", "tree_size", "path"],
                            "properties": {"leaf_index": safe, "tree_size": safe, "path": hashes}},
+        "Tile": {"type": "string", "contentMediaType": "application/octet-stream",
+                 "description": "1 to 256 hashes of 32 bytes, concatenated: the roots of the full subtrees of height 8·level numbered 256·index onwards"},
         "ConsistencyProof": {"type": "object", "additionalProperties": false, "required": ["from_size", "to_size", "path"],
                              "properties": {"from_size": safe, "to_size": safe, "path": hashes}},
     }));

@@ -55,6 +55,11 @@ pub struct PortalArgs {
     #[arg(long, env = "VAULTMESH_ACCESS_WINDOW_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub access_window_secs: u64,
+    /// `max-age` in seconds that partial tiles (`/v1/scrolls/{scroll}/tiles/…` with fewer
+    /// than 256 entries) are served with; they grow with each new checkpoint. Full tiles
+    /// never change and are served `immutable` for a year.
+    #[arg(long, env = "VAULTMESH_PARTIAL_TILE_MAX_AGE_SECS", default_value_t = 5)]
+    pub partial_tile_max_age_secs: u64,
 }
 
 impl Default for PortalArgs {
@@ -73,6 +78,7 @@ impl Default for PortalArgs {
             body_read_timeout_ms: 10_000,
             guardian_vkey_file: None,
             access_window_secs: 60,
+            partial_tile_max_age_secs: 5,
         }
     }
 }

@@ -5,10 +5,17 @@
 //! root must be consistent with the current checkpoint (an anchor beyond it is deferred once,
 //! in the state file, and fails if still beyond on the next run); with `--tsa-cert`, every
 //! RFC 3161 token must verify over its record; sampled receipts must be proven included.
+//! With `--tiles`, no proof endpoint is asked: every inclusion and consistency proof is
+//! computed here from the scroll's public tiles, and each checkpoint's root is recomputed
+//! from them.
 
 use ledger::checkpoint::Checkpoint;
 use ledger::hash::{from_hex, to_hex, Hash, Sha3Hasher};
-use ledger::merkle::{verify_consistency, verify_inclusion, ConsistencyProof, InclusionProof};
+use ledger::merkle::tiles::tiles_for;
+use ledger::merkle::{
+    consistency_ranges, inclusion_ranges, verify_consistency, verify_inclusion, ConsistencyProof,
+    InclusionProof, TileError, TileSet,
+};
 use ledger::note::NoteVerifier;
 use ledger::proofchain::{verify_chain, AnchorRecord};
 use ledger::receipt::leaf_hash;
@@ -44,6 +51,11 @@ pub struct Args {
     /// of every epoch must then be a valid token by it over that record.
     #[arg(long)]
     tsa_cert: Option<PathBuf>,
+    /// Compute every proof from the scroll's tiles (`/v1/scrolls/{scroll}/tiles/…`, which
+    /// HTTP caches can serve) instead of asking the portal's proof endpoints, and recompute
+    /// each checkpoint's root from them.
+    #[arg(long)]
+    tiles: bool,
 }
 
 /// What a previous run verified.
@@ -74,6 +86,8 @@ struct Run {
     /// that was read); recorded as deferred in the state, so the next run checks them or
     /// fails.
     deferred: std::collections::BTreeSet<u64>,
+    /// With `--tiles`: the tiles fetched so far, per scroll.
+    tiles: Option<BTreeMap<String, TileSet>>,
 }
 
 impl Run {
@@ -101,11 +115,54 @@ impl Run {
         serde_json::from_str(&text).map_err(|e| format!("GET {path}: not JSON: {e}"))
     }
 
+    async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| format!("GET {path}: {e}"))?;
+        if status != 200 {
+            return Err(format!(
+                "GET {path}: HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes).trim()
+            ));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// With `--tiles`, `compute` over the scroll's tiles, fetching those `ranges` read
+    /// first; `None` without `--tiles`.
+    async fn compute_from_tiles<T>(
+        &mut self,
+        scroll: &str,
+        ranges: &[(u64, u64)],
+        compute: impl Fn(&TileSet) -> Result<T, TileError>,
+    ) -> Option<Result<T, String>> {
+        let tiles = self.tiles.as_mut()?.entry(scroll.to_string()).or_default();
+        let missing = tiles_for(ranges, tiles);
+        for tile in missing {
+            let path = format!("/v1/scrolls/{scroll}/tiles/{}/{}", tile.level, tile.index);
+            let fetched = match self.get_bytes(&path).await {
+                Ok(b) => b,
+                Err(e) => return Some(Err(e)),
+            };
+            let tiles = self.tiles.as_mut()?.entry(scroll.to_string()).or_default();
+            if let Err(e) = tiles.insert(tile, &fetched) {
+                return Some(Err(format!("{scroll}: {e}")));
+            }
+        }
+        let tiles = self.tiles.as_ref()?.get(scroll)?;
+        Some(compute(tiles).map_err(|e| format!("{scroll}: from tiles: {e}")))
+    }
+
     /// Verifies that the tree at `from` with `old` grew into the tree at `to` with `new`.
     /// From size 0 no proof is fetched (every tree extends the empty tree, and consistency
     /// proofs from size 0 are refused); the root at size 0 must be the empty root.
     async fn consistent(
-        &self,
+        &mut self,
         scroll: &str,
         from: u64,
         old: &Hash,
@@ -127,14 +184,21 @@ impl Run {
                 Err(format!("{scroll}: two different roots at size {to}"))
             };
         }
-        let proof: ConsistencyProof = serde_json::from_value(
-            self.get_json(
-                &format!("/v1/scrolls/{scroll}/proof/consistency?from={from}&to={to}"),
-                None,
+        let ranges = consistency_ranges(from, to);
+        let proof = match self
+            .compute_from_tiles(scroll, &ranges, |t| t.consistency(from, to))
+            .await
+        {
+            Some(p) => p?,
+            None => serde_json::from_value::<ConsistencyProof>(
+                self.get_json(
+                    &format!("/v1/scrolls/{scroll}/proof/consistency?from={from}&to={to}"),
+                    None,
+                )
+                .await?,
             )
-            .await?,
-        )
-        .map_err(|e| format!("{scroll}: consistency proof {from}→{to} malformed: {e}"))?;
+            .map_err(|e| format!("{scroll}: consistency proof {from}→{to} malformed: {e}"))?,
+        };
         verify_consistency::<Sha3_256>(from, to, &proof.path, old, new)
             .map_err(|e| format!("{scroll}: size {from} is not consistent with size {to}: {e}"))
     }
@@ -175,6 +239,7 @@ pub async fn run(a: &Args) -> anyhow::Result<bool> {
         failures: Vec::new(),
         checked: 0,
         deferred: std::collections::BTreeSet::new(),
+        tiles: a.tiles.then(BTreeMap::new),
     };
     // Anchors first: every anchored size is then at most the checkpoint read after it.
     let records = match fetch_records(&run).await {
@@ -307,6 +372,22 @@ async fn checkpoint(
     let cp = Checkpoint::verify(&note, verifier, Some(&origin))
         .map_err(|e| format!("{name}: checkpoint does not verify: {e}"))?;
     run.checked += 1;
+    if let Some(root) = run
+        .compute_from_tiles(name, &[(0, cp.size)], |t| t.root(cp.size))
+        .await
+    {
+        if root? != cp.root {
+            return Err(format!(
+                "{name}: the tiles' root at size {} is not the checkpoint's",
+                cp.size
+            ));
+        }
+        run.checked += 1;
+        println!(
+            "OK {name}: tiles reproduce the root of checkpoint {}",
+            cp.size
+        );
+    }
     if let Some(seen) = seen {
         let old =
             from_hex(&seen.root).map_err(|_| format!("{name}: state file root is not hex"))?;
@@ -371,14 +452,21 @@ async fn sample_one(
             "{name}/{seq}: served leaf_hash does not match the receipt"
         ));
     }
-    let proof: InclusionProof = serde_json::from_value(
-        run.get_json(
-            &format!("/v1/scrolls/{name}/proof/inclusion?seq={seq}&tree_size={size}"),
-            None,
+    let ranges = inclusion_ranges(seq, size);
+    let proof = match run
+        .compute_from_tiles(name, &ranges, |t| t.inclusion(seq, size))
+        .await
+    {
+        Some(p) => p?,
+        None => serde_json::from_value::<InclusionProof>(
+            run.get_json(
+                &format!("/v1/scrolls/{name}/proof/inclusion?seq={seq}&tree_size={size}"),
+                None,
+            )
+            .await?,
         )
-        .await?,
-    )
-    .map_err(|e| format!("{name}/{seq}: inclusion proof malformed: {e}"))?;
+        .map_err(|e| format!("{name}/{seq}: inclusion proof malformed: {e}"))?,
+    };
     verify_inclusion::<Sha3_256>(&recomputed, seq, size, &proof.path, root)
         .map_err(|e| format!("{name}/{seq}: not included in checkpoint {size}: {e}"))?;
     run.checked += 1;

@@ -335,21 +335,24 @@ async fn answer(mut stream: tokio::net::TcpStream, handler: Handler) -> std::io:
     stream.shutdown().await
 }
 
-/// The portal as an auditor may be shown it: every GET forwarded, except paths whose answer
-/// the test has overridden.
+/// The portal as an auditor may be shown it: every GET forwarded byte for byte, except paths
+/// whose answer the test has overridden and path prefixes it has refused (answered 503).
 pub struct Proxy {
     /// Where it listens.
     pub addr: SocketAddr,
-    overrides: Arc<Mutex<HashMap<String, String>>>,
+    overrides: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    refused: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
     /// A proxy in front of `upstream`.
     pub async fn start(upstream: SocketAddr) -> Proxy {
-        let overrides: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-        let o = overrides.clone();
+        let overrides: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let refused: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (o, r) = (overrides.clone(), refused.clone());
+        let http = reqwest::Client::new();
         let handler: Handler = Arc::new(move |req: Req| {
-            let o = o.clone();
+            let (o, r, http) = (o.clone(), r.clone(), http.clone());
             Box::pin(async move {
                 let fixed = o
                     .lock()
@@ -357,16 +360,34 @@ impl Proxy {
                     .get(&req.path)
                     .cloned();
                 if let Some(body) = fixed {
-                    return (200, body.into_bytes());
+                    return (200, body);
                 }
-                let headers: Vec<(&str, &str)> = req
+                let refuse = r
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .iter()
+                    .any(|prefix| req.path.starts_with(prefix.as_str()));
+                if refuse {
+                    return (503, b"refused by the test proxy".to_vec());
+                }
+                let method = reqwest::Method::from_bytes(req.method.as_bytes())
+                    .unwrap_or(reqwest::Method::GET);
+                let mut forward = http
+                    .request(method, format!("http://{upstream}{}", req.path))
+                    .body(req.body);
+                for (k, v) in req
                     .headers
                     .iter()
                     .filter(|(k, _)| k == "authorization" || k == "accept")
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                match request(upstream, &req.method, &req.path, &headers, &req.body).await {
-                    Ok((status, body)) => (status, body.into_bytes()),
+                {
+                    forward = forward.header(k.as_str(), v.as_str());
+                }
+                match forward.send().await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let body = resp.bytes().await.map(|b| b.to_vec());
+                        (status, body.unwrap_or_default())
+                    }
                     Err(e) => (502, e.to_string().into_bytes()),
                 }
             })
@@ -374,6 +395,7 @@ impl Proxy {
         Proxy {
             addr: serve(handler).await,
             overrides,
+            refused,
         }
     }
 
@@ -384,6 +406,11 @@ impl Proxy {
 
     /// Answers GET `path` with `body` from now on (`None`: forward again).
     pub fn set(&self, path: &str, body: Option<String>) {
+        self.set_bytes(path, body.map(String::into_bytes));
+    }
+
+    /// Answers GET `path` with these bytes from now on (`None`: forward again).
+    pub fn set_bytes(&self, path: &str, body: Option<Vec<u8>>) {
         let mut o = self
             .overrides
             .lock()
@@ -392,6 +419,14 @@ impl Proxy {
             Some(b) => o.insert(path.to_string(), b),
             None => o.remove(path),
         };
+    }
+
+    /// Answers every path starting with `prefix` with a 503 from now on.
+    pub fn refuse(&self, prefix: &str) {
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(prefix.to_string());
     }
 }
 

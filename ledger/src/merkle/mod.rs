@@ -8,6 +8,7 @@ pub mod compact;
 pub mod memory;
 pub mod proof;
 pub mod range;
+pub mod tiles;
 
 pub use compact::CompactTree;
 pub use memory::MemoryTree;
@@ -15,3 +16,4 @@ pub use proof::{
     verify_consistency, verify_inclusion, ConsistencyProof, InclusionProof, ProofError,
 };
 pub use range::{consistency_ranges, fold_range, inclusion_ranges, range_nodes, NodeId};
+pub use tiles::{tile_width, TileError, TileId, TileSet};

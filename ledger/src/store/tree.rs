@@ -6,6 +6,7 @@
 
 use super::{to_hash, to_i64, to_u64, Store, StoreError};
 use crate::hash::{subtree_root, Hash, Sha3Hasher};
+use crate::merkle::tiles::{tile_width, TileId, TILE_HEIGHT};
 use crate::merkle::{
     consistency_ranges, fold_range, inclusion_ranges, range_nodes, ConsistencyProof,
     InclusionProof, NodeId,
@@ -623,6 +624,55 @@ impl Store {
             to_size: to,
             path,
         })
+    }
+}
+
+impl Store {
+    /// Public tile `tile` (height 8, `merkle::tiles`) of the tree of `size` leaves: its first
+    /// `tile_width(tile, size)` entries, read in one query from the 16 stored tiles (height 4)
+    /// of level `2·L` that hold them. Empty when the tile has no entry at `size`.
+    pub async fn public_tile(
+        &self,
+        scroll_id: i32,
+        tile: TileId,
+        size: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        const PER_PUBLIC: u64 = 1 << (TILE_HEIGHT - TILE_BITS);
+        let width = tile_width(tile, size) as usize;
+        if width == 0 {
+            return Ok(Vec::new());
+        }
+        let level = i16::from(tile.level) * (TILE_HEIGHT / TILE_BITS) as i16;
+        let first = to_i64(tile.index * PER_PUBLIC);
+        let rows = self
+            .pool()
+            .get()
+            .await?
+            .query(
+                "SELECT idx, hashes FROM tree_tiles \
+                 WHERE scroll_id = $1 AND level = $2 AND idx >= $3 AND idx < $4 ORDER BY idx",
+                &[&scroll_id, &level, &first, &(first + to_i64(PER_PUBLIC))],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(width * 32);
+        for (expected, r) in (first..).zip(&rows) {
+            let hashes: &[u8] = r.get(1);
+            if r.get::<_, i64>(0) != expected || !out.len().is_multiple_of(FULL_TILE_BYTES) {
+                break;
+            }
+            out.extend_from_slice(hashes);
+        }
+        if out.len() < width * 32 {
+            return Err(StoreError::Integrity(format!(
+                "stored tiles of level {level} hold {} entries of public tile {}/{}, \
+                 the signed tree of {size} needs {width}",
+                out.len() / 32,
+                tile.level,
+                tile.index
+            )));
+        }
+        out.truncate(width * 32);
+        Ok(out)
     }
 }
 

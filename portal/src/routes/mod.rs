@@ -163,6 +163,20 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
             },
         )
         .boxed();
+    let tile = warp::path!("v1" / "scrolls" / String / "tiles" / String / String)
+        .and(warp::get())
+        .and(with(p.clone()))
+        .and(warp::header::optional::<String>("if-none-match"))
+        .then(
+            |scroll: String, level: String, index: String, p: Arc<Portal>, inm: Option<String>| {
+                observe(
+                    "GET",
+                    "/v1/scrolls/{scroll}/tiles/{level}/{index}",
+                    proofs::tile(p, scroll, level, index, inm),
+                )
+            },
+        )
+        .boxed();
     let bundle = warp::path!("v1" / "scrolls" / String / "receipts" / String / "bundle")
         .and(warp::get())
         .and(with(p.clone()))
@@ -233,6 +247,8 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .or(inclusion)
         .unify()
         .or(consistency)
+        .unify()
+        .or(tile)
         .unify()
         .or(anchors)
         .unify()

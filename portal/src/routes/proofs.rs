@@ -2,11 +2,12 @@
 //! bundles (readers).
 
 use super::json_reply;
-use crate::params::{number, seq_param};
+use crate::params::{canonical_u64, number, seq_param};
 use crate::read_cache;
 use crate::state::Portal;
 use ledger::api_error::ApiError;
-use ledger::hash::to_hex;
+use ledger::hash::{to_hex, Sha3Hasher};
+use ledger::merkle::tiles::{tile_width, TileId, MAX_TILE_LEVEL, TILE_WIDTH};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,6 +65,78 @@ pub async fn inclusion(
         StatusCode::OK,
         &serde_json::to_value(&proof).unwrap_or(Value::Null),
     ))
+}
+
+/// `Cache-Control` of a full tile: it never changes.
+const FULL_TILE_CACHE: &str = "public, max-age=31536000, immutable";
+
+/// `GET /v1/scrolls/{scroll}/tiles/{level}/{index}`: a public tile (`ledger::merkle::tiles`)
+/// of the tree at the latest signed checkpoint, as raw concatenated hashes, with an ETag
+/// (answered 304 on a matching `If-None-Match`) and cache headers for HTTP caches.
+pub async fn tile(
+    p: Arc<Portal>,
+    scroll: String,
+    level: String,
+    index: String,
+    if_none_match: Option<String>,
+) -> Result<Response, ApiError> {
+    let level = canonical_u64(&level)
+        .filter(|l| *l <= u64::from(MAX_TILE_LEVEL))
+        .ok_or_else(|| {
+            ApiError::bad(
+                "invalid_tile",
+                format!("level: must be a decimal integer from 0 to {MAX_TILE_LEVEL}"),
+            )
+        })?;
+    let index = canonical_u64(&index).ok_or_else(|| {
+        ApiError::bad(
+            "invalid_tile",
+            "index: must be a non-negative decimal integer without sign or leading zeros",
+        )
+    })?;
+    let tile = TileId {
+        level: level as u8,
+        index,
+    };
+    let (scroll_id, cp) = read_cache::latest_checkpoint(&p, &scroll).await?;
+    let width = tile_width(tile, cp.tree_size);
+    if width == 0 {
+        return Err(ApiError::not_found(
+            "no_tile",
+            format!(
+                "tile {level}/{index} has no entry in the latest signed checkpoint (size {})",
+                cp.tree_size
+            ),
+        ));
+    }
+    let body = p
+        .ctx
+        .store
+        .public_tile(scroll_id, tile, cp.tree_size)
+        .await?;
+    let etag = format!("\"{}\"", to_hex(&Sha3Hasher::plain(&body)));
+    let cache = if width == TILE_WIDTH {
+        FULL_TILE_CACHE.to_string()
+    } else {
+        format!("public, max-age={}", p.opts.partial_tile_max_age_secs)
+    };
+    let matched = if_none_match.is_some_and(|h| {
+        h.split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == etag)
+    });
+    let mut response = if matched {
+        warp::reply::with_status(Vec::new(), StatusCode::NOT_MODIFIED).into_response()
+    } else {
+        warp::reply::with_header(body, "content-type", "application/octet-stream").into_response()
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [("etag", etag), ("cache-control", cache)] {
+        if let Ok(v) = warp::http::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    Ok(response)
 }
 
 /// `GET /v1/scrolls/{scroll}/proof/consistency?from&to`.
