@@ -333,6 +333,31 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
     )
     .await;
 
+    // Every counter an alert takes `rate()` or `increase()` of is exported at zero from the
+    // start, for each label value known in advance, so the first failure is an increase.
+    let zero_series = [
+        (&portal, "vaultmesh_receipt_write_errors_total{error_type=\"database_unavailable\",scroll=\"drills\"}"),
+        (&portal, "vaultmesh_receipt_write_errors_total{error_type=\"database_error\",scroll=\"drills\"}"),
+        (&portal, "vaultmesh_receipt_write_errors_total{error_type=\"database_error\",scroll=\"treasury\"}"),
+        (&guardian, "vaultmesh_guardian_anchor_failures_total{reason=\"store\"}"),
+        (&oracle, "vaultmesh_oracle_llm_errors_total{reason=\"timeout\"}"),
+        (&oracle, "vaultmesh_oracle_llm_errors_total{reason=\"transport\"}"),
+        (&oracle, "vaultmesh_oracle_llm_errors_total{reason=\"invalid_answer\"}"),
+    ];
+    for (service, series) in zero_series {
+        let text = scrape(service).await;
+        assert!(
+            text.lines().any(|l| l == format!("{series} 0")),
+            "{series} 0 not in:\n{text}"
+        );
+    }
+    // The journal sink's series exists too (it may already count the first, failed anchor).
+    let text = scrape(&guardian).await;
+    assert!(
+        text.contains("vaultmesh_guardian_anchor_failures_total{reason=\"sink_journal\"}"),
+        "{text}"
+    );
+
     // Prometheus runs the production configuration (ops/prometheus/prometheus.yml), scraping
     // every second, with pod discovery swapped for a file of pod-shaped targets: the three
     // services' pods (their API address, the labels and annotations of ops/k8s/) plus pods
@@ -509,11 +534,13 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
         "{failures:?}"
     );
     let errors = prom.query("vaultmesh_receipt_write_errors_total").await;
+    let counted: Vec<&Value> = errors.iter().filter(|s| value(s) > 0.0).collect();
     assert!(
-        errors
-            .iter()
-            .all(|s| s["metric"]["error_type"] == "database_error"),
-        "only the refused writes count: {errors:?}"
+        !counted.is_empty()
+            && counted
+                .iter()
+                .all(|s| s["metric"]["error_type"] == "database_error"),
+        "only the refused writes count: {counted:?}"
     );
     let llm = prom.query("vaultmesh_oracle_llm_errors_total").await;
     assert!(
@@ -699,6 +726,15 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
 }
 
 /// Waits until `n` alerts named `name` are firing (not just pending) and returns them.
+/// A service's metrics exposition, scraped directly.
+async fn scrape(service: &Service) -> String {
+    let url = format!("http://127.0.0.1:{}/metrics", service.metrics);
+    let resp = reqwest::get(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    resp.text().await.unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
 async fn firing(prom: &Prometheus, name: &str, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

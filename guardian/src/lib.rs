@@ -57,6 +57,7 @@ pub async fn start_with(
     let ctx = ServiceContext::init(SERVICE, config, shutdown.clone()).await?;
     metrics::register(&ctx.registry)?;
     let sinks = configured_sinks(&opts)?;
+    metrics::init_anchor_failures(sinks.iter().map(sinks::Sink::name));
     let mesh = ctx.config.mesh_id.clone();
     let auditor = divergence::Auditor {
         store: ctx.store.clone(),

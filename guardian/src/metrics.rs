@@ -56,6 +56,15 @@ lazy_static! {
     ).unwrap_or_else(|_| unreachable!());
 }
 
+/// Puts every anchor failure reason this guardian can report (`store`, `sink_<name>` of each
+/// configured sink) at zero, so that `increase()` in `AnchorFailure` sees the first failure.
+pub fn init_anchor_failures<'a>(sinks: impl Iterator<Item = &'a str>) {
+    ANCHOR_FAILURES_TOTAL.with_label_values(&["store"]);
+    for sink in sinks {
+        ANCHOR_FAILURES_TOTAL.with_label_values(&[&format!("sink_{sink}")]);
+    }
+}
+
 /// Status values of `vaultmesh_guardian_anchor_status`.
 pub mod status {
     /// No epoch has run yet.

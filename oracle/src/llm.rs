@@ -45,6 +45,16 @@ pub enum LlmFailure {
 }
 
 impl LlmFailure {
+    /// Every failure, for counters initialised at zero.
+    pub const ALL: [LlmFailure; 6] = [
+        LlmFailure::Timeout,
+        LlmFailure::Transport,
+        LlmFailure::HttpStatus,
+        LlmFailure::TooLarge,
+        LlmFailure::Malformed,
+        LlmFailure::Schema,
+    ];
+
     /// The `reason` label.
     pub fn reason(self) -> &'static str {
         match self {

@@ -34,5 +34,8 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(LLM_ERRORS.clone()))?;
     registry.register(Box::new(QUERY_REJECTIONS.clone()))?;
     registry.register(Box::new(CORPUS_DOCUMENTS.clone()))?;
+    for failure in crate::llm::LlmFailure::ALL {
+        LLM_ERRORS.with_label_values(&[failure.reason()]);
+    }
     Ok(())
 }

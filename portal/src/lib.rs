@@ -42,6 +42,14 @@ pub async fn start_with(
         None => None,
     };
     let portal = state::Portal::new(ctx.clone(), opts, vkey);
+    match ctx.store.list_scrolls().await {
+        Ok(scrolls) => scrolls
+            .iter()
+            .for_each(|s| metrics::init_write_errors(&s.name)),
+        Err(e) => {
+            tracing::warn!(error = %e, "scrolls not listed: write-error counters start at each scroll's first use")
+        }
+    }
     let audit = tokio::spawn(access_log::run(
         portal.access.clone(),
         portal.gate.clone(),

@@ -41,6 +41,17 @@ lazy_static! {
     ).unwrap_or_else(|_| unreachable!());
 }
 
+/// Error types of `vaultmesh_receipt_write_errors_total`.
+pub const WRITE_ERROR_TYPES: [&str; 2] = ["database_unavailable", "database_error"];
+
+/// Puts the scroll's write-error counters at zero, so that `rate()` in `ReceiptWriteFailure`
+/// sees the first failure (a counter born at 1 has no increase).
+pub fn init_write_errors(scroll: &str) {
+    for kind in WRITE_ERROR_TYPES {
+        RECEIPT_WRITE_ERRORS.with_label_values(&[scroll, kind]);
+    }
+}
+
 /// Registers the portal metrics in the service's own registry (the pool gauge
 /// `vaultmesh_db_pool_size` is registered by the shared service context).
 pub fn register(registry: &Registry) -> prometheus::Result<()> {

@@ -104,6 +104,7 @@ impl Portal {
             return Ok(*id);
         }
         let info = self.ctx.store.scroll(name).await?;
+        crate::metrics::init_write_errors(name);
         self.known_scrolls
             .write()
             .await

@@ -65,6 +65,7 @@ pub async fn create(
     };
     validate_scroll_name(&name)?;
     let s = p.ctx.store.create_scroll(&name).await?;
+    crate::metrics::init_write_errors(&s.name);
     tracing::info!(scroll = %name, key_id = %key.id, "scroll created");
     Ok(json_reply(
         StatusCode::CREATED,
