@@ -9,6 +9,10 @@
 #   OLD_BIN_DIR: release binaries of the commit before governance, e.g.
 #     git worktree add /tmp/vm-old c7f2012 && (cd /tmp/vm-old && cargo build --release --bins)
 #   env: SECS per measurement (default 8), RECEIPTS in the read scroll (default 100000)
+#   MODE=callgrind: instead of throughput, count the portal's own CPU instructions per
+#     request under valgrind's callgrind (counts, not seconds: repeatable on a noisy VM), one
+#     round per side, SECS of load each after a warm-up, from one client (so that every
+#     request is its own group commit and the path per request is the same on every side).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . ops/lib/stack.sh
@@ -84,6 +88,50 @@ stop_portal
 
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"
 READ="/v1/scrolls/$SCROLL/receipts/{seq}"
+
+if [ "${MODE:-}" = callgrind ]; then
+    receipts_in() { vm_psql_super -d "vaultmesh_bench_gov_$1" -Atc "SELECT count(*) FROM receipts r JOIN scrolls s ON s.id = r.scroll_id WHERE s.name = 'drills'"; }
+    counted() {  # dump the counts since the last zeroing → instructions
+        callgrind_control -d "$PORTAL" >/dev/null 2>&1
+        local f; f=$(ls -t "$OUT"/cg.out.* | head -n 1)
+        awk '/^(summary|totals):/{print $2; exit}' "$f"
+    }
+    for side in $SIDES; do
+        db=vaultmesh_bench_gov_$side bin=$NEW
+        [ "$side" = old ] && bin=$OLD
+        valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out.%p" "$bin/vaultmesh-portal" \
+            --rate-limit-per-sec 0 --api-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$((PORT + 1)) \
+            --database-url "$(vm_role_url portal $db)" --guardian-vkey-file "$OUT/$side.vkey" \
+            --mesh-id bench --log warn 2>>"$OUT/portal-$side.log" &
+        PORTAL=$!
+        for _ in $(seq 1 240); do curl -sf "http://127.0.0.1:$PORT/v1/health" >/dev/null && break; sleep 0.5; done
+        ingest() { "$NEW/vaultmesh" bench ingest --addr 127.0.0.1:$PORT --token "$(cat "$OUT/$side.writer")" --seconds "$1" --clients 1 --scrolls 1; }
+        reads() { "$NEW/vaultmesh" bench reads --addr 127.0.0.1:$PORT --token "$(cat "$OUT/$side.reader")" --seconds "$1" --clients 1 --label read --path "$READ" --seq-below "$RECEIPTS"; }
+        ingest 3 >/dev/null; reads 3 >/dev/null
+        callgrind_control -z "$PORTAL" >/dev/null 2>&1
+        before=$(receipts_in "$side")
+        ingest "$SECS" >/dev/null
+        n=$(( $(receipts_in "$side") - before ))
+        ir=$(counted)
+        echo "{\"side\": \"$side\", \"what\": \"ingest\", \"requests\": $n, \"instructions\": $ir}" | tee -a "$OUT/cg.jsonl"
+        callgrind_control -z "$PORTAL" >/dev/null 2>&1
+        n=$(reads "$SECS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(round(r["requests_per_s"]*r["seconds"]))')
+        ir=$(counted)
+        echo "{\"side\": \"$side\", \"what\": \"read\", \"requests\": $n, \"instructions\": $ir}" | tee -a "$OUT/cg.jsonl"
+        stop_portal
+    done
+    python3 - "$OUT/cg.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+per = {(r["side"], r["what"]): r["instructions"] / max(r["requests"], 1) for r in rows}
+for r in rows:
+    print(f'{r["what"]:6s} {r["side"]:8s} {r["requests"]:6d} requests, {per[(r["side"], r["what"])]:12,.0f} instructions/request')
+for what, a, b, label in [("ingest", "none", "rules50", "50-rule constitution"), ("ingest", "old", "none", "governance plumbing"),
+                          ("read", "old", "none", "read audit"), ("read", "old", "rules50", "read audit + 50 rules")]:
+    print(f"{what}, {label}: {b}/{a} = {per[(b, what)] / per[(a, what)]:.3f} instructions per request")
+PY
+    exit 0
+fi
 for r in $(seq 1 "$RUNS"); do
     for side in $SIDES; do
         start_portal "$side"
