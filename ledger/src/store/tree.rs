@@ -107,6 +107,11 @@ impl ExpandedTile {
         Self(nodes)
     }
 
+    /// The tile's 16 entries, as stored.
+    fn entries(&self) -> Vec<u8> {
+        self.0[..TILE_WIDTH as usize].concat()
+    }
+
     /// The root of `count` (a power of two ≤ 8) entries from `offset`.
     fn node(&self, offset: usize, count: usize) -> Option<Hash> {
         let height = count.trailing_zeros() as usize;
@@ -629,49 +634,86 @@ impl Store {
 
 impl Store {
     /// Public tile `tile` (height 8, `merkle::tiles`) of the tree of `size` leaves: its first
-    /// `tile_width(tile, size)` entries, read in one query from the 16 stored tiles (height 4)
-    /// of level `2·L` that hold them. Empty when the tile has no entry at `size`.
+    /// `tile_width(tile, size)` entries, from the stored tiles (height 4) of level `2·L` that
+    /// hold them — through the same memo and Redis cache as proofs, the rest from Postgres in
+    /// one query. Empty when the tile has no entry at `size`.
     pub async fn public_tile(
         &self,
         scroll_id: i32,
         tile: TileId,
         size: u64,
     ) -> Result<Vec<u8>, StoreError> {
-        const PER_PUBLIC: u64 = 1 << (TILE_HEIGHT - TILE_BITS);
         let width = tile_width(tile, size) as usize;
         if width == 0 {
             return Ok(Vec::new());
         }
+        let per_stored = TILE_WIDTH as usize;
         let level = i16::from(tile.level) * (TILE_HEIGHT / TILE_BITS) as i16;
-        let first = to_i64(tile.index * PER_PUBLIC);
-        let rows = self
-            .pool()
-            .get()
-            .await?
-            .query(
-                "SELECT idx, hashes FROM tree_tiles \
-                 WHERE scroll_id = $1 AND level = $2 AND idx >= $3 AND idx < $4 ORDER BY idx",
-                &[&scroll_id, &level, &first, &(first + to_i64(PER_PUBLIC))],
-            )
-            .await?;
-        let mut out = Vec::with_capacity(width * 32);
-        for (expected, r) in (first..).zip(&rows) {
-            let hashes: &[u8] = r.get(1);
-            if r.get::<_, i64>(0) != expected || !out.len().is_multiple_of(FULL_TILE_BYTES) {
-                break;
+        let first = to_i64(tile.index << (TILE_HEIGHT - TILE_BITS));
+        // (stored tile, entries needed from it), left to right.
+        let parts: Vec<(TileKey, usize)> = (0..width.div_ceil(per_stored))
+            .map(|i| {
+                (
+                    (level, first + i as i64),
+                    (width - i * per_stored).min(per_stored),
+                )
+            })
+            .collect();
+        let mut have: HashMap<TileKey, Vec<u8>> = HashMap::with_capacity(parts.len());
+        if let Some((cache, memo)) = &self.tile_cache {
+            let mut ask = Vec::new();
+            for (key, _) in &parts {
+                match memo.get(scroll_id, *key) {
+                    Some(t) => {
+                        have.insert(*key, t.entries());
+                    }
+                    None => ask.push(*key),
+                }
             }
-            out.extend_from_slice(hashes);
+            let names: Vec<String> = ask.iter().map(|k| tile_cache_key(scroll_id, *k)).collect();
+            for (key, hit) in ask.into_iter().zip(cache.get_many(&names).await) {
+                if let Some(bytes) = hit.filter(|b| is_tile_shaped(b)) {
+                    memo.put(scroll_id, key, &bytes);
+                    have.insert(key, bytes);
+                }
+            }
         }
-        if out.len() < width * 32 {
-            return Err(StoreError::Integrity(format!(
-                "stored tiles of level {level} hold {} entries of public tile {}/{}, \
-                 the signed tree of {size} needs {width}",
-                out.len() / 32,
-                tile.level,
-                tile.index
-            )));
+        let short = |have: &HashMap<TileKey, Vec<u8>>, (key, need): &(TileKey, usize)| {
+            have.get(key).is_none_or(|b| b.len() < need * 32)
+        };
+        let missing: BTreeSet<TileKey> = parts
+            .iter()
+            .filter(|p| short(&have, p))
+            .map(|(k, _)| *k)
+            .collect();
+        if !missing.is_empty() {
+            let client = self.pool().get().await?;
+            let (_, fetched) = read_tiles(&client, scroll_id, &missing).await?;
+            if let Some((cache, memo)) = &self.tile_cache {
+                let items: Vec<(String, Vec<u8>)> = fetched
+                    .iter()
+                    .map(|(k, v)| {
+                        memo.put(scroll_id, *k, v);
+                        (tile_cache_key(scroll_id, *k), v.clone())
+                    })
+                    .collect();
+                cache.put_many(&items).await;
+            }
+            have.extend(fetched);
         }
-        out.truncate(width * 32);
+        let mut out = Vec::with_capacity(width * 32);
+        for part in &parts {
+            if short(&have, part) {
+                return Err(StoreError::Integrity(format!(
+                    "stored tile {:?} holds too few entries for public tile {}/{} of the signed \
+                     tree of {size}",
+                    part.0, tile.level, tile.index
+                )));
+            }
+            if let Some(bytes) = have.get(&part.0) {
+                out.extend_from_slice(&bytes[..part.1 * 32]);
+            }
+        }
         Ok(out)
     }
 }
