@@ -1320,3 +1320,60 @@ async fn every_read_of_receipt_contents_is_accounted_for_in_the_access_scroll() 
     p.stop().await;
     g.stop().await;
 }
+
+/// Two admins changing governance at the same moment through two portals: each change is
+/// made exactly once — one adoption of each version, one raise, one lift — and the other
+/// request gets 409, because a change re-reads the state and writes its receipt under a
+/// mesh-wide lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_changes_through_two_portals_are_made_once() {
+    let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    let k = keys(&db).await;
+    let a = portal(&db, portal::PortalArgs::default()).await;
+    let b = portal(&db, portal::PortalArgs::default()).await;
+    let pair = |(x, y): ((u16, Value), (u16, Value))| {
+        let mut s = [x.0, y.0];
+        s.sort_unstable();
+        (s, x.1, y.1)
+    };
+    const ROUNDS: u64 = 8;
+    for version in 1..=ROUNDS {
+        let body = json!({ "constitution": constitution(version, &k.lead_id, true) });
+        let (s, x, y) = pair(tokio::join!(
+            post(a.api_addr, "/v1/governance/constitution", &k.admin, &body),
+            post(b.api_addr, "/v1/governance/constitution", &k.admin, &body),
+        ));
+        assert_eq!(s, [201, 409], "version {version}: {x} {y}");
+        let reason = json!({"reason": format!("drill {version}")});
+        let (s, x, y) = pair(tokio::join!(
+            post(a.api_addr, "/v1/governance/emergency", &k.admin, &reason),
+            post(b.api_addr, "/v1/governance/emergency", &k.admin, &reason),
+        ));
+        assert_eq!(s, [201, 409], "raise {version}: {x} {y}");
+        let lift = |addr| {
+            call(
+                addr,
+                "DELETE",
+                "/v1/governance/emergency",
+                Some(&k.admin),
+                &[],
+                "",
+            )
+        };
+        let (s, x, y) = pair(tokio::join!(lift(a.api_addr), lift(b.api_addr)));
+        assert_eq!(s, [200, 409], "lift {version}: {x} {y}");
+    }
+    for kind in [
+        "constitution_adopted",
+        "emergency_raised",
+        "emergency_lifted",
+    ] {
+        assert_eq!(
+            count(&db, "governance", kind).await,
+            ROUNDS as i64,
+            "{kind}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -12,7 +12,9 @@ mod watch;
 use crate::gate::{AppendGate, GateError, GatePolicy, Service, Writer};
 use crate::receipt::ReceiptDraft;
 use crate::service::Shutdown;
-use crate::store::{AppendOutcome, NewReceipt, Store, StoreError, StoredReceipt};
+use crate::store::{
+    AppendOutcome, GovernanceChangeLock, NewReceipt, Store, StoreError, StoredReceipt,
+};
 use constitution::Constitution;
 use emergency::Emergency;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
@@ -23,6 +25,10 @@ use violations::ViolationLog;
 
 /// The scroll governance receipts live in.
 pub const GOVERNANCE_SCROLL: &str = "governance";
+
+/// Longest wait for another service's governance change to finish before a change is
+/// refused with 503.
+const CHANGE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// Scrolls whose service-written receipts the constitution does not govern, so that no
 /// constitution can stop governance or the read audit from recording.
@@ -333,6 +339,16 @@ impl Governance {
                     .with_label_values(&[&scroll, &rule]);
             }
         }
+    }
+
+    /// Takes the mesh-wide governance change lock (see
+    /// [`Store::lock_governance_changes`]); hold it across the re-read, the check and
+    /// [`Self::append`].
+    pub async fn lock_changes(&self) -> Result<GovernanceChangeLock, StoreError> {
+        self.inner
+            .store
+            .lock_governance_changes(CHANGE_LOCK_WAIT)
+            .await
     }
 
     /// Writes one governance receipt as this service, tells every service, and reloads.

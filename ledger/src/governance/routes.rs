@@ -122,6 +122,7 @@ pub async fn adopt(
         .ok_or_else(|| ApiError::bad("invalid_body", "body.constitution: is required"))?;
     let c = Constitution::parse(doc)
         .map_err(|e| ApiError::bad("invalid_constitution", format!("constitution.{e}")))?;
+    let _change = gov.lock_changes().await?;
     gov.refresh().await?;
     if let Some(current) = &gov.current().constitution {
         if c.version() <= current.constitution.version() {
@@ -183,6 +184,7 @@ pub async fn raise(
         }
     };
     validate_reason(&reason).map_err(|e| ApiError::bad("invalid_reason", format!("body.{e}")))?;
+    let _change = gov.lock_changes().await?;
     gov.refresh().await?;
     if let Some(e) = &gov.current().emergency {
         return Err(ApiError::Conflict {
@@ -214,6 +216,7 @@ pub async fn lift(
     header: Option<&str>,
 ) -> Result<Response, ApiError> {
     let key = auth.require(header, &[Role::Admin]).await?;
+    let _change = gov.lock_changes().await?;
     gov.refresh().await?;
     let Some(raised) = gov.current().emergency.clone() else {
         return Err(ApiError::Conflict {

@@ -120,3 +120,32 @@ impl Store {
         Ok(())
     }
 }
+
+/// Advisory-lock key that serialises governance changes across every service ("VMGOVERN").
+const CHANGE_LOCK_KEY: i64 = 0x564d_474f_5645_524e;
+
+/// A connection holding the mesh-wide governance change lock. Dropping it closes the
+/// connection, which releases the lock (also if the process dies while holding it).
+pub struct GovernanceChangeLock {
+    _client: deadpool_postgres::ClientWrapper,
+}
+
+impl Store {
+    /// Takes the governance change lock, waiting at most `wait` for another service's change
+    /// to finish: an adoption or a raise/lift re-reads the state and writes its receipt while
+    /// holding it, so two admins acting at once never both pass the same check.
+    pub async fn lock_governance_changes(
+        &self,
+        wait: std::time::Duration,
+    ) -> Result<GovernanceChangeLock, StoreError> {
+        let client = self.dedicated_client().await?;
+        let ms = wait.as_millis().max(1);
+        client
+            .batch_execute(&format!("SET lock_timeout = {ms}"))
+            .await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&CHANGE_LOCK_KEY])
+            .await?;
+        Ok(GovernanceChangeLock { _client: client })
+    }
+}

@@ -22,7 +22,8 @@ pub use checkpoints::{PendingScroll, StoredCheckpoint};
 pub use corpus::{DocumentInfo, EvidenceRow, NewDocument, NewSection, SectionHit};
 pub use db_role::DbRole;
 pub use governance::{
-    governance_marker_of, GOVERNANCE_CHANNEL, GOVERNANCE_MARKER_SQL, STATE_TYPES,
+    governance_marker_of, GovernanceChangeLock, GOVERNANCE_CHANNEL, GOVERNANCE_MARKER_SQL,
+    STATE_TYPES,
 };
 pub use migrate::{migrate, MIGRATIONS_DIGEST};
 pub use receipts::{AppendOutcome, NewReceipt, StoredReceipt};
