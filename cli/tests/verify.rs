@@ -556,6 +556,21 @@ async fn tiles_are_cacheable_and_give_the_portals_proofs() {
     );
     let (status, _, _, top) = fetch_tile(&base, &format!("{tiles}/1/0"), None).await;
     assert_eq!((status, top.len()), (200, 32));
+    // A prefix asked by its width is immutable like a full tile.
+    for (path, expected) in [
+        (format!("{tiles}/0/1?width=10"), &partial[..320]),
+        (format!("{tiles}/0/1?width=44"), &partial[..]),
+        (format!("{tiles}/0/0?width=256"), &full[..]),
+        (format!("{tiles}/1/0?width=1"), &top[..]),
+    ] {
+        let (status, cache, etag, body) = fetch_tile(&base, &path, None).await;
+        assert_eq!((status, body.as_slice()), (200, expected), "{path}");
+        assert_eq!(cache, "public, max-age=31536000, immutable", "{path}");
+        assert_eq!(
+            etag,
+            format!("\"{}\"", to_hex(&Sha3Hasher::plain(expected)))
+        );
+    }
     for (path, status, code) in [
         (format!("{tiles}/0/2"), 404, "no_tile"),
         (format!("{tiles}/1/1"), 404, "no_tile"),
@@ -570,17 +585,23 @@ async fn tiles_are_cacheable_and_give_the_portals_proofs() {
         (format!("{tiles}/0/01"), 400, "invalid_tile"),
         (format!("{tiles}/-1/0"), 400, "invalid_tile"),
         (format!("{tiles}/x/0"), 400, "invalid_tile"),
+        (format!("{tiles}/0/1?width=45"), 404, "no_tile"),
+        (format!("{tiles}/1/0?width=2"), 404, "no_tile"),
+        (format!("{tiles}/0/1?width=0"), 400, "invalid_tile"),
+        (format!("{tiles}/0/1?width=257"), 400, "invalid_tile"),
+        (format!("{tiles}/0/1?width=01"), 400, "invalid_tile"),
+        (format!("{tiles}/0/1?width=1&width=2"), 400, "invalid_query"),
         (
             "/v1/scrolls/nope/tiles/0/0".to_string(),
             404,
             "unknown_scroll",
         ),
     ] {
-        let (got, _, _, body) = fetch_tile(&base, &path, None).await;
+        let (got, cache, _, body) = fetch_tile(&base, &path, None).await;
         let v: Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(
-            (got, v["error"]["code"].as_str()),
-            (status, Some(code)),
+            (got, v["error"]["code"].as_str(), cache.as_str()),
+            (status, Some(code), "no-store"),
             "{path}"
         );
     }
@@ -662,6 +683,10 @@ async fn tiles_are_cacheable_and_give_the_portals_proofs() {
     );
     s.submit(20).await;
     s.wait_checkpoint(320).await;
+    // A cache still holding the partial tiles of checkpoint 300 changes nothing: the
+    // verifier asks each partial tile by the width checkpoint 320 gives it.
+    proxy.set_bytes(&format!("{tiles}/0/1"), Some(partial.clone()));
+    proxy.set_bytes(&format!("{tiles}/1/0"), Some(top.clone()));
     let out = verify_log(&proxy.url(), &s.vkey, &state, &["--tiles"]);
     assert!(
         passes(&out)
@@ -672,15 +697,16 @@ async fn tiles_are_cacheable_and_give_the_portals_proofs() {
 
     // Forged tiles fail: a changed entry the root reads, a changed leaf hash that sampled
     // receipts' proofs read, and bytes that are not whole hashes.
+    proxy.set_bytes(&format!("{tiles}/0/1"), None);
     let mut forged_top = top.clone();
     forged_top[0] ^= 1;
-    proxy.set_bytes(&format!("{tiles}/1/0"), Some(forged_top));
+    proxy.set_bytes(&format!("{tiles}/1/0?width=1"), Some(forged_top));
     let out = verify_log(&proxy.url(), &s.vkey, &s.dir.join("f1.json"), &["--tiles"]);
     fails_with(
         &out,
         "FAIL drills: the tiles' root at size 320 is not the checkpoint's",
     );
-    proxy.set_bytes(&format!("{tiles}/1/0"), None);
+    proxy.set_bytes(&format!("{tiles}/1/0?width=1"), None);
     let mut forged_leaves = full.clone();
     forged_leaves[7 * 32] ^= 1;
     proxy.set_bytes(&format!("{tiles}/0/0"), Some(forged_leaves));
@@ -688,7 +714,10 @@ async fn tiles_are_cacheable_and_give_the_portals_proofs() {
     fails_with(&out, "not included in checkpoint 320");
     proxy.set_bytes(&format!("{tiles}/0/0"), Some(vec![0u8; 33]));
     let out = verify_log(&proxy.url(), &s.vkey, &s.dir.join("f3.json"), &args);
-    fails_with(&out, "is not 1 to 256 hashes");
+    fails_with(&out, "tile 0/0: 256 entries asked, 33 bytes served");
+    proxy.set_bytes(&format!("{tiles}/0/0"), Some(vec![0u8; 9000]));
+    let out = verify_log(&proxy.url(), &s.vkey, &s.dir.join("f5.json"), &args);
+    fails_with(&out, "body over 8192 bytes");
     proxy.set_bytes(&format!("{tiles}/0/0"), None);
     let out = verify_log(&proxy.url(), &s.vkey, &s.dir.join("f4.json"), &args);
     assert!(passes(&out), "{}", text(&out));

@@ -171,10 +171,10 @@ const OPS: &[Op] = &[
         method: "get",
         path: "/v1/scrolls/{scroll}/tiles/{level}/{index}",
         id: "getTile",
-        summary: "A tile of the scroll's Merkle tree at the latest signed checkpoint (C2SP tlog-tiles layout, height 8, SHA3-256 hashes; docs/formats.md): its entries' 32-byte hashes concatenated. A full tile (256 entries) never changes and is served `Cache-Control: public, max-age=31536000, immutable`, a partial one with a short max-age; both with an ETag, and 304 for a matching If-None-Match; 404 `no_tile` for a tile with no entry yet",
+        summary: "A tile of the scroll's Merkle tree at the latest signed checkpoint (the C2SP tlog-tiles tile contents, height 8, SHA3-256 hashes, at VaultMesh's own URLs; docs/formats.md): its entries' 32-byte hashes concatenated. A full tile (256 entries), or exactly `width` entries when `width` is given, never changes and is served `Cache-Control: public, max-age=31536000, immutable`; a partial tile without `width` gets a short max-age; all with an ETag, and 304 for a matching If-None-Match. 404 `no_tile` for a tile with no entry yet or fewer than `width`; errors are `Cache-Control: no-store`",
         access: Access::Public,
         body: None,
-        query: &[],
+        query: &[("width", false)],
         idempotency_key: false,
         ok: &[(200, Reply::Binary("Tile")), (304, Reply::Empty)],
         errors: &[500],
@@ -509,6 +509,10 @@ fn query_param(name: &str, required: bool, path: &str) -> Value {
             "Newer tree size (default: the latest signed checkpoint's)",
         ),
         ("seq", _) => (schema_ref("Position"), "Leaf index"),
+        ("width", _) => (
+            json!({"type": "integer", "minimum": 1, "maximum": ledger::merkle::tiles::TILE_WIDTH}),
+            "Entries wanted: exactly this prefix of the tile, cacheable forever (default: all the tile has at the latest checkpoint)",
+        ),
         ("tree_size", _) => (
             schema_ref("Position"),
             "Tree size (default: the latest signed checkpoint's)",

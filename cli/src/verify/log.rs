@@ -11,7 +11,7 @@
 
 use ledger::checkpoint::Checkpoint;
 use ledger::hash::{from_hex, to_hex, Hash, Sha3Hasher};
-use ledger::merkle::tiles::tiles_for;
+use ledger::merkle::tiles::{tile_width, tiles_for, TILE_WIDTH};
 use ledger::merkle::{
     consistency_ranges, inclusion_ranges, verify_consistency, verify_inclusion, ConsistencyProof,
     InclusionProof, TileError, TileSet,
@@ -115,15 +115,23 @@ impl Run {
         serde_json::from_str(&text).map_err(|e| format!("GET {path}: not JSON: {e}"))
     }
 
-    async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, String> {
-        let resp = self
+    /// The body at `path`, refused once it passes `limit` bytes (a hostile server cannot make
+    /// the verifier read without end).
+    async fn get_bytes(&self, path: &str, limit: usize) -> Result<Vec<u8>, String> {
+        let mut resp = self
             .http
             .get(format!("{}{path}", self.base))
             .send()
             .await
             .map_err(|e| format!("GET {path}: {e}"))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| format!("GET {path}: {e}"))?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {path}: {e}"))? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > limit {
+                return Err(format!("GET {path}: body over {limit} bytes"));
+            }
+        }
         if status != 200 {
             return Err(format!(
                 "GET {path}: HTTP {status}: {}",
@@ -134,19 +142,34 @@ impl Run {
     }
 
     /// With `--tiles`, `compute` over the scroll's tiles, fetching those `ranges` read
-    /// first; `None` without `--tiles`.
+    /// first, each as wide as the checkpoint of `size` makes it (a partial tile asked with
+    /// its exact `width`, so a cache can keep it, and a stale cache cannot answer it);
+    /// `None` without `--tiles`.
     async fn compute_from_tiles<T>(
         &mut self,
         scroll: &str,
+        size: u64,
         ranges: &[(u64, u64)],
         compute: impl Fn(&TileSet) -> Result<T, TileError>,
     ) -> Option<Result<T, String>> {
         let tiles = self.tiles.as_mut()?.entry(scroll.to_string()).or_default();
         let missing = tiles_for(ranges, tiles);
         for tile in missing {
-            let path = format!("/v1/scrolls/{scroll}/tiles/{}/{}", tile.level, tile.index);
-            let fetched = match self.get_bytes(&path).await {
-                Ok(b) => b,
+            let width = tile_width(tile, size);
+            let mut path = format!("/v1/scrolls/{scroll}/tiles/{}/{}", tile.level, tile.index);
+            if width < TILE_WIDTH {
+                path.push_str(&format!("?width={width}"));
+            }
+            let fetched = match self.get_bytes(&path, TILE_WIDTH as usize * 32).await {
+                Ok(b) if b.len() as u64 == width * 32 => b,
+                Ok(b) => {
+                    return Some(Err(format!(
+                        "{scroll}: tile {}/{}: {width} entries asked, {} bytes served",
+                        tile.level,
+                        tile.index,
+                        b.len()
+                    )))
+                }
                 Err(e) => return Some(Err(e)),
             };
             let tiles = self.tiles.as_mut()?.entry(scroll.to_string()).or_default();
@@ -186,7 +209,7 @@ impl Run {
         }
         let ranges = consistency_ranges(from, to);
         let proof = match self
-            .compute_from_tiles(scroll, &ranges, |t| t.consistency(from, to))
+            .compute_from_tiles(scroll, to, &ranges, |t| t.consistency(from, to))
             .await
         {
             Some(p) => p?,
@@ -373,7 +396,7 @@ async fn checkpoint(
         .map_err(|e| format!("{name}: checkpoint does not verify: {e}"))?;
     run.checked += 1;
     if let Some(root) = run
-        .compute_from_tiles(name, &[(0, cp.size)], |t| t.root(cp.size))
+        .compute_from_tiles(name, cp.size, &[(0, cp.size)], |t| t.root(cp.size))
         .await
     {
         if root? != cp.root {
@@ -454,7 +477,7 @@ async fn sample_one(
     }
     let ranges = inclusion_ranges(seq, size);
     let proof = match run
-        .compute_from_tiles(name, &ranges, |t| t.inclusion(seq, size))
+        .compute_from_tiles(name, size, &ranges, |t| t.inclusion(seq, size))
         .await
     {
         Some(p) => p?,

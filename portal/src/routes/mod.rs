@@ -166,14 +166,38 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
     let tile = warp::path!("v1" / "scrolls" / String / "tiles" / String / String)
         .and(warp::get())
         .and(with(p.clone()))
+        .and(crate::params::query())
         .and(warp::header::optional::<String>("if-none-match"))
         .then(
-            |scroll: String, level: String, index: String, p: Arc<Portal>, inm: Option<String>| {
-                observe(
+            |scroll: String,
+             level: String,
+             index: String,
+             p: Arc<Portal>,
+             q: Result<HashMap<String, String>, ApiError>,
+             inm: Option<String>| async move {
+                let mut r = observe(
                     "GET",
                     "/v1/scrolls/{scroll}/tiles/{level}/{index}",
-                    proofs::tile(p, scroll, level, index, inm),
+                    proofs::tile(
+                        p,
+                        proofs::TileRequest {
+                            scroll,
+                            level,
+                            index,
+                        },
+                        q,
+                        inm,
+                    ),
                 )
+                .await;
+                // An error may be right now and wrong at the next checkpoint: never cached.
+                if r.status().is_client_error() || r.status().is_server_error() {
+                    r.headers_mut().insert(
+                        "cache-control",
+                        warp::http::HeaderValue::from_static("no-store"),
+                    );
+                }
+                r
             },
         )
         .boxed();

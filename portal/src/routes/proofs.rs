@@ -70,17 +70,29 @@ pub async fn inclusion(
 /// `Cache-Control` of a full tile: it never changes.
 const FULL_TILE_CACHE: &str = "public, max-age=31536000, immutable";
 
-/// `GET /v1/scrolls/{scroll}/tiles/{level}/{index}`: a public tile (`ledger::merkle::tiles`)
-/// of the tree at the latest signed checkpoint, as raw concatenated hashes, with an ETag
-/// (answered 304 on a matching `If-None-Match`) and cache headers for HTTP caches.
+/// The path parameters of a tile request.
+pub struct TileRequest {
+    /// Scroll name.
+    pub scroll: String,
+    /// Tile level, as sent.
+    pub level: String,
+    /// Tile index, as sent.
+    pub index: String,
+}
+
+/// `GET /v1/scrolls/{scroll}/tiles/{level}/{index}[?width=W]`: a public tile
+/// (`ledger::merkle::tiles`) of the tree at the latest signed checkpoint, as raw concatenated
+/// hashes, with an ETag (answered 304 on a matching `If-None-Match`) and cache headers for
+/// HTTP caches. With `width`, exactly its first `width` entries: a prefix never changes, so
+/// it is as immutable as a full tile.
 pub async fn tile(
     p: Arc<Portal>,
-    scroll: String,
-    level: String,
-    index: String,
+    req: TileRequest,
+    q: Result<HashMap<String, String>, ApiError>,
     if_none_match: Option<String>,
 ) -> Result<Response, ApiError> {
-    let level = canonical_u64(&level)
+    let q = q?;
+    let level = canonical_u64(&req.level)
         .filter(|l| *l <= u64::from(MAX_TILE_LEVEL))
         .ok_or_else(|| {
             ApiError::bad(
@@ -88,16 +100,30 @@ pub async fn tile(
                 format!("level: must be a decimal integer from 0 to {MAX_TILE_LEVEL}"),
             )
         })?;
-    let index = canonical_u64(&index).ok_or_else(|| {
+    let index = canonical_u64(&req.index).ok_or_else(|| {
         ApiError::bad(
             "invalid_tile",
             "index: must be a non-negative decimal integer without sign or leading zeros",
         )
     })?;
+    let asked = match q.get("width") {
+        None => None,
+        Some(w) => Some(
+            canonical_u64(w)
+                .filter(|w| (1..=TILE_WIDTH).contains(w))
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "invalid_tile",
+                        format!("width: must be a decimal integer from 1 to {TILE_WIDTH}"),
+                    )
+                })?,
+        ),
+    };
     let tile = TileId {
         level: level as u8,
         index,
     };
+    let scroll = req.scroll;
     let (scroll_id, cp) = read_cache::latest_checkpoint(&p, &scroll).await?;
     let width = tile_width(tile, cp.tree_size);
     if width == 0 {
@@ -109,13 +135,25 @@ pub async fn tile(
             ),
         ));
     }
-    let body = p
+    if asked.is_some_and(|w| w > width) {
+        return Err(ApiError::not_found(
+            "no_tile",
+            format!(
+                "tile {level}/{index} has {width} entries in the latest signed checkpoint (size {})",
+                cp.tree_size
+            ),
+        ));
+    }
+    let mut body = p
         .ctx
         .store
         .public_tile(scroll_id, tile, cp.tree_size)
         .await?;
+    if let Some(w) = asked {
+        body.truncate(w as usize * 32);
+    }
     let etag = format!("\"{}\"", to_hex(&Sha3Hasher::plain(&body)));
-    let cache = if width == TILE_WIDTH {
+    let cache = if width == TILE_WIDTH || asked.is_some() {
         FULL_TILE_CACHE.to_string()
     } else {
         format!("public, max-age={}", p.opts.partial_tile_max_age_secs)
