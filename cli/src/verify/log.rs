@@ -181,6 +181,23 @@ impl Run {
         Some(compute(tiles).map_err(|e| format!("{scroll}: from tiles: {e}")))
     }
 
+    /// A proof for the tree of `size`: computed from tiles with `--tiles`, else fetched from
+    /// the portal's `endpoint`. Either way the caller verifies it against a signed root.
+    async fn proof<T: serde::de::DeserializeOwned>(
+        &mut self,
+        scroll: &str,
+        size: u64,
+        ranges: &[(u64, u64)],
+        compute: impl Fn(&TileSet) -> Result<T, TileError>,
+        endpoint: String,
+    ) -> Result<T, String> {
+        if let Some(p) = self.compute_from_tiles(scroll, size, ranges, compute).await {
+            return p;
+        }
+        serde_json::from_value(self.get_json(&endpoint, None).await?)
+            .map_err(|e| format!("{endpoint}: proof malformed: {e}"))
+    }
+
     /// Verifies that the tree at `from` with `old` grew into the tree at `to` with `new`.
     /// From size 0 no proof is fetched (every tree extends the empty tree, and consistency
     /// proofs from size 0 are refused); the root at size 0 must be the empty root.
@@ -207,21 +224,15 @@ impl Run {
                 Err(format!("{scroll}: two different roots at size {to}"))
             };
         }
-        let ranges = consistency_ranges(from, to);
-        let proof = match self
-            .compute_from_tiles(scroll, to, &ranges, |t| t.consistency(from, to))
-            .await
-        {
-            Some(p) => p?,
-            None => serde_json::from_value::<ConsistencyProof>(
-                self.get_json(
-                    &format!("/v1/scrolls/{scroll}/proof/consistency?from={from}&to={to}"),
-                    None,
-                )
-                .await?,
+        let proof: ConsistencyProof = self
+            .proof(
+                scroll,
+                to,
+                &consistency_ranges(from, to),
+                |t| t.consistency(from, to),
+                format!("/v1/scrolls/{scroll}/proof/consistency?from={from}&to={to}"),
             )
-            .map_err(|e| format!("{scroll}: consistency proof {from}→{to} malformed: {e}"))?,
-        };
+            .await?;
         verify_consistency::<Sha3_256>(from, to, &proof.path, old, new)
             .map_err(|e| format!("{scroll}: size {from} is not consistent with size {to}: {e}"))
     }
@@ -475,21 +486,15 @@ async fn sample_one(
             "{name}/{seq}: served leaf_hash does not match the receipt"
         ));
     }
-    let ranges = inclusion_ranges(seq, size);
-    let proof = match run
-        .compute_from_tiles(name, size, &ranges, |t| t.inclusion(seq, size))
-        .await
-    {
-        Some(p) => p?,
-        None => serde_json::from_value::<InclusionProof>(
-            run.get_json(
-                &format!("/v1/scrolls/{name}/proof/inclusion?seq={seq}&tree_size={size}"),
-                None,
-            )
-            .await?,
+    let proof: InclusionProof = run
+        .proof(
+            name,
+            size,
+            &inclusion_ranges(seq, size),
+            |t| t.inclusion(seq, size),
+            format!("/v1/scrolls/{name}/proof/inclusion?seq={seq}&tree_size={size}"),
         )
-        .map_err(|e| format!("{name}/{seq}: inclusion proof malformed: {e}"))?,
-    };
+        .await?;
     verify_inclusion::<Sha3_256>(&recomputed, seq, size, &proof.path, root)
         .map_err(|e| format!("{name}/{seq}: not included in checkpoint {size}: {e}"))?;
     run.checked += 1;

@@ -223,6 +223,20 @@ impl TileMemo {
 }
 
 impl Store {
+    /// Keeps tiles read from Postgres in the memo (full ones) and, sealed, in Redis.
+    async fn remember_tiles(&self, scroll_id: i32, fetched: &HashMap<TileKey, Vec<u8>>) {
+        if let Some((cache, memo)) = &self.tile_cache {
+            let items: Vec<(String, Vec<u8>)> = fetched
+                .iter()
+                .map(|(k, v)| {
+                    memo.put(scroll_id, *k, v);
+                    (tile_cache_key(scroll_id, *k), v.clone())
+                })
+                .collect();
+            cache.put_many(&items).await;
+        }
+    }
+
     /// Roots of each range, reading the nodes they need from the tile cache and the rest
     /// (with the tree size) in one query; fails with [`StoreError::BeyondTree`] if `size`
     /// exceeds the integrated size. When the cache holds every node, the size needs no
@@ -266,16 +280,7 @@ impl Store {
             let client = self.pool().get().await?;
             let (available, fetched) = read_tiles(&client, scroll_id, &missing).await?;
             check_size(size, available)?;
-            if let Some((cache, memo)) = &self.tile_cache {
-                let items: Vec<(String, Vec<u8>)> = fetched
-                    .iter()
-                    .map(|(k, v)| {
-                        memo.put(scroll_id, *k, v);
-                        (tile_cache_key(scroll_id, *k), v.clone())
-                    })
-                    .collect();
-                cache.put_many(&items).await;
-            }
+            self.remember_tiles(scroll_id, &fetched).await;
             tiles.raw.extend(fetched);
         }
         let hashes: HashMap<NodeId, Hash> = all
@@ -689,16 +694,7 @@ impl Store {
         if !missing.is_empty() {
             let client = self.pool().get().await?;
             let (_, fetched) = read_tiles(&client, scroll_id, &missing).await?;
-            if let Some((cache, memo)) = &self.tile_cache {
-                let items: Vec<(String, Vec<u8>)> = fetched
-                    .iter()
-                    .map(|(k, v)| {
-                        memo.put(scroll_id, *k, v);
-                        (tile_cache_key(scroll_id, *k), v.clone())
-                    })
-                    .collect();
-                cache.put_many(&items).await;
-            }
+            self.remember_tiles(scroll_id, &fetched).await;
             have.extend(fetched);
         }
         let mut out = Vec::with_capacity(width * 32);
