@@ -613,19 +613,8 @@ async fn tiles_are_cacheable_and_give_the_portals_proofs() {
         set.insert(TileId { level, index }, bytes)
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let cp: Value = serde_json::from_str(
-        &ledger::testing::request(
-            s.p.api_addr,
-            "GET",
-            "/v1/scrolls/drills/checkpoint",
-            &[("accept", "application/json")],
-            b"",
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .1,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (status, cp) = s.checkpoint().await;
+    assert_eq!(status, 200, "{cp}");
     let root = set.root(300).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(Some(to_hex(&root).as_str()), cp["root"].as_str());
     let hex = |path: Vec<[u8; 32]>| path.iter().map(to_hex).collect::<Vec<_>>();

@@ -138,7 +138,7 @@ impl Run {
                 String::from_utf8_lossy(&bytes).trim()
             ));
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 
     /// With `--tiles`, `compute` over the scroll's tiles, fetching those `ranges` read

@@ -130,22 +130,27 @@ impl Stack {
         }
     }
 
+    /// The portal's answer for the JSON checkpoint of `drills`: status and body (`Null` when
+    /// not JSON).
+    pub async fn checkpoint(&self) -> (u16, serde_json::Value) {
+        let (s, body) = request(
+            self.p.api_addr,
+            "GET",
+            "/v1/scrolls/drills/checkpoint",
+            &[("accept", "application/json")],
+            b"",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        (s, serde_json::from_str(&body).unwrap_or_default())
+    }
+
     /// Waits until the portal serves a checkpoint of `drills` at `size`.
     pub async fn wait_checkpoint(&self, size: u64) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let (s, body) = request(
-                self.p.api_addr,
-                "GET",
-                "/v1/scrolls/drills/checkpoint",
-                &[("accept", "application/json")],
-                b"",
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-            let served = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["tree_size"].as_u64());
+            let (s, cp) = self.checkpoint().await;
+            let served = cp["tree_size"].as_u64();
             if s == 200 && served == Some(size) {
                 return;
             }

@@ -7,7 +7,7 @@
 
 use super::proof::{ConsistencyProof, InclusionProof};
 use super::range::{consistency_ranges, fold_range, inclusion_ranges, range_nodes, NodeId};
-use crate::hash::{Hash, Sha3Hasher};
+use crate::hash::{subtree_root, Hash};
 use sha3::Sha3_256;
 use std::collections::{BTreeSet, HashMap};
 
@@ -161,14 +161,7 @@ impl TileSet {
                 needed: (offset + count) as u64,
                 have: self.width(tile),
             })?;
-        let mut level: Vec<Hash> = entries.to_vec();
-        while level.len() > 1 {
-            level = level
-                .chunks_exact(2)
-                .map(|pair| Sha3Hasher::node(&pair[0], &pair[1]))
-                .collect();
-        }
-        Ok(level[0])
+        Ok(subtree_root::<Sha3_256>(entries))
     }
 
     /// Root of the leaf range `[start, end)` (aligned as proofs use).
@@ -221,6 +214,7 @@ impl TileSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::Sha3Hasher;
     use crate::merkle::MemoryTree;
 
     fn leaf(i: u64) -> Hash {

@@ -6,7 +6,7 @@
 
 use super::{to_hash, to_i64, to_u64, Store, StoreError};
 use crate::hash::{subtree_root, Hash, Sha3Hasher};
-use crate::merkle::tiles::{tile_width, TileId, TILE_HEIGHT};
+use crate::merkle::tiles::{TileId, TILE_HEIGHT};
 use crate::merkle::{
     consistency_ranges, fold_range, inclusion_ranges, range_nodes, ConsistencyProof,
     InclusionProof, NodeId,
@@ -638,20 +638,18 @@ impl Store {
 }
 
 impl Store {
-    /// Public tile `tile` (height 8, `merkle::tiles`) of the tree of `size` leaves: its first
-    /// `tile_width(tile, size)` entries, from the stored tiles (height 4) of level `2·L` that
-    /// hold them — through the same memo and Redis cache as proofs, the rest from Postgres in
-    /// one query. Empty when the tile has no entry at `size`.
+    /// The first `width` entries of public tile `tile` (height 8, `merkle::tiles`), from the
+    /// stored tiles (height 4) of level `2·L` that hold them — through the same memo and
+    /// Redis cache as proofs, the rest from Postgres in one query. The caller bounds `width`
+    /// by a signed checkpoint (`merkle::tiles::tile_width`); fewer stored entries than that
+    /// is an integrity error.
     pub async fn public_tile(
         &self,
         scroll_id: i32,
         tile: TileId,
-        size: u64,
+        width: u64,
     ) -> Result<Vec<u8>, StoreError> {
-        let width = tile_width(tile, size) as usize;
-        if width == 0 {
-            return Ok(Vec::new());
-        }
+        let width = width as usize;
         let per_stored = TILE_WIDTH as usize;
         let level = i16::from(tile.level) * (TILE_HEIGHT / TILE_BITS) as i16;
         let first = to_i64(tile.index << (TILE_HEIGHT - TILE_BITS));
@@ -701,8 +699,7 @@ impl Store {
         for part in &parts {
             if short(&have, part) {
                 return Err(StoreError::Integrity(format!(
-                    "stored tile {:?} holds too few entries for public tile {}/{} of the signed \
-                     tree of {size}",
+                    "stored tile {:?} holds too few entries for {width} of public tile {}/{}",
                     part.0, tile.level, tile.index
                 )));
             }

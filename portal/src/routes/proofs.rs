@@ -92,68 +92,29 @@ pub async fn tile(
     if_none_match: Option<String>,
 ) -> Result<Response, ApiError> {
     let q = q?;
-    let level = canonical_u64(&req.level)
-        .filter(|l| *l <= u64::from(MAX_TILE_LEVEL))
-        .ok_or_else(|| {
-            ApiError::bad(
-                "invalid_tile",
-                format!("level: must be a decimal integer from 0 to {MAX_TILE_LEVEL}"),
-            )
-        })?;
-    let index = canonical_u64(&req.index).ok_or_else(|| {
-        ApiError::bad(
-            "invalid_tile",
-            "index: must be a non-negative decimal integer without sign or leading zeros",
-        )
-    })?;
-    let asked = match q.get("width") {
-        None => None,
-        Some(w) => Some(
-            canonical_u64(w)
-                .filter(|w| (1..=TILE_WIDTH).contains(w))
-                .ok_or_else(|| {
-                    ApiError::bad(
-                        "invalid_tile",
-                        format!("width: must be a decimal integer from 1 to {TILE_WIDTH}"),
-                    )
-                })?,
-        ),
-    };
     let tile = TileId {
-        level: level as u8,
-        index,
+        level: tile_number("level", &req.level, 0..=u64::from(MAX_TILE_LEVEL))? as u8,
+        index: tile_number("index", &req.index, 0..=u64::MAX)?,
     };
-    let scroll = req.scroll;
-    let (scroll_id, cp) = read_cache::latest_checkpoint(&p, &scroll).await?;
+    let asked = q
+        .get("width")
+        .map(|w| tile_number("width", w, 1..=TILE_WIDTH))
+        .transpose()?;
+    let (scroll_id, cp) = read_cache::latest_checkpoint(&p, &req.scroll).await?;
     let width = tile_width(tile, cp.tree_size);
-    if width == 0 {
+    let served = asked.unwrap_or(width);
+    if width == 0 || served > width {
         return Err(ApiError::not_found(
             "no_tile",
             format!(
-                "tile {level}/{index} has no entry in the latest signed checkpoint (size {})",
-                cp.tree_size
+                "tile {}/{} has {width} entries in the latest signed checkpoint (size {})",
+                tile.level, tile.index, cp.tree_size
             ),
         ));
     }
-    if asked.is_some_and(|w| w > width) {
-        return Err(ApiError::not_found(
-            "no_tile",
-            format!(
-                "tile {level}/{index} has {width} entries in the latest signed checkpoint (size {})",
-                cp.tree_size
-            ),
-        ));
-    }
-    let mut body = p
-        .ctx
-        .store
-        .public_tile(scroll_id, tile, cp.tree_size)
-        .await?;
-    if let Some(w) = asked {
-        body.truncate(w as usize * 32);
-    }
+    let body = p.ctx.store.public_tile(scroll_id, tile, served).await?;
     let etag = format!("\"{}\"", to_hex(&Sha3Hasher::plain(&body)));
-    let cache = if width == TILE_WIDTH || asked.is_some() {
+    let cache = if asked.is_some() || width == TILE_WIDTH {
         FULL_TILE_CACHE.to_string()
     } else {
         format!("public, max-age={}", p.opts.partial_tile_max_age_secs)
@@ -175,6 +136,27 @@ pub async fn tile(
         }
     }
     Ok(response)
+}
+
+/// A tile coordinate or width: a canonical decimal in `range`, else 400 `invalid_tile`
+/// naming it.
+fn tile_number(
+    name: &str,
+    text: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ApiError> {
+    canonical_u64(text)
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            ApiError::bad(
+                "invalid_tile",
+                format!(
+                    "{name}: must be a decimal integer from {} to {}, without sign or leading zeros",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
 }
 
 /// `GET /v1/scrolls/{scroll}/proof/consistency?from&to`.
