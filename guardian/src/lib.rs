@@ -3,6 +3,7 @@
 //! leads (Postgres advisory lock); others stand by and take over.
 
 pub mod anchor;
+pub mod cosigning;
 pub mod divergence;
 pub mod error;
 pub mod findings;
@@ -16,6 +17,7 @@ pub mod routes;
 pub mod sinks;
 pub mod state;
 pub mod verify_once;
+pub mod witness;
 
 pub use findings::DIVERGENCE_ACK;
 pub use options::GuardianArgs;
@@ -28,6 +30,7 @@ use integrate::Integrator;
 use leader::{Fence, Leadership};
 use ledger::config::{CommonConfig, ServiceDefaults};
 use ledger::context::{ServiceContext, StartError};
+use ledger::cosignature::WitnessSigner;
 use ledger::note::NoteSigner;
 use ledger::service::{RunningService, Shutdown};
 use std::sync::Arc;
@@ -65,6 +68,38 @@ pub async fn start_with(
         mesh: mesh.clone(),
         journal: (!opts.journal_path.as_os_str().is_empty()).then(|| opts.journal_path.clone()),
     };
+    let witness = match &opts.witness_key_file {
+        Some(path) => Some(witness::Witness {
+            store: ctx.store.clone(),
+            signer: WitnessSigner::load(path).map_err(|e| {
+                std::io::Error::other(format!(
+                    "witness key {}: {e} (create one with `vaultmesh keygen --witness`)",
+                    path.display()
+                ))
+            })?,
+            remotes: opts.remote_meshes.clone(),
+        }),
+        None if !opts.remote_meshes.is_empty() => {
+            return Err(std::io::Error::other("--remote-mesh needs --witness-key-file").into())
+        }
+        None => None,
+    };
+    let cosigner = if opts.witnesses.is_empty() {
+        None
+    } else {
+        Some(
+            cosigning::Cosigner::new(
+                ctx.store.clone(),
+                opts.witnesses.clone(),
+                std::time::Duration::from_millis(opts.witness_timeout_ms),
+            )
+            .map_err(|e| std::io::Error::other(format!("witness HTTP client: {e}")))?,
+        )
+    };
+    metrics::init_federation(
+        opts.witnesses.iter().map(|w| w.mesh.as_str()),
+        opts.remote_meshes.iter().map(|r| r.mesh.as_str()),
+    );
     let leadership = Arc::new(Mutex::new(Leadership::default()));
     let findings = Findings::new(ctx.store.clone(), mesh.clone(), load_signer(&opts)?);
     let guardian = Arc::new(Guardian {
@@ -84,6 +119,8 @@ pub async fn start_with(
             fence: Fence(leadership.clone()),
             gate: ctx.gate(),
         },
+        witness,
+        cosigner,
         leadership,
         next_epoch: Mutex::new(None),
         epoch_lock: Mutex::new(()),
@@ -97,6 +134,10 @@ pub async fn start_with(
             None,
         )
         .await?;
+    running.add_task(tokio::spawn(cosigning::run(
+        guardian.clone(),
+        shutdown.clone(),
+    )));
     running.add_task(tokio::spawn(state::run(guardian, shutdown)));
     Ok(running)
 }

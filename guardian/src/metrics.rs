@@ -1,7 +1,9 @@
 //! The guardian metrics of the monitoring seed (exact names, types, labels and buckets).
 
 use lazy_static::lazy_static;
-use prometheus::{Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, Opts, Registry};
+use prometheus::{
+    Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, Opts, Registry,
+};
 
 lazy_static! {
     /// Epochs every configured sink accepted.
@@ -54,6 +56,56 @@ lazy_static! {
         Opts::new("vaultmesh_guardian_sentinel_events_total", "Sentinel events"),
         &["event_type", "severity"]
     ).unwrap_or_else(|_| unreachable!());
+    /// Failures to get a cosignature from a witness (or to fetch from a remote portal), by
+    /// the remote's mesh id and reason.
+    pub static ref WITNESS_FAILURES: CounterVec = CounterVec::new(
+        Opts::new("vaultmesh_federation_witness_failures_total", "Federation witness failures"),
+        &["remote_mesh", "reason"]
+    ).unwrap_or_else(|_| unreachable!());
+    /// Cosignatures collected for this mesh's checkpoints, by witness mesh.
+    pub static ref COSIGNATURES_TOTAL: CounterVec = CounterVec::new(
+        Opts::new("vaultmesh_federation_cosignatures_total", "Cosignatures collected"),
+        &["witness"]
+    ).unwrap_or_else(|_| unreachable!());
+    /// The largest size of each scroll a witness has cosigned.
+    pub static ref WITNESSED_SIZE: GaugeVec = GaugeVec::new(
+        Opts::new("vaultmesh_federation_witnessed_size", "Largest cosigned tree size"),
+        &["scroll", "witness"]
+    ).unwrap_or_else(|_| unreachable!());
+    /// Time to answer an add-checkpoint request that was cosigned (verify, persist, sign).
+    pub static ref ADD_CHECKPOINT_DURATION: HistogramVec = HistogramVec::new(
+        HistogramOpts::new(
+            "vaultmesh_federation_add_checkpoint_duration_seconds",
+            "Witness add-checkpoint latency"
+        ).buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
+        &["remote_mesh"]
+    ).unwrap_or_else(|_| unreachable!());
+    /// add-checkpoint requests this witness refused, by remote mesh and reason.
+    pub static ref WITNESS_REFUSED: CounterVec = CounterVec::new(
+        Opts::new("vaultmesh_federation_witness_refused_total", "Witness requests refused"),
+        &["remote_mesh", "reason"]
+    ).unwrap_or_else(|_| unreachable!());
+}
+
+/// Puts the federation counters an alert or a dashboard takes a rate of at zero for every
+/// witness and remote mesh configured, so the first failure is seen.
+pub fn init_federation<'a>(
+    witnesses: impl Iterator<Item = &'a str>,
+    remotes: impl Iterator<Item = &'a str>,
+) {
+    for w in witnesses {
+        COSIGNATURES_TOTAL.with_label_values(&[w]);
+        for reason in crate::cosigning::CosignFailure::REASONS {
+            WITNESS_FAILURES.with_label_values(&[w, reason]);
+        }
+    }
+    WITNESS_REFUSED.with_label_values(&["unknown", "malformed"]);
+    WITNESS_REFUSED.with_label_values(&["unknown", "unknown_origin"]);
+    for r in remotes {
+        for reason in crate::witness::REFUSAL_REASONS {
+            WITNESS_REFUSED.with_label_values(&[r, reason]);
+        }
+    }
 }
 
 /// Puts every anchor failure reason this guardian can report (`store`, `sink_<name>` of each
@@ -90,6 +142,11 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(PROOFCHAIN_ROOT_INFO.clone()))?;
     registry.register(Box::new(PROOFCHAIN_DIVERGENCE.clone()))?;
     registry.register(Box::new(SENTINEL_EVENTS.clone()))?;
+    registry.register(Box::new(WITNESS_FAILURES.clone()))?;
+    registry.register(Box::new(COSIGNATURES_TOTAL.clone()))?;
+    registry.register(Box::new(WITNESSED_SIZE.clone()))?;
+    registry.register(Box::new(ADD_CHECKPOINT_DURATION.clone()))?;
+    registry.register(Box::new(WITNESS_REFUSED.clone()))?;
     Ok(())
 }
 

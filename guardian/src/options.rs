@@ -55,6 +55,35 @@ pub struct GuardianArgs {
     /// instead of the signing key, so an auditor needs no secret.
     #[arg(long, value_name = "FILE", requires = "verify_once")]
     pub vkey_file: Option<PathBuf>,
+    /// This guardian's witness key (cosignature/v1, made by `vaultmesh keygen --witness`):
+    /// with it, the guardian cosigns checkpoints of the meshes given by `--remote-mesh`.
+    #[arg(long, env = "VAULTMESH_WITNESS_KEY_FILE", value_name = "FILE")]
+    pub witness_key_file: Option<PathBuf>,
+    /// A remote mesh this guardian witnesses, `MESH_ID,GUARDIAN_VKEY,PORTAL_URL`: it accepts
+    /// add-checkpoint requests for origins `MESH_ID/…` signed by that key. Repeat the flag;
+    /// in the environment, separate entries with `;`. Needs `--witness-key-file`.
+    #[arg(
+        long = "remote-mesh",
+        env = "VAULTMESH_REMOTE_MESHES",
+        value_delimiter = ';',
+        value_name = "MESH_ID,GUARDIAN_VKEY,PORTAL_URL",
+        requires = "witness_key_file"
+    )]
+    pub remote_meshes: Vec<crate::witness::RemoteMesh>,
+    /// A witness asked to cosign this mesh's checkpoints, `MESH_ID,WITNESS_VKEY,GUARDIAN_URL`
+    /// (its add-checkpoint is `GUARDIAN_URL/v1/witness/add-checkpoint`). Repeat the flag; in
+    /// the environment, separate entries with `;`.
+    #[arg(
+        long = "witness",
+        env = "VAULTMESH_WITNESSES",
+        value_delimiter = ';',
+        value_name = "MESH_ID,WITNESS_VKEY,GUARDIAN_URL"
+    )]
+    pub witnesses: Vec<crate::cosigning::WitnessEndpoint>,
+    /// Milliseconds to wait for a witness's answer.
+    #[arg(long, env = "VAULTMESH_WITNESS_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub witness_timeout_ms: u64,
 }
 
 impl Default for GuardianArgs {
@@ -70,6 +99,10 @@ impl Default for GuardianArgs {
             tsa_timeout_secs: 10,
             verify_once: false,
             vkey_file: None,
+            witness_key_file: None,
+            remote_meshes: Vec::new(),
+            witnesses: Vec::new(),
+            witness_timeout_ms: 5000,
         }
     }
 }

@@ -22,6 +22,7 @@ pub fn table() -> ledger::http_guard::RouteTable {
         ("POST", "/v1/guardian/verify"),
         ("GET", "/v1/guardian/divergence"),
         ("POST", "/v1/guardian/divergence/ack"),
+        ("POST", "/v1/witness/add-checkpoint"),
     ])
     .with(ledger::governance::routes::ROUTES)
 }
@@ -84,8 +85,21 @@ pub fn routes(
                 })
             },
         );
+    let add_checkpoint = warp::path!("v1" / "witness" / "add-checkpoint")
+        .and(warp::post())
+        .and(with())
+        .and(pending_body())
+        .then(|g: Arc<Guardian>, body: PendingBody| {
+            observed("POST", "/v1/witness/add-checkpoint", async move {
+                add_checkpoint(&g, body)
+                    .await
+                    .unwrap_or_else(|e| e.response())
+            })
+        });
     let governance = governance_routes(with());
     state
+        .or(add_checkpoint)
+        .unify()
         .or(governance)
         .unify()
         .or(anchor)
@@ -284,6 +298,50 @@ async fn acknowledge(
         // The constitution or an emergency refused the acknowledgement receipt: say so.
         Err(AckError::Ledger(GuardianError::Gate(refusal))) => Err(ApiError::from(refusal)),
         Err(e) => Err(ApiError::Unavailable(format!("acknowledging: {e}"))),
+    }
+}
+
+/// `POST /v1/witness/add-checkpoint` (C2SP tlog-witness): 200 with the cosignature line, 409
+/// with the last cosigned size as `text/x.tlog.size`, 404 unknown origin, 403 bad signature,
+/// 400 malformed, 422 inconsistent. A guardian without a witness key answers 404.
+async fn add_checkpoint(g: &Guardian, body: PendingBody) -> Result<Response, ApiError> {
+    use crate::witness::Refusal;
+    let Some(witness) = g.witness.as_ref() else {
+        return Err(ApiError::not_found(
+            "not_a_witness",
+            "this guardian has no witness key and witnesses no remote mesh",
+        ));
+    };
+    let body = body
+        .bytes(
+            ledger::add_checkpoint::MAX_BODY_BYTES,
+            std::time::Duration::from_secs(10),
+        )
+        .await?;
+    let text = |status: StatusCode, body: String, media: &'static str| {
+        let mut r = warp::reply::with_status(body, status).into_response();
+        r.headers_mut().insert(
+            warp::http::header::CONTENT_TYPE,
+            warp::http::HeaderValue::from_static(media),
+        );
+        r
+    };
+    match witness.add_checkpoint(&body).await {
+        Ok(line) => Ok(text(StatusCode::OK, line, "text/plain; charset=utf-8")),
+        Err(Refusal::Conflict(size)) => {
+            let (body, media) = crate::witness::conflict_body(size);
+            Ok(text(StatusCode::CONFLICT, body, media))
+        }
+        Err(e @ Refusal::Malformed(_)) => Err(ApiError::bad("malformed_request", e.to_string())),
+        Err(e @ Refusal::UnknownOrigin(_)) => {
+            Err(ApiError::not_found("unknown_log", e.to_string()))
+        }
+        Err(e @ Refusal::Forbidden(_)) => Err(ApiError::Forbidden(e.to_string())),
+        Err(e @ Refusal::Inconsistent(_)) => Err(ApiError::Unprocessable {
+            code: "inconsistent_checkpoint",
+            message: e.to_string(),
+        }),
+        Err(e @ Refusal::Unavailable(_)) => Err(ApiError::Unavailable(e.to_string())),
     }
 }
 

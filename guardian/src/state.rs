@@ -29,6 +29,10 @@ pub struct Guardian {
     pub auditor: divergence::Auditor,
     /// Findings raised so far and whether an operator acknowledged them.
     pub findings: Findings,
+    /// The witness role, when this guardian has a witness key.
+    pub witness: Option<crate::witness::Witness>,
+    /// The log side of federation, when witnesses are configured.
+    pub cosigner: Option<crate::cosigning::Cosigner>,
     /// The advisory lock, when held (shared with the anchorer's [`Fence`]).
     pub leadership: Arc<Mutex<Leadership>>,
     /// When the next epoch is due (set on becoming leader from the newest stored epoch).

@@ -1,9 +1,10 @@
 //! VaultMesh ledger core: the formats of SPEC §3 and the storage every service shares.
 //!
-//! Pure format code (`jcs`, `receipt`, `hash`, `merkle`, `note`, `checkpoint`,
+//! Pure format code (`jcs`, `receipt`, `hash`, `merkle`, `note`, `checkpoint`, `cosignature`, `add_checkpoint`,
 //! `proofchain`, `bundle`, `timestamp`) has no I/O; `store` and `cache` talk to Postgres and
 //! Redis; `config`, `telemetry`, `metrics` and `service` are the plumbing each binary uses.
 
+pub mod add_checkpoint;
 pub mod api_error;
 pub mod auth;
 pub mod body;
@@ -12,6 +13,7 @@ pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod context;
+pub mod cosignature;
 pub mod gate;
 pub mod governance;
 pub mod hash;

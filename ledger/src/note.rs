@@ -7,9 +7,9 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// Signature-type byte for Ed25519 in signed-note key ids and encodings.
-const ALG_ED25519: u8 = 0x01;
+pub(crate) const ALG_ED25519: u8 = 0x01;
 /// Signature line prefix: an em dash and a space.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub const SIG_PREFIX: &str = "\u{2014} ";
 
 /// Why a key, note or signature is rejected.
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +39,16 @@ pub enum NoteError {
     },
 }
 
-/// 4-byte key id: SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key)[..4].
+/// 4-byte key id of a checkpoint key: SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key)[..4].
 pub fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
+    key_id_for(ALG_ED25519, name, public)
+}
+
+/// 4-byte key id of a key of signature type `alg`: SHA-256(name ‖ 0x0A ‖ alg ‖ public key)[..4].
+pub(crate) fn key_id_for(alg: u8, name: &str, public: &[u8; 32]) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', ALG_ED25519]);
+    h.update([b'\n', alg]);
     h.update(public);
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]
@@ -56,58 +61,51 @@ fn check_name(name: &str) -> Result<(), NoteError> {
     Ok(())
 }
 
-/// A named Ed25519 signing key.
-pub struct NoteSigner {
-    name: String,
-    key: SigningKey,
-    id: [u8; 4],
+/// A named Ed25519 signing key of one signature type (`alg`), with its key id: the part the
+/// checkpoint key ([`NoteSigner`], 0x01) and the witness key (cosignature/v1, 0x04) share.
+pub(crate) struct NamedKey {
+    pub(crate) name: String,
+    pub(crate) key: SigningKey,
+    pub(crate) id: [u8; 4],
+    alg: u8,
 }
 
-impl NoteSigner {
-    /// A fresh random key with this name.
-    pub fn generate(name: &str) -> Result<Self, NoteError> {
+impl NamedKey {
+    pub(crate) fn generate(name: &str, alg: u8) -> Result<Self, NoteError> {
         let mut seed = [0u8; 32];
         getrandom::getrandom(&mut seed).map_err(|_| NoteError::BadKey("no randomness"))?;
-        Self::from_seed(name, seed)
+        Self::from_seed(name, seed, alg)
     }
 
-    /// A key from its 32-byte seed.
-    pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
+    pub(crate) fn from_seed(name: &str, seed: [u8; 32], alg: u8) -> Result<Self, NoteError> {
         check_name(name)?;
         let key = SigningKey::from_bytes(&seed);
-        let id = key_id(name, key.verifying_key().as_bytes());
+        let id = key_id_for(alg, name, key.verifying_key().as_bytes());
         Ok(Self {
             name: name.to_string(),
             key,
             id,
+            alg,
         })
     }
 
-    /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x01‖seed)>`.
-    pub fn from_skey(skey: &str) -> Result<Self, NoteError> {
+    /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(alg‖seed)>`.
+    pub(crate) fn from_skey(skey: &str, alg: u8) -> Result<Self, NoteError> {
         let rest = skey
             .trim()
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(NoteError::BadKey("missing PRIVATE+KEY+ prefix"))?;
         let (name, id, data) = split_key(rest)?;
-        let bytes = B64
-            .decode(data)
-            .map_err(|_| NoteError::BadKey("bad base64"))?;
-        if bytes.len() != 33 || bytes[0] != ALG_ED25519 {
-            return Err(NoteError::BadKey("not an Ed25519 key"));
-        }
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&bytes[1..]);
-        let signer = Self::from_seed(name, seed)?;
+        let seed = key_material(data, alg)?;
+        let signer = Self::from_seed(name, seed, alg)?;
         if signer.id != id {
             return Err(NoteError::BadKey("key id does not match key"));
         }
         Ok(signer)
     }
 
-    /// Signed-note private key encoding.
-    pub fn to_skey(&self) -> String {
-        let mut data = vec![ALG_ED25519];
+    pub(crate) fn to_skey(&self) -> String {
+        let mut data = vec![self.alg];
         data.extend_from_slice(self.key.as_bytes());
         format!(
             "PRIVATE+KEY+{}+{}+{}",
@@ -117,55 +115,37 @@ impl NoteSigner {
         )
     }
 
-    /// The matching verifier.
-    pub fn verifier(&self) -> NoteVerifier {
-        NoteVerifier {
+    pub(crate) fn verifier(&self) -> NamedVerifier {
+        NamedVerifier {
             name: self.name.clone(),
             key: self.key.verifying_key(),
             id: self.id,
+            alg: self.alg,
         }
     }
 
-    /// Key name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Signs `body` (which must end in a newline) and returns the complete signed note.
-    pub fn sign(&self, body: &str) -> Result<String, NoteError> {
-        check_body(body)?;
-        let sig = self.key.sign(body.as_bytes());
-        let mut blob = self.id.to_vec();
-        blob.extend_from_slice(&sig.to_bytes());
-        Ok(format!(
-            "{body}\n{SIG_PREFIX}{} {}\n",
-            self.name,
-            B64.encode(blob)
-        ))
-    }
-
-    /// Loads a signing key file (skey form).
-    pub fn load(path: &Path) -> Result<Self, NoteError> {
+    /// Loads a key file (skey form).
+    pub(crate) fn load(path: &Path, alg: u8) -> Result<Self, NoteError> {
         let text = std::fs::read_to_string(path).map_err(|source| NoteError::Io {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_skey(&text)
+        Self::from_skey(&text, alg)
     }
 
     /// Generates a key and writes it to `path` (mode 0600), unless the file exists.
-    pub fn generate_to_file(name: &str, path: &Path) -> Result<Self, NoteError> {
+    pub(crate) fn generate_to_file(name: &str, path: &Path, alg: u8) -> Result<Self, NoteError> {
         let io = |source| NoteError::Io {
             path: path.display().to_string(),
             source,
         };
         if path.exists() {
-            return Self::load(path);
+            return Self::load(path, alg);
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let signer = Self::generate(name)?;
+        let signer = Self::generate(name, alg)?;
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -181,7 +161,123 @@ impl NoteSigner {
     }
 }
 
-fn split_key(s: &str) -> Result<(&str, [u8; 4], &str), NoteError> {
+/// The 32 key bytes of `base64(alg‖key)`, refusing any other signature type.
+fn key_material(data: &str, alg: u8) -> Result<[u8; 32], NoteError> {
+    let bytes = B64
+        .decode(data)
+        .map_err(|_| NoteError::BadKey("bad base64"))?;
+    if bytes.len() != 33 {
+        return Err(NoteError::BadKey("not an Ed25519 key"));
+    }
+    if bytes[0] != alg {
+        return Err(NoteError::BadKey(if alg == ALG_ED25519 {
+            "not an Ed25519 note key (signature type 0x01)"
+        } else {
+            "not an Ed25519 cosignature key (signature type 0x04)"
+        }));
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&bytes[1..]);
+    Ok(out)
+}
+
+/// The verifying half of a [`NamedKey`].
+#[derive(Clone, Debug)]
+pub(crate) struct NamedVerifier {
+    pub(crate) name: String,
+    pub(crate) key: VerifyingKey,
+    pub(crate) id: [u8; 4],
+    alg: u8,
+}
+
+impl NamedVerifier {
+    /// Parses a vkey `<name>+<hex id>+<base64(alg‖public key)>`.
+    pub(crate) fn from_vkey(vkey: &str, alg: u8) -> Result<Self, NoteError> {
+        let (name, id, data) = split_key(vkey.trim())?;
+        let public = key_material(data, alg)?;
+        if key_id_for(alg, name, &public) != id {
+            return Err(NoteError::BadKey("key id does not match key"));
+        }
+        let key = VerifyingKey::from_bytes(&public).map_err(|_| NoteError::BadKey("bad point"))?;
+        Ok(Self {
+            name: name.to_string(),
+            key,
+            id,
+            alg,
+        })
+    }
+
+    pub(crate) fn to_vkey(&self) -> String {
+        let mut data = vec![self.alg];
+        data.extend_from_slice(self.key.as_bytes());
+        format!(
+            "{}+{}+{}",
+            self.name,
+            hex::encode(self.id),
+            B64.encode(data)
+        )
+    }
+}
+
+/// A named Ed25519 signing key for notes (checkpoints, ProofChain heads).
+pub struct NoteSigner(NamedKey);
+
+impl NoteSigner {
+    /// A fresh random key with this name.
+    pub fn generate(name: &str) -> Result<Self, NoteError> {
+        NamedKey::generate(name, ALG_ED25519).map(Self)
+    }
+
+    /// A key from its 32-byte seed.
+    pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
+        NamedKey::from_seed(name, seed, ALG_ED25519).map(Self)
+    }
+
+    /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x01‖seed)>`.
+    pub fn from_skey(skey: &str) -> Result<Self, NoteError> {
+        NamedKey::from_skey(skey, ALG_ED25519).map(Self)
+    }
+
+    /// Signed-note private key encoding.
+    pub fn to_skey(&self) -> String {
+        self.0.to_skey()
+    }
+
+    /// The matching verifier.
+    pub fn verifier(&self) -> NoteVerifier {
+        NoteVerifier(self.0.verifier())
+    }
+
+    /// Key name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Signs `body` (which must end in a newline) and returns the complete signed note.
+    pub fn sign(&self, body: &str) -> Result<String, NoteError> {
+        check_body(body)?;
+        let sig = self.0.key.sign(body.as_bytes());
+        let mut blob = self.0.id.to_vec();
+        blob.extend_from_slice(&sig.to_bytes());
+        Ok(format!(
+            "{body}\n{SIG_PREFIX}{} {}\n",
+            self.0.name,
+            B64.encode(blob)
+        ))
+    }
+
+    /// Loads a signing key file (skey form).
+    pub fn load(path: &Path) -> Result<Self, NoteError> {
+        NamedKey::load(path, ALG_ED25519).map(Self)
+    }
+
+    /// Generates a key and writes it to `path` (mode 0600), unless the file exists.
+    pub fn generate_to_file(name: &str, path: &Path) -> Result<Self, NoteError> {
+        NamedKey::generate_to_file(name, path, ALG_ED25519).map(Self)
+    }
+}
+
+pub(crate) fn split_key(s: &str) -> Result<(&str, [u8; 4], &str), NoteError> {
     let mut parts = s.splitn(3, '+');
     let (Some(name), Some(id_hex), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(NoteError::BadKey("expected name+id+key"));
@@ -195,57 +291,60 @@ fn split_key(s: &str) -> Result<(&str, [u8; 4], &str), NoteError> {
     Ok((name, id, data))
 }
 
-/// A named Ed25519 verifier key.
+/// A named Ed25519 verifier key for notes (checkpoints, ProofChain heads).
 #[derive(Clone, Debug)]
-pub struct NoteVerifier {
-    name: String,
-    key: VerifyingKey,
-    id: [u8; 4],
-}
+pub struct NoteVerifier(NamedVerifier);
 
 impl NoteVerifier {
     /// Parses a vkey `<name>+<hex id>+<base64(0x01‖public key)>`.
     pub fn from_vkey(vkey: &str) -> Result<Self, NoteError> {
-        let (name, id, data) = split_key(vkey.trim())?;
-        let bytes = B64
-            .decode(data)
-            .map_err(|_| NoteError::BadKey("bad base64"))?;
-        if bytes.len() != 33 || bytes[0] != ALG_ED25519 {
-            return Err(NoteError::BadKey("not an Ed25519 key"));
-        }
-        let mut public = [0u8; 32];
-        public.copy_from_slice(&bytes[1..]);
-        if key_id(name, &public) != id {
-            return Err(NoteError::BadKey("key id does not match key"));
-        }
-        let key = VerifyingKey::from_bytes(&public).map_err(|_| NoteError::BadKey("bad point"))?;
-        Ok(Self {
-            name: name.to_string(),
-            key,
-            id,
-        })
+        NamedVerifier::from_vkey(vkey, ALG_ED25519).map(Self)
     }
 
     /// Signed-note vkey encoding.
     pub fn to_vkey(&self) -> String {
-        let mut data = vec![ALG_ED25519];
-        data.extend_from_slice(self.key.as_bytes());
-        format!(
-            "{}+{}+{}",
-            self.name,
-            hex::encode(self.id),
-            B64.encode(data)
-        )
+        self.0.to_vkey()
     }
 
     /// Key name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// Verifies a signed note and returns its body. Signature lines by other keys are
     /// allowed (and ignored), but every line must be well-formed.
     pub fn verify<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
+        let note = SignedNote::parse(note)?;
+        let k = &self.0;
+        let mut verified = false;
+        for sig in note.signatures_by(&k.name, k.id) {
+            let sig =
+                Signature::from_slice(sig).map_err(|_| NoteError::BadSignature(k.name.clone()))?;
+            k.key
+                .verify(note.body.as_bytes(), &sig)
+                .map_err(|_| NoteError::BadSignature(k.name.clone()))?;
+            verified = true;
+        }
+        if verified {
+            Ok(note.body)
+        } else {
+            Err(NoteError::NoSignature(k.name.clone()))
+        }
+    }
+}
+
+/// A signed note split into its body and its signature lines, each well-formed (an em
+/// dash, a key name, base64 of a key id and at least one byte more).
+pub struct SignedNote<'a> {
+    /// The text signed: every line up to the blank line, with its final newline.
+    pub body: &'a str,
+    /// Each signature line's key name and decoded bytes (key id first), in order.
+    pub signatures: Vec<(&'a str, Vec<u8>)>,
+}
+
+impl<'a> SignedNote<'a> {
+    /// Splits `note` at its last blank line and decodes every signature line.
+    pub fn parse(note: &'a str) -> Result<Self, NoteError> {
         let split = note
             .rfind("\n\n")
             .ok_or(NoteError::BadNote("no blank line before signatures"))?;
@@ -257,7 +356,7 @@ impl NoteVerifier {
                 "signature block must end with a newline",
             ));
         }
-        let mut verified = false;
+        let mut signatures = Vec::new();
         for line in sigs[..sigs.len() - 1].split('\n') {
             let rest = line.strip_prefix(SIG_PREFIX).ok_or(NoteError::BadNote(
                 "signature line must start with an em dash",
@@ -271,21 +370,21 @@ impl NoteVerifier {
             if blob.len() < 5 {
                 return Err(NoteError::BadNote("signature too short"));
             }
-            if name != self.name || blob[..4] != self.id {
-                continue;
-            }
-            let sig = Signature::from_slice(&blob[4..])
-                .map_err(|_| NoteError::BadSignature(self.name.clone()))?;
-            self.key
-                .verify(body.as_bytes(), &sig)
-                .map_err(|_| NoteError::BadSignature(self.name.clone()))?;
-            verified = true;
+            signatures.push((name, blob));
         }
-        if verified {
-            Ok(body)
-        } else {
-            Err(NoteError::NoSignature(self.name.clone()))
-        }
+        Ok(Self { body, signatures })
+    }
+
+    /// The bytes after the key id of every line by the key named `name` with key id `id`.
+    pub fn signatures_by<'s>(
+        &'s self,
+        name: &'s str,
+        id: [u8; 4],
+    ) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.signatures
+            .iter()
+            .filter(move |(n, blob)| *n == name && blob[..4] == id)
+            .map(|(_, blob)| &blob[4..])
     }
 }
 

@@ -280,3 +280,49 @@ fn python_verifier_accepts_rust_bundles_and_rejects_tampering() {
         "wrong key"
     );
 }
+
+#[test]
+fn python_cosignature_tests_pass_on_the_independent_implementation() {
+    let out = python()
+        .args(["-m", "unittest", "test_cosignature"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn python_accepts_rust_cosignatures_and_only_under_the_right_keys() {
+    use ledger::cosignature::{with_cosignatures, WitnessSigner};
+    let w =
+        WitnessSigner::from_seed("witness.example/w1", [5; 32]).unwrap_or_else(|e| panic!("{e}"));
+    let body = "example.com/log\n3\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+    let line = w.cosign(body, 1_700_000_000).unwrap_or_default();
+    let log = NoteSigner::from_seed("example.com/log", [6; 32]).unwrap_or_else(|e| panic!("{e}"));
+    let note = with_cosignatures(&log.sign(body).unwrap_or_default(), &[line]);
+    let script = "import sys, vaultmesh_verify as v\n\
+         print(v.verify_cosignatures(sys.argv[1], [sys.argv[2]], max_future=None))\n";
+    let run = |vkey: &str| {
+        python()
+            .args(["-c", script, &note, vkey])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run python: {e}"))
+    };
+    let ok = run(&w.verifier().to_vkey());
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("witness.example/w1"));
+    let other =
+        WitnessSigner::from_seed("witness.example/w1", [9; 32]).unwrap_or_else(|e| panic!("{e}"));
+    let none = run(&other.verifier().to_vkey());
+    assert!(
+        !String::from_utf8_lossy(&none.stdout).contains("witness.example/w1"),
+        "another key's cosignature was accepted"
+    );
+}

@@ -1,4 +1,5 @@
-//! `vaultmesh verify bundle FILE --vkey KEY [--tsa-cert PEM]`: fully offline.
+//! `vaultmesh verify bundle FILE --vkey KEY [--tsa-cert PEM] [--witness W… --witness-threshold
+//! K]`: fully offline.
 
 use ledger::bundle::ProofBundle;
 use ledger::timestamp;
@@ -15,11 +16,14 @@ pub struct Args {
     /// of the bundle's anchor must then be a valid token by it over that record.
     #[arg(long)]
     tsa_cert: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    witnesses: super::WitnessArgs,
 }
 
 /// Verifies the bundle and prints the verdict.
 pub fn run(a: &Args) -> anyhow::Result<bool> {
     let verifier = super::load_vkey(&a.vkey)?;
+    let policy = a.witnesses.policy()?;
     let tsa = a
         .tsa_cert
         .as_deref()
@@ -41,6 +45,15 @@ pub fn run(a: &Args) -> anyhow::Result<bool> {
             return Ok(false);
         }
     };
+    if let Some(policy) = &policy {
+        match policy.check(&bundle.checkpoint) {
+            Ok(names) => println!("OK checkpoint cosigned by {}", names.join(", ")),
+            Err(e) => {
+                println!("FAIL {}: witness policy: {e}", a.file.display());
+                return Ok(false);
+            }
+        }
+    }
     if let (Some(cert), Some(anchor)) = (&tsa, &bundle.anchor) {
         match timestamp::verify_record_tokens(anchor, cert) {
             Ok(tokens) if tokens.is_empty() => {

@@ -10,6 +10,7 @@
 //! from them.
 
 use ledger::checkpoint::Checkpoint;
+use ledger::cosignature::WitnessPolicy;
 use ledger::hash::{from_hex, to_hex, Hash, Sha3Hasher};
 use ledger::merkle::tiles::{tile_width, tiles_for, TILE_WIDTH};
 use ledger::merkle::{
@@ -56,6 +57,10 @@ pub struct Args {
     /// each checkpoint's root from them.
     #[arg(long)]
     tiles: bool,
+    /// With a witness policy, each scroll's checkpoint verified is the latest one holding
+    /// cosignatures from K of the witnesses (`?witnessed=K`), and the policy is checked.
+    #[command(flatten)]
+    witnesses: super::WitnessArgs,
 }
 
 /// What a previous run verified.
@@ -88,6 +93,8 @@ struct Run {
     deferred: std::collections::BTreeSet<u64>,
     /// With `--tiles`: the tiles fetched so far, per scroll.
     tiles: Option<BTreeMap<String, TileSet>>,
+    /// With `--witness`: the policy every checkpoint must meet.
+    policy: Option<WitnessPolicy>,
 }
 
 impl Run {
@@ -274,6 +281,7 @@ pub async fn run(a: &Args) -> anyhow::Result<bool> {
         checked: 0,
         deferred: std::collections::BTreeSet::new(),
         tiles: a.tiles.then(BTreeMap::new),
+        policy: a.witnesses.policy()?,
     };
     // Anchors first: every anchored size is then at most the checkpoint read after it.
     let records = match fetch_records(&run).await {
@@ -392,11 +400,18 @@ async fn checkpoint(
     name: &str,
     seen: Option<&Seen>,
 ) -> Result<Option<Checkpoint>, String> {
-    let (status, note) = run
-        .get(&format!("/v1/scrolls/{name}/checkpoint"), None)
-        .await?;
+    let path = match &run.policy {
+        Some(p) => format!("/v1/scrolls/{name}/checkpoint?witnessed={}", p.threshold()),
+        None => format!("/v1/scrolls/{name}/checkpoint"),
+    };
+    let (status, note) = run.get(&path, None).await?;
     if status == 404 && seen.is_none() {
-        println!("NOTE {name}: no signed checkpoint yet");
+        let witnessed = if run.policy.is_some() {
+            " witnessed"
+        } else {
+            ""
+        };
+        println!("NOTE {name}: no{witnessed} signed checkpoint yet");
         return Ok(None);
     }
     if status != 200 {
@@ -406,6 +421,17 @@ async fn checkpoint(
     let cp = Checkpoint::verify(&note, verifier, Some(&origin))
         .map_err(|e| format!("{name}: checkpoint does not verify: {e}"))?;
     run.checked += 1;
+    if let Some(policy) = &run.policy {
+        let names = policy
+            .check(&note)
+            .map_err(|e| format!("{name}: checkpoint {}: witness policy: {e}", cp.size))?;
+        run.checked += 1;
+        println!(
+            "OK {name}: checkpoint {} cosigned by {}",
+            cp.size,
+            names.join(", ")
+        );
+    }
     if let Some(root) = run
         .compute_from_tiles(name, cp.size, &[(0, cp.size)], |t| t.root(cp.size))
         .await

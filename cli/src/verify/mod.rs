@@ -8,6 +8,7 @@ mod bundle;
 mod log;
 
 use clap::Subcommand;
+use ledger::cosignature::{WitnessPolicy, WitnessVerifier};
 use ledger::note::NoteVerifier;
 use ledger::timestamp::Certificate;
 use std::path::Path;
@@ -32,13 +33,51 @@ pub async fn run(cmd: VerifyCommand) -> anyhow::Result<bool> {
 
 /// A verifier key given as a file holding it, or as the vkey text itself.
 pub fn load_vkey(arg: &str) -> anyhow::Result<NoteVerifier> {
-    let text = match std::fs::read_to_string(arg) {
-        Ok(t) => t,
-        Err(_) if arg.contains('+') => arg.to_string(),
-        Err(e) => anyhow::bail!("--vkey {arg}: not a readable file ({e}) nor a vkey"),
-    };
-    NoteVerifier::from_vkey(text.trim())
+    NoteVerifier::from_vkey(&vkey_text("--vkey", arg)?)
         .map_err(|e| anyhow::anyhow!("--vkey: not a signed-note verifier key: {e}"))
+}
+
+/// The text of a key argument: the file it names, or the vkey itself.
+fn vkey_text(flag: &str, arg: &str) -> anyhow::Result<String> {
+    match std::fs::read_to_string(arg) {
+        Ok(t) => Ok(t.trim().to_string()),
+        Err(_) if arg.contains('+') => Ok(arg.trim().to_string()),
+        Err(e) => anyhow::bail!("{flag} {arg}: not a readable file ({e}) nor a vkey"),
+    }
+}
+
+/// A witness policy for `verify bundle` and `verify log`: the checkpoint must carry valid
+/// cosignatures (C2SP cosignature/v1) from at least K of the witnesses named.
+#[derive(clap::Args)]
+pub struct WitnessArgs {
+    /// A witness's cosignature vkey (algorithm byte 0x04), as a file or the text; repeat
+    /// for every witness of the policy.
+    #[arg(long = "witness", value_name = "VKEY")]
+    witnesses: Vec<String>,
+    /// How many of the `--witness` keys must have cosigned (default: all of them).
+    #[arg(long, value_name = "K", requires = "witnesses")]
+    witness_threshold: Option<usize>,
+}
+
+impl WitnessArgs {
+    /// The policy asked for, if any.
+    pub fn policy(&self) -> anyhow::Result<Option<WitnessPolicy>> {
+        if self.witnesses.is_empty() {
+            return Ok(None);
+        }
+        let keys = self
+            .witnesses
+            .iter()
+            .map(|w| {
+                WitnessVerifier::from_vkey(&vkey_text("--witness", w)?)
+                    .map_err(|e| anyhow::anyhow!("--witness {w}: not a witness vkey: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let k = self.witness_threshold.unwrap_or(keys.len());
+        Ok(Some(WitnessPolicy::new(keys, k).map_err(|e| {
+            anyhow::anyhow!("--witness-threshold: {e}")
+        })?))
+    }
 }
 
 /// The trusted timestamp authority's certificate (PEM file), for `--tsa-cert`.

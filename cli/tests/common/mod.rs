@@ -40,6 +40,19 @@ pub struct Service {
 /// and waits until its API listens.
 pub async fn spawn(name: &str, db: &TestDb, dir: &Path, extra: &[String]) -> Service {
     let api = SocketAddr::from(([127, 0, 0, 1], closed_port().await));
+    spawn_at(name, db, dir, "vaultmesh-e2e", api, extra).await
+}
+
+/// Starts `vaultmesh-{name}` of mesh `mesh` with its API on `api` (metrics on a free port)
+/// against `db`, logging to `dir/{name}.log`, and waits until its API listens.
+pub async fn spawn_at(
+    name: &str,
+    db: &TestDb,
+    dir: &Path,
+    mesh: &str,
+    api: SocketAddr,
+    extra: &[String],
+) -> Service {
     let metrics = closed_port().await;
     let log = std::fs::File::create(dir.join(format!("{name}.log")))
         .unwrap_or_else(|e| panic!("log file: {e}"));
@@ -50,7 +63,7 @@ pub async fn spawn(name: &str, db: &TestDb, dir: &Path, extra: &[String]) -> Ser
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
         .args(["--database-url", &db.url(role)])
         .args(["--redis-url", &redis_url()])
-        .args(["--mesh-id", "vaultmesh-e2e"])
+        .args(["--mesh-id", mesh])
         .args(["--log", "warn"])
         .args(extra)
         .stdout(Stdio::null())

@@ -233,12 +233,18 @@ pub fn path_str(p: &Path) -> &str {
 /// `ops/verify/vaultmesh_verify.py BUNDLE VKEY` with `$VAULTMESH_PYTHON` (set by
 /// `ops/test.sh`), else `python3`: whether it accepted, and what it said.
 pub fn python_verify(bundle: &Path, vkey: &Path) -> (bool, String) {
+    python_verify_with(bundle, vkey, &[])
+}
+
+/// [`python_verify`] with more arguments (a witness policy: `--witness`, `--witness-threshold`).
+pub fn python_verify_with(bundle: &Path, vkey: &Path, extra: &[&str]) -> (bool, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/verify/vaultmesh_verify.py");
     let python = std::env::var("VAULTMESH_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(&python)
         .arg(&script)
         .arg(bundle)
         .arg(vkey)
+        .args(extra)
         .output()
         .unwrap_or_else(|e| panic!("{python} (ops/test.sh provides it): {e}"));
     match out.status.code() {

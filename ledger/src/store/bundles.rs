@@ -1,4 +1,5 @@
-//! Assembles offline proof bundles from stored receipts, tiles, checkpoints and anchors.
+//! Assembles offline proof bundles from stored receipts, tiles, checkpoints (with the
+//! cosignatures witnesses gave them) and anchors.
 
 use super::{Store, StoreError};
 use crate::bundle::{ProofBundle, BUNDLE_FORMAT};
@@ -51,6 +52,12 @@ impl Store {
             return Ok(None);
         };
         let inclusion = self.inclusion_proof(info.id, seq, cp.tree_size).await?;
+        let lines: Vec<String> = self
+            .cosignatures(scroll, cp.tree_size)
+            .await?
+            .into_iter()
+            .map(|c| c.line)
+            .collect();
         let leaf = String::from_utf8(stored.leaf.clone())
             .map_err(|_| StoreError::Integrity(format!("{scroll}/{seq}: leaf is not UTF-8")))?;
         Ok(Some(ProofBundle {
@@ -59,7 +66,7 @@ impl Store {
             leaf,
             leaf_hash: to_hex(&stored.leaf_hash),
             inclusion,
-            checkpoint: cp.note,
+            checkpoint: crate::cosignature::with_cosignatures(&cp.note, &lines),
             vkey: vkey.to_string(),
             anchor,
         }))

@@ -14,6 +14,7 @@ mod scrolls;
 mod timeouts;
 pub mod tree;
 mod watchdog;
+mod witness;
 
 pub use anchors::{SinkResult, StoredAnchor};
 pub use api_keys::{token_hash, ApiKey, NewApiKey, Role};
@@ -33,6 +34,7 @@ pub use timeouts::{
     DEFAULT_RESPONSE_MS, DEFAULT_STATEMENT_MS,
 };
 pub use watchdog::{register_metrics, DB_REQUESTS, DB_STALLS};
+pub use witness::{CollectedCosignature, WitnessState};
 
 use crate::jcs::CanonicalError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -127,13 +127,19 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with(p.clone()))
         .and(warp::header::optional::<String>("accept"))
-        .then(|scroll: String, p: Arc<Portal>, accept: Option<String>| {
-            observe(
-                "GET",
-                "/v1/scrolls/{scroll}/checkpoint",
-                proofs::checkpoint(p, scroll, accept),
-            )
-        })
+        .and(crate::params::query())
+        .then(
+            |scroll: String,
+             p: Arc<Portal>,
+             accept: Option<String>,
+             q: Result<HashMap<String, String>, ApiError>| {
+                observe(
+                    "GET",
+                    "/v1/scrolls/{scroll}/checkpoint",
+                    proofs::checkpoint(p, scroll, accept, q),
+                )
+            },
+        )
         .boxed();
     let inclusion = warp::path!("v1" / "scrolls" / String / "proof" / "inclusion")
         .and(warp::get())

@@ -15,23 +15,51 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
 
-/// `GET /v1/scrolls/{scroll}/checkpoint`: the signed note (text), or JSON on Accept.
+/// `GET /v1/scrolls/{scroll}/checkpoint[?witnessed=K]`: the latest signed checkpoint (or with
+/// `witnessed`, the latest holding cosignatures from at least K witnesses) as a signed note
+/// with the cosignatures appended (text), or on Accept as JSON listing them.
 pub async fn checkpoint(
     p: Arc<Portal>,
     scroll: String,
     accept: Option<String>,
+    q: Result<HashMap<String, String>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let (_, cp) = read_cache::latest_checkpoint(&p, &scroll).await?;
+    let witnessed = number(&q?, "witnessed")?;
+    let cp = match witnessed {
+        None | Some(0) => read_cache::latest_checkpoint(&p, &scroll).await?.1,
+        Some(k) => {
+            p.existing_scroll(&scroll).await?;
+            let k = u32::try_from(k).unwrap_or(u32::MAX);
+            p.ctx
+                .store
+                .latest_witnessed_checkpoint(&scroll, k)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "not_witnessed",
+                        format!("no checkpoint of {scroll:?} holds {k} cosignatures yet"),
+                    )
+                })?
+        }
+    };
+    let cosignatures = p.ctx.store.cosignatures(&scroll, cp.tree_size).await?;
     if accept.is_some_and(|a| a.contains("application/json")) {
+        let listed: Vec<Value> = cosignatures
+            .iter()
+            .map(|c| json!({"witness": c.witness, "line": c.line}))
+            .collect();
         return Ok(json_reply(
             StatusCode::OK,
-            &json!({"scroll": cp.scroll, "tree_size": cp.tree_size, "root": to_hex(&cp.root), "note": cp.note, "created_at": cp.created_at}),
+            &json!({"scroll": cp.scroll, "tree_size": cp.tree_size, "root": to_hex(&cp.root), "note": cp.note, "created_at": cp.created_at, "cosignatures": listed}),
         ));
     }
-    Ok(
-        warp::reply::with_header(cp.note, "content-type", "text/plain; charset=utf-8")
-            .into_response(),
+    let lines: Vec<String> = cosignatures.into_iter().map(|c| c.line).collect();
+    Ok(warp::reply::with_header(
+        ledger::cosignature::with_cosignatures(&cp.note, &lines),
+        "content-type",
+        "text/plain; charset=utf-8",
     )
+    .into_response())
 }
 
 /// `GET /v1/scrolls/{scroll}/proof/inclusion?seq&tree_size`.

@@ -1,0 +1,312 @@
+//! The log side of federation: the leading guardian asks every configured witness to cosign
+//! each scroll's latest checkpoint (C2SP tlog-witness `add-checkpoint`), with the consistency
+//! proof from the size that witness last cosigned, and stores the cosignatures it gets. At
+//! most one request per scroll per witness per cycle; a 409 teaches the witness's size for the
+//! next cycle.
+
+use crate::metrics::{COSIGNATURES_TOTAL, WITNESSED_SIZE, WITNESS_FAILURES};
+use crate::Guardian;
+use ledger::add_checkpoint::{self, AddCheckpoint};
+use ledger::cosignature::{with_cosignatures, WitnessVerifier};
+use ledger::note::SignedNote;
+use ledger::service::Shutdown;
+use ledger::store::{Store, StoredCheckpoint};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// A witness this mesh asks for cosignatures: the witness's mesh id (the `remote_mesh` label
+/// of its failures), its cosignature vkey, and its guardian's URL.
+#[derive(Debug, Clone)]
+pub struct WitnessEndpoint {
+    /// The witness's mesh id.
+    pub mesh: String,
+    /// Its cosignature/v1 key.
+    pub verifier: WitnessVerifier,
+    /// Its guardian's base URL (the submission prefix is `<url>/v1/witness`).
+    pub url: String,
+}
+
+impl FromStr for WitnessEndpoint {
+    type Err = String;
+
+    /// Parses `MESH_ID,WITNESS_VKEY,GUARDIAN_URL`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.trim().split(',').map(str::trim).collect();
+        let [mesh, vkey, url] = parts[..] else {
+            return Err(format!(
+                "witness {s:?}: expected MESH_ID,WITNESS_VKEY,GUARDIAN_URL"
+            ));
+        };
+        if mesh.is_empty() || mesh.chars().any(char::is_whitespace) {
+            return Err(format!("witness {s:?}: empty or blank mesh id"));
+        }
+        let verifier = WitnessVerifier::from_vkey(vkey)
+            .map_err(|e| format!("witness {mesh}: witness vkey: {e}"))?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("witness {mesh}: URL must be http(s)"));
+        }
+        Ok(Self {
+            mesh: mesh.to_string(),
+            verifier,
+            url: url.trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+/// Why one request to a witness did not yield a stored cosignature (`reason` label).
+#[derive(Debug, thiserror::Error)]
+pub enum CosignFailure {
+    /// No answer (connection, timeout).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The witness's size is not the one asked from (learned for the next cycle).
+    #[error("the witness has cosigned size {0}")]
+    Conflict(u64),
+    /// Any other refusal status.
+    #[error("refused with status {0}")]
+    Refused(u16),
+    /// A 200 without a valid cosignature by the witness's key.
+    #[error("no valid cosignature in the answer: {0}")]
+    BadCosignature(String),
+    /// This mesh's own store failed (proof or storing the cosignature).
+    #[error("store: {0}")]
+    Store(#[from] ledger::store::StoreError),
+}
+
+impl CosignFailure {
+    /// The `reason` label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CosignFailure::Unreachable(_) => "unreachable",
+            CosignFailure::Conflict(_) => "conflict",
+            CosignFailure::Refused(_) => "refused",
+            CosignFailure::BadCosignature(_) => "bad_cosignature",
+            CosignFailure::Store(_) => "store",
+        }
+    }
+
+    /// Every reason, to put the failure counters at zero for each witness at start.
+    pub const REASONS: [&'static str; 5] = [
+        "unreachable",
+        "conflict",
+        "refused",
+        "bad_cosignature",
+        "store",
+    ];
+}
+
+/// Collects cosignatures for this mesh's checkpoints.
+pub struct Cosigner {
+    /// The ledger.
+    pub store: Store,
+    /// Witnesses asked.
+    pub witnesses: Vec<WitnessEndpoint>,
+    /// HTTP client (keep-alive, with the witness timeout).
+    pub http: reqwest::Client,
+    /// What each witness has cosigned per scroll, as known here: (witness, scroll) → view.
+    known: Mutex<HashMap<(usize, String), WitnessView>>,
+}
+
+/// One witness's state for one scroll as this mesh knows it.
+#[derive(Debug, Clone, Copy)]
+struct WitnessView {
+    /// The size the witness last cosigned (what the next request says as `old`).
+    size: u64,
+    /// The largest size whose cosignature by it is stored here.
+    stored: Option<u64>,
+}
+
+impl Cosigner {
+    /// A cosigner for `witnesses`, each request bounded by `timeout`.
+    pub fn new(
+        store: Store,
+        witnesses: Vec<WitnessEndpoint>,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()?;
+        Ok(Self {
+            store,
+            witnesses,
+            http,
+            known: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// One cycle: each witness is asked, concurrently with the others, about every scroll
+    /// whose latest checkpoint it has not cosigned.
+    pub async fn cycle(&self) -> Result<(), ledger::store::StoreError> {
+        if self.witnesses.is_empty() {
+            return Ok(());
+        }
+        let latest = self.store.latest_checkpoints().await?;
+        let ids: HashMap<String, i32> = self
+            .store
+            .list_scrolls()
+            .await?
+            .into_iter()
+            .map(|s| (s.name, s.id))
+            .collect();
+        let per_witness = (0..self.witnesses.len()).map(|w| self.witness_cycle(w, &latest, &ids));
+        futures_util::future::join_all(per_witness).await;
+        Ok(())
+    }
+
+    async fn witness_cycle(
+        &self,
+        w: usize,
+        latest: &[StoredCheckpoint],
+        ids: &HashMap<String, i32>,
+    ) {
+        let witness = &self.witnesses[w];
+        let vkey = witness.verifier.to_vkey();
+        for cp in latest {
+            let Some(&scroll_id) = ids.get(&cp.scroll) else {
+                continue;
+            };
+            let key = (w, cp.scroll.clone());
+            let known = self.known.lock().await.get(&key).copied();
+            let state = match known {
+                Some(state) => state,
+                None => match self.store.cosigned_size(scroll_id, &vkey).await {
+                    Ok(size) => WitnessView {
+                        size: size.unwrap_or(0),
+                        stored: size,
+                    },
+                    Err(e) => {
+                        self.failed(witness, &cp.scroll, &e.into());
+                        continue;
+                    }
+                },
+            };
+            if state.stored == Some(cp.tree_size) {
+                self.known.lock().await.insert(key, state);
+                continue;
+            }
+            let outcome = self.request(witness, scroll_id, state.size, cp).await;
+            let next = match outcome {
+                Ok(()) => {
+                    COSIGNATURES_TOTAL.with_label_values(&[&witness.mesh]).inc();
+                    WITNESSED_SIZE
+                        .with_label_values(&[&cp.scroll, &witness.mesh])
+                        .set(cp.tree_size as f64);
+                    WitnessView {
+                        size: cp.tree_size,
+                        stored: Some(cp.tree_size),
+                    }
+                }
+                Err(CosignFailure::Conflict(size)) if size <= cp.tree_size => {
+                    tracing::info!(witness = %witness.mesh, scroll = %cp.scroll, size,
+                        "the witness's last cosigned size learned from a 409");
+                    WitnessView { size, ..state }
+                }
+                Err(e) => {
+                    self.failed(witness, &cp.scroll, &e);
+                    state
+                }
+            };
+            self.known.lock().await.insert(key, next);
+        }
+    }
+
+    fn failed(&self, witness: &WitnessEndpoint, scroll: &str, e: &CosignFailure) {
+        WITNESS_FAILURES
+            .with_label_values(&[&witness.mesh, e.reason()])
+            .inc();
+        tracing::warn!(witness = %witness.mesh, scroll, error = %e, "no cosignature this cycle");
+    }
+
+    /// One `add-checkpoint` request for `cp` from `old`; stores the cosignature.
+    async fn request(
+        &self,
+        witness: &WitnessEndpoint,
+        scroll_id: i32,
+        old: u64,
+        cp: &StoredCheckpoint,
+    ) -> Result<(), CosignFailure> {
+        let proof = if old == 0 || old >= cp.tree_size {
+            Vec::new()
+        } else {
+            self.store
+                .consistency_proof(scroll_id, old, cp.tree_size)
+                .await?
+                .path
+        };
+        let old = old.min(cp.tree_size);
+        let body = AddCheckpoint::encode(old, &proof, &cp.note);
+        let url = format!("{}{}", witness.url, add_checkpoint::PATH);
+        let answer = self
+            .http
+            .post(&url)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| CosignFailure::Unreachable(e.to_string()))?;
+        let status = answer.status().as_u16();
+        let text = answer
+            .text()
+            .await
+            .map_err(|e| CosignFailure::Unreachable(e.to_string()))?;
+        match status {
+            200 => {}
+            409 => {
+                return Err(add_checkpoint::parse_size_body(&text)
+                    .map(CosignFailure::Conflict)
+                    .unwrap_or(CosignFailure::Refused(409)))
+            }
+            other => return Err(CosignFailure::Refused(other)),
+        }
+        let line = valid_line(&cp.note, &text, &witness.verifier)?;
+        self.store
+            .insert_cosignature(scroll_id, cp.tree_size, &witness.verifier.to_vkey(), &line)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The line of `answer` (signature lines) that is a valid cosignature of `note` by `witness`.
+fn valid_line(
+    note: &str,
+    answer: &str,
+    witness: &WitnessVerifier,
+) -> Result<String, CosignFailure> {
+    let bad = |why: String| CosignFailure::BadCosignature(why);
+    for line in answer.split_inclusive('\n') {
+        let candidate = with_cosignatures(note, &[line.to_string()]);
+        let parsed = SignedNote::parse(&candidate).map_err(|e| bad(e.to_string()))?;
+        match witness.verify(&parsed) {
+            Ok(Some(_)) => return Ok(line.to_string()),
+            Ok(None) => {}
+            Err(e) => return Err(bad(e.to_string())),
+        }
+    }
+    Err(bad(format!("no line by {}", witness.name())))
+}
+
+/// The cosigning loop: one cycle per integration interval while this guardian leads.
+pub async fn run(g: Arc<Guardian>, shutdown: Shutdown) {
+    let Some(cosigner) = g.cosigner.as_ref() else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(g.opts.integrate_interval());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                if g.leadership.lock().await.is_leader() {
+                    if let Err(e) = cosigner.cycle().await {
+                        tracing::warn!(error = %e, "cosigning cycle failed; retried next interval");
+                    }
+                }
+            }
+            _ = &mut stop => break,
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The witness role (C2SP tlog-witness `add-checkpoint`): for the remote meshes it is
+//! configured with, the guardian verifies a submitted checkpoint's signature and its
+//! consistency with the last checkpoint it cosigned for that origin, persists the new state
+//! atomically with its history, and only then returns its cosignature. It never cosigns two
+//! roots for one size and never goes backwards: the check and the write happen under one
+//! transaction lock per origin (`Store::witness_advance`), and triggers refuse any other
+//! change.
+
+use crate::metrics::{ADD_CHECKPOINT_DURATION, WITNESS_REFUSED};
+use ledger::add_checkpoint::{self, AddCheckpoint};
+use ledger::checkpoint::Checkpoint;
+use ledger::cosignature::WitnessSigner;
+use ledger::hash::Sha3Hasher;
+use ledger::merkle::proof::verify_consistency;
+use ledger::note::{NoteError, NoteVerifier, SignedNote};
+use ledger::store::{Store, StoreError, WitnessState};
+use sha3::Sha3_256;
+use std::str::FromStr;
+
+/// A remote mesh this guardian witnesses: its mesh id (every origin `<mesh>/…` is its), the
+/// key its guardian signs checkpoints with, and its public portal.
+#[derive(Debug, Clone)]
+pub struct RemoteMesh {
+    /// The remote's mesh id.
+    pub mesh: String,
+    /// The remote guardian's checkpoint vkey.
+    pub verifier: NoteVerifier,
+    /// The remote's portal base URL.
+    pub portal: String,
+}
+
+impl FromStr for RemoteMesh {
+    type Err = String;
+
+    /// Parses `MESH_ID,GUARDIAN_VKEY,PORTAL_URL`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.trim().split(',').map(str::trim).collect();
+        let [mesh, vkey, portal] = parts[..] else {
+            return Err(format!(
+                "remote mesh {s:?}: expected MESH_ID,GUARDIAN_VKEY,PORTAL_URL"
+            ));
+        };
+        if mesh.is_empty() || mesh.chars().any(char::is_whitespace) {
+            return Err(format!("remote mesh {s:?}: empty or blank mesh id"));
+        }
+        let verifier = NoteVerifier::from_vkey(vkey)
+            .map_err(|e| format!("remote mesh {mesh}: guardian vkey: {e}"))?;
+        if !(portal.starts_with("http://") || portal.starts_with("https://")) {
+            return Err(format!("remote mesh {mesh}: portal URL must be http(s)"));
+        }
+        Ok(Self {
+            mesh: mesh.to_string(),
+            verifier,
+            portal: portal.trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+/// Why a submission is refused, each with its C2SP status.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The body, its checkpoint or its note is malformed, or the old size is beyond the
+    /// checkpoint (400).
+    #[error("{0}")]
+    Malformed(String),
+    /// The origin belongs to no configured remote mesh (404).
+    #[error("unknown log origin {0:?}")]
+    UnknownOrigin(String),
+    /// No valid signature by the remote's guardian key (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The old size is not the size last cosigned (409, with that size).
+    #[error("the last cosigned size is {0}")]
+    Conflict(u64),
+    /// The consistency proof fails, or the roots differ where they must agree (422).
+    #[error("{0}")]
+    Inconsistent(String),
+    /// The database failed (503); nothing was cosigned.
+    #[error("witness state unavailable: {0}")]
+    Unavailable(#[from] StoreError),
+}
+
+impl Refusal {
+    /// Label of `vaultmesh_federation_witness_refused_total{reason}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Malformed(_) => "malformed",
+            Refusal::UnknownOrigin(_) => "unknown_origin",
+            Refusal::Forbidden(_) => "bad_signature",
+            Refusal::Conflict(_) => "old_size_mismatch",
+            Refusal::Inconsistent(_) => "inconsistent",
+            Refusal::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// Every refusal reason, to put its counter at zero for each remote at start.
+pub const REFUSAL_REASONS: [&str; 6] = [
+    "malformed",
+    "unknown_origin",
+    "bad_signature",
+    "old_size_mismatch",
+    "inconsistent",
+    "unavailable",
+];
+
+/// The witness: its key, the remote meshes it serves, and the store its state lives in.
+pub struct Witness {
+    /// Where state and history are kept.
+    pub store: Store,
+    /// The cosigning key.
+    pub signer: WitnessSigner,
+    /// The remote meshes served.
+    pub remotes: Vec<RemoteMesh>,
+}
+
+impl Witness {
+    /// The remote mesh an origin `<mesh>/<name>` belongs to (the longest mesh id matching).
+    pub fn remote_for(&self, origin: &str) -> Option<&RemoteMesh> {
+        self.remotes
+            .iter()
+            .filter(|r| {
+                origin
+                    .strip_prefix(r.mesh.as_str())
+                    .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
+            })
+            .max_by_key(|r| r.mesh.len())
+    }
+
+    /// Handles one `add-checkpoint` body: the cosignature line on success.
+    pub async fn add_checkpoint(&self, body: &[u8]) -> Result<String, Refusal> {
+        let started = std::time::Instant::now();
+        let (remote, outcome) = self.decide(body).await;
+        let label = remote.unwrap_or("unknown");
+        match &outcome {
+            Ok(_) => ADD_CHECKPOINT_DURATION
+                .with_label_values(&[label])
+                .observe(started.elapsed().as_secs_f64()),
+            Err(refusal) => {
+                WITNESS_REFUSED
+                    .with_label_values(&[label, refusal.reason()])
+                    .inc();
+                tracing::info!(remote = label, reason = refusal.reason(), error = %refusal,
+                    "add-checkpoint refused");
+            }
+        }
+        outcome
+    }
+
+    async fn decide(&self, body: &[u8]) -> (Option<&str>, Result<String, Refusal>) {
+        let text = match std::str::from_utf8(body) {
+            Ok(t) => t,
+            Err(_) => {
+                return (
+                    None,
+                    Err(Refusal::Malformed("the body is not UTF-8".into())),
+                )
+            }
+        };
+        let request = match AddCheckpoint::parse(text) {
+            Ok(r) => r,
+            Err(e) => return (None, Err(Refusal::Malformed(e.to_string()))),
+        };
+        let cp = match SignedNote::parse(request.checkpoint)
+            .map_err(|e| e.to_string())
+            .and_then(|note| Checkpoint::parse_body(note.body).map_err(|e| e.to_string()))
+        {
+            Ok(cp) => cp,
+            Err(e) => return (None, Err(Refusal::Malformed(format!("checkpoint: {e}")))),
+        };
+        let Some(remote) = self.remote_for(&cp.origin) else {
+            return (None, Err(Refusal::UnknownOrigin(cp.origin)));
+        };
+        let outcome = self.check_and_cosign(remote, &request, cp).await;
+        (Some(remote.mesh.as_str()), outcome)
+    }
+
+    async fn check_and_cosign(
+        &self,
+        remote: &RemoteMesh,
+        request: &AddCheckpoint<'_>,
+        cp: Checkpoint,
+    ) -> Result<String, Refusal> {
+        match remote.verifier.verify(request.checkpoint) {
+            Ok(_) => {}
+            Err(e @ (NoteError::NoSignature(_) | NoteError::BadSignature(_))) => {
+                return Err(Refusal::Forbidden(format!(
+                    "checkpoint of {}: {e}",
+                    remote.mesh
+                )))
+            }
+            Err(e) => return Err(Refusal::Malformed(format!("checkpoint: {e}"))),
+        }
+        if request.old > cp.size {
+            return Err(Refusal::Malformed(format!(
+                "old size {} is beyond the checkpoint's size {}",
+                request.old, cp.size
+            )));
+        }
+        if cp.size == 0 && cp.root != Sha3Hasher::empty_root() {
+            return Err(Refusal::Inconsistent(
+                "a checkpoint of size 0 must have the empty tree's root".into(),
+            ));
+        }
+        let body = cp.body();
+        let outcome = self
+            .store
+            .witness_advance(&cp.origin, |current| {
+                let (size, root) =
+                    current.map_or((0, Sha3Hasher::empty_root()), |s| (s.tree_size, s.root));
+                if request.old != size {
+                    return Err(Refusal::Conflict(size));
+                }
+                consistent(request.old, &request.proof, &root, &cp)?;
+                let time = u64::try_from(chrono::Utc::now().timestamp())
+                    .unwrap_or(1)
+                    .max(1);
+                let line = self
+                    .signer
+                    .cosign(&body, time)
+                    .map_err(|e| Refusal::Malformed(e.to_string()))?;
+                Ok(WitnessState {
+                    origin: cp.origin.clone(),
+                    tree_size: cp.size,
+                    root: cp.root,
+                    note: request.checkpoint.to_string(),
+                    cosignature: line,
+                })
+            })
+            .await?;
+        outcome.map(|state| state.cosignature)
+    }
+}
+
+/// C2SP's consistency rules from the last cosigned `(old, old_root)` to `cp`.
+fn consistent(
+    old: u64,
+    proof: &[ledger::hash::Hash],
+    old_root: &ledger::hash::Hash,
+    cp: &Checkpoint,
+) -> Result<(), Refusal> {
+    if old == 0 {
+        return if proof.is_empty() {
+            Ok(())
+        } else {
+            Err(Refusal::Inconsistent(
+                "a proof from size 0 must be empty".into(),
+            ))
+        };
+    }
+    if old == cp.size && cp.root != *old_root {
+        return Err(Refusal::Inconsistent(format!(
+            "size {old} was cosigned with another root"
+        )));
+    }
+    verify_consistency::<Sha3_256>(old, cp.size, proof, old_root, &cp.root).map_err(|e| {
+        Refusal::Inconsistent(format!("consistency proof from {old} to {}: {e}", cp.size))
+    })
+}
+
+/// The 409 body and media type for a conflict.
+pub fn conflict_body(size: u64) -> (String, &'static str) {
+    (
+        add_checkpoint::size_body(size),
+        add_checkpoint::SIZE_CONTENT_TYPE,
+    )
+}

@@ -1,0 +1,210 @@
+//! Federation state: the witness's latest cosigned checkpoint per remote origin (changed only
+//! atomically with its history), and the cosignatures this mesh's checkpoints collected.
+
+use super::checkpoints::{checkpoint_row, StoredCheckpoint, COLUMNS};
+use super::{to_hash, to_i64, to_u64, Store, StoreError};
+use crate::hash::Hash;
+
+/// The latest checkpoint a witness cosigned for one origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessState {
+    /// The log's origin line.
+    pub origin: String,
+    /// Tree size cosigned.
+    pub tree_size: u64,
+    /// Root cosigned.
+    pub root: Hash,
+    /// The log's signed checkpoint as it was submitted.
+    pub note: String,
+    /// The cosignature line given.
+    pub cosignature: String,
+}
+
+/// One cosignature collected for a checkpoint of this mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectedCosignature {
+    /// The witness's vkey.
+    pub witness: String,
+    /// The signature line, ending in a newline.
+    pub line: String,
+}
+
+impl Store {
+    /// Decides and persists one witness step for `origin` atomically: under a transaction
+    /// lock on the origin, `decide` sees the current state (`None` before the first
+    /// cosignature) and either returns the new state, which is written with a history row
+    /// before the commit, or refuses (nothing is written). Concurrent calls for one origin
+    /// run one after the other, so no decision is made on a state another has changed.
+    pub async fn witness_advance<E>(
+        &self,
+        origin: &str,
+        decide: impl FnOnce(Option<&WitnessState>) -> Result<WitnessState, E>,
+    ) -> Result<Result<WitnessState, E>, StoreError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('vaultmesh-witness:' || $1, 0))",
+            &[&origin],
+        )
+        .await?;
+        let row = tx
+            .query_opt(
+                "SELECT origin, tree_size, root, note, cosignature FROM witness_state \
+                 WHERE origin = $1",
+                &[&origin],
+            )
+            .await?;
+        let current = row.map(|r| witness_row(&r)).transpose()?;
+        let next = match decide(current.as_ref()) {
+            Ok(next) => next,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        tx.execute(
+            "INSERT INTO witness_state (origin, tree_size, root, note, cosignature) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (origin) DO UPDATE SET \
+             tree_size = EXCLUDED.tree_size, root = EXCLUDED.root, note = EXCLUDED.note, \
+             cosignature = EXCLUDED.cosignature, updated_at = now()",
+            &[
+                &origin,
+                &to_i64(next.tree_size),
+                &&next.root[..],
+                &next.note,
+                &next.cosignature,
+            ],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO witness_history (origin, tree_size, root, note, cosignature) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &origin,
+                &to_i64(next.tree_size),
+                &&next.root[..],
+                &next.note,
+                &next.cosignature,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(next))
+    }
+
+    /// The witness's latest cosigned checkpoint for `origin`.
+    pub async fn witness_state(&self, origin: &str) -> Result<Option<WitnessState>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_opt(
+                "SELECT origin, tree_size, root, note, cosignature FROM witness_state \
+                 WHERE origin = $1",
+                &[&origin],
+            )
+            .await?;
+        row.map(|r| witness_row(&r)).transpose()
+    }
+
+    /// Every (size, root) the witness ever cosigned for `origin`, in the order given.
+    pub async fn witness_history(&self, origin: &str) -> Result<Vec<(u64, Hash)>, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT tree_size, root FROM witness_history WHERE origin = $1 ORDER BY id",
+                &[&origin],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((to_u64(r.get(0)), to_hash(r.get(1), "witness root")?)))
+            .collect()
+    }
+
+    /// Stores a cosignature of checkpoint (`scroll_id`, `tree_size`) by `witness` (its
+    /// vkey); false if that witness already has one stored for it (the first is kept).
+    pub async fn insert_cosignature(
+        &self,
+        scroll_id: i32,
+        tree_size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool().get().await?;
+        let n = client
+            .execute(
+                "INSERT INTO checkpoint_cosignatures (scroll_id, tree_size, witness, line) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&scroll_id, &to_i64(tree_size), &witness, &line],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// The largest size of `scroll_id` that `witness` cosigned, as stored here.
+    pub async fn cosigned_size(
+        &self,
+        scroll_id: i32,
+        witness: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_one(
+                "SELECT max(tree_size) FROM checkpoint_cosignatures \
+                 WHERE scroll_id = $1 AND witness = $2",
+                &[&scroll_id, &witness],
+            )
+            .await?;
+        Ok(row.get::<_, Option<i64>>(0).map(to_u64))
+    }
+
+    /// The cosignatures stored for a scroll's checkpoint at `tree_size`, by witness.
+    pub async fn cosignatures(
+        &self,
+        scroll: &str,
+        tree_size: u64,
+    ) -> Result<Vec<CollectedCosignature>, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT c.witness, c.line FROM checkpoint_cosignatures c \
+                 JOIN scrolls s ON s.id = c.scroll_id \
+                 WHERE s.name = $1 AND c.tree_size = $2 ORDER BY c.witness",
+                &[&scroll, &to_i64(tree_size)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| CollectedCosignature {
+                witness: r.get(0),
+                line: r.get(1),
+            })
+            .collect())
+    }
+
+    /// The largest checkpoint of `scroll` holding cosignatures from at least `k` witnesses.
+    pub async fn latest_witnessed_checkpoint(
+        &self,
+        scroll: &str,
+        k: u32,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {COLUMNS} FROM checkpoints c JOIN scrolls s ON s.id = c.scroll_id \
+                     WHERE s.name = $1 AND (SELECT count(*) FROM checkpoint_cosignatures w \
+                       WHERE w.scroll_id = c.scroll_id AND w.tree_size = c.tree_size) >= $2 \
+                     ORDER BY c.tree_size DESC LIMIT 1"
+                ),
+                &[&scroll, &i64::from(k)],
+            )
+            .await?;
+        row.map(|r| checkpoint_row(&r)).transpose()
+    }
+}
+
+fn witness_row(r: &tokio_postgres::Row) -> Result<WitnessState, StoreError> {
+    Ok(WitnessState {
+        origin: r.get(0),
+        tree_size: to_u64(r.get(1)),
+        root: to_hash(r.get(2), "witness root")?,
+        note: r.get(3),
+        cosignature: r.get(4),
+    })
+}

@@ -1,0 +1,88 @@
+-- Federation (SPEC §13): meshes witness one another with C2SP tlog-witness and cosignature/v1.
+-- Only the guardian (which plays both roles) may write these tables; nobody may rewrite them.
+
+-- Witness side: the latest checkpoint this mesh's witness cosigned for each remote origin.
+-- A row only moves forward: a larger size, or the same size with the same root (a fresh
+-- cosignature). Changed under a transaction-scoped lock on the origin together with one
+-- `witness_history` row, so the check of the old size and the write are atomic.
+CREATE TABLE witness_state (
+    origin       text PRIMARY KEY,
+    tree_size    bigint NOT NULL CHECK (tree_size >= 0),
+    root         bytea NOT NULL CHECK (length(root) = 32),
+    note         text NOT NULL,
+    cosignature  text NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE FUNCTION vaultmesh_witness_forward_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.origin <> OLD.origin OR NEW.tree_size < OLD.tree_size
+        OR (NEW.tree_size = OLD.tree_size AND NEW.root <> OLD.root) THEN
+        PERFORM vaultmesh_refuse(format(
+            'witness state of %s may only move forward (%s -> %s, or a second root for one size)',
+            OLD.origin, OLD.tree_size, NEW.tree_size));
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER witness_state_forward_only BEFORE UPDATE ON witness_state
+    FOR EACH ROW EXECUTE FUNCTION vaultmesh_witness_forward_only();
+CREATE TRIGGER witness_state_never_deleted BEFORE DELETE ON witness_state
+    FOR EACH ROW EXECUTE FUNCTION vaultmesh_append_only();
+CREATE TRIGGER witness_state_no_truncate BEFORE TRUNCATE ON witness_state
+    FOR EACH STATEMENT EXECUTE FUNCTION vaultmesh_append_only();
+
+-- Every cosignature this witness gave, in order: each row must equal the state row as it is
+-- at that moment (so history and state cannot disagree), and one size never gets two roots.
+CREATE TABLE witness_history (
+    id           bigserial PRIMARY KEY,
+    origin       text NOT NULL REFERENCES witness_state (origin),
+    tree_size    bigint NOT NULL,
+    root         bytea NOT NULL,
+    note         text NOT NULL,
+    cosignature  text NOT NULL,
+    cosigned_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX witness_history_origin_size ON witness_history (origin, tree_size);
+
+CREATE FUNCTION vaultmesh_witness_history_matches_state() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM witness_state s WHERE s.origin = NEW.origin
+            AND s.tree_size = NEW.tree_size AND s.root = NEW.root
+            AND s.cosignature = NEW.cosignature) THEN
+        PERFORM vaultmesh_refuse(format('witness history of %s at %s must match its state',
+            NEW.origin, NEW.tree_size));
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER witness_history_matches_state BEFORE INSERT ON witness_history
+    FOR EACH ROW EXECUTE FUNCTION vaultmesh_witness_history_matches_state();
+CREATE TRIGGER witness_history_append_only BEFORE UPDATE OR DELETE ON witness_history
+    FOR EACH ROW EXECUTE FUNCTION vaultmesh_append_only();
+CREATE TRIGGER witness_history_no_truncate BEFORE TRUNCATE ON witness_history
+    FOR EACH STATEMENT EXECUTE FUNCTION vaultmesh_append_only();
+
+-- Log side: the cosignatures witnesses returned for this mesh's checkpoints, one per witness
+-- and checkpoint (the first one kept), append-only.
+CREATE TABLE checkpoint_cosignatures (
+    scroll_id    integer NOT NULL,
+    tree_size    bigint NOT NULL,
+    witness      text NOT NULL,
+    line         text NOT NULL,
+    received_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (scroll_id, tree_size, witness),
+    FOREIGN KEY (scroll_id, tree_size) REFERENCES checkpoints (scroll_id, tree_size)
+);
+CREATE INDEX checkpoint_cosignatures_witness
+    ON checkpoint_cosignatures (scroll_id, witness, tree_size);
+CREATE TRIGGER checkpoint_cosignatures_append_only BEFORE UPDATE OR DELETE
+    ON checkpoint_cosignatures FOR EACH ROW EXECUTE FUNCTION vaultmesh_append_only();
+CREATE TRIGGER checkpoint_cosignatures_no_truncate BEFORE TRUNCATE ON checkpoint_cosignatures
+    FOR EACH STATEMENT EXECUTE FUNCTION vaultmesh_append_only();
+
+GRANT SELECT ON witness_state, witness_history, checkpoint_cosignatures
+    TO vaultmesh_portal, vaultmesh_guardian, vaultmesh_oracle;
+GRANT INSERT, UPDATE ON witness_state TO vaultmesh_guardian;
+GRANT INSERT ON witness_history, checkpoint_cosignatures TO vaultmesh_guardian;
+GRANT USAGE ON SEQUENCE witness_history_id_seq TO vaultmesh_guardian;
