@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{arg, repo, signing_key, spawn, spawn_guardian, sum, value, Prometheus, Service};
+use common::{arg, repo, signing_key, spawn, spawn_guardian_with, sum, value, Prometheus, Service};
 use ledger::store::Role;
 use ledger::testing::{call, closed_port, scratch_dir, TestDb};
 use serde_json::{json, Value};
@@ -315,7 +315,22 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
         &["--guardian-vkey-file".into(), arg(&vkey)],
     )
     .await;
-    let guardian = spawn_guardian(&db, &dir, &key, &journal_dir.join("proofchain.jsonl")).await;
+    // A witness nobody runs: every cosigning cycle fails to reach it.
+    let witness = ledger::cosignature::WitnessSigner::from_seed("mesh-w/witness", [4; 32])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let witness = format!(
+        "mesh-w,{},http://127.0.0.1:{}",
+        witness.verifier().to_vkey(),
+        closed_port().await
+    );
+    let guardian = spawn_guardian_with(
+        &db,
+        &dir,
+        &key,
+        &journal_dir.join("proofchain.jsonl"),
+        &["--witness".into(), witness],
+    )
+    .await;
     // An LLM endpoint nobody listens on: every question falls back and counts a transport error.
     let llm = format!("http://127.0.0.1:{}/v1", closed_port().await);
     let oracle = spawn(
@@ -608,6 +623,14 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
             .iter()
             .any(|a| a["labels"]["alertname"] == "ProofChainDivergence"),
         "no divergence yet: {alerts:?}"
+    );
+
+    // The unreachable witness: `FederationWitnessFailure` fires, naming the remote mesh.
+    let alert = prom.wait_alert("FederationWitnessFailure").await;
+    assert_eq!(alert["labels"]["remote_mesh"], "mesh-w", "{alert}");
+    assert_eq!(
+        alert["annotations"]["summary"], "Federation witness failure",
+        "{alert}"
     );
 
     // Tamper with a stored receipt; one verification pass finds it and the alert follows.

@@ -81,7 +81,18 @@ pub async fn spawn_at(
 
 /// Starts a guardian signing with `key`, journaling to `journal`, integrating every 100 ms.
 pub async fn spawn_guardian(db: &TestDb, dir: &Path, key: &Path, journal: &Path) -> Service {
-    let args = [
+    spawn_guardian_with(db, dir, key, journal, &[]).await
+}
+
+/// [`spawn_guardian`] with more options.
+pub async fn spawn_guardian_with(
+    db: &TestDb,
+    dir: &Path,
+    key: &Path,
+    journal: &Path,
+    extra: &[String],
+) -> Service {
+    let mut args = vec![
         "--signing-key-file".into(),
         arg(key),
         "--journal-path".into(),
@@ -89,6 +100,7 @@ pub async fn spawn_guardian(db: &TestDb, dir: &Path, key: &Path, journal: &Path)
         "--integrate-interval-ms".into(),
         "100".into(),
     ];
+    args.extend_from_slice(extra);
     spawn("guardian", db, dir, &args).await
 }
 
