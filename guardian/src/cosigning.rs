@@ -189,9 +189,12 @@ impl Cosigner {
                 continue;
             }
             let outcome = self.request(witness, scroll_id, state.size, cp).await;
+            let unreachable = matches!(outcome, Err(CosignFailure::Unreachable(_)));
             let next = match outcome {
-                Ok(()) => {
-                    COSIGNATURES_TOTAL.with_label_values(&[&witness.mesh]).inc();
+                Ok(stored) => {
+                    if stored {
+                        COSIGNATURES_TOTAL.with_label_values(&[&witness.mesh]).inc();
+                    }
                     WITNESSED_SIZE
                         .with_label_values(&[&cp.scroll, &witness.mesh])
                         .set(cp.tree_size as f64);
@@ -211,6 +214,10 @@ impl Cosigner {
                 }
             };
             self.known.lock().await.insert(key, next);
+            if unreachable {
+                // One timeout per witness per cycle: its other scrolls wait for the next.
+                break;
+            }
         }
     }
 
@@ -221,14 +228,15 @@ impl Cosigner {
         tracing::warn!(witness = %witness.mesh, scroll, error = %e, "no cosignature this cycle");
     }
 
-    /// One `add-checkpoint` request for `cp` from `old`; stores the cosignature.
+    /// One `add-checkpoint` request for `cp` from `old`; stores the cosignature (true if it
+    /// was new here).
     async fn request(
         &self,
         witness: &WitnessEndpoint,
         scroll_id: i32,
         old: u64,
         cp: &StoredCheckpoint,
-    ) -> Result<(), CosignFailure> {
+    ) -> Result<bool, CosignFailure> {
         let proof = if old == 0 || old >= cp.tree_size {
             Vec::new()
         } else {
@@ -262,10 +270,10 @@ impl Cosigner {
             other => return Err(CosignFailure::Refused(other)),
         }
         let line = valid_line(&cp.note, &text, &witness.verifier)?;
-        self.store
+        Ok(self
+            .store
             .insert_cosignature(scroll_id, cp.tree_size, &witness.verifier.to_vkey(), &line)
-            .await?;
-        Ok(())
+            .await?)
     }
 }
 

@@ -37,6 +37,9 @@ pub enum CosignatureError {
         /// The witnesses that did cosign.
         names: String,
     },
+    /// A policy names one witness key twice.
+    #[error("a witness is named twice in the policy")]
+    DuplicateWitness,
     /// A policy asks for more witnesses than it names, or for none.
     #[error("a witness threshold of {threshold} with {witnesses} witnesses")]
     BadPolicy {
@@ -164,11 +167,16 @@ pub struct WitnessPolicy {
 }
 
 impl WitnessPolicy {
-    /// A policy of `threshold` of `witnesses`; K must be between 1 and N.
+    /// A policy of `threshold` of `witnesses`; K must be between 1 and N, and no witness may
+    /// be named twice (it would count once but inflate N).
     pub fn new(
         witnesses: Vec<WitnessVerifier>,
         threshold: usize,
     ) -> Result<Self, CosignatureError> {
+        let distinct: BTreeSet<String> = witnesses.iter().map(WitnessVerifier::to_vkey).collect();
+        if distinct.len() != witnesses.len() {
+            return Err(CosignatureError::DuplicateWitness);
+        }
         if threshold == 0 || threshold > witnesses.len() {
             return Err(CosignatureError::BadPolicy {
                 threshold,
@@ -290,6 +298,10 @@ mod tests {
             })
         ));
         assert!(WitnessPolicy::new(all.clone(), 4).is_err());
+        assert!(matches!(
+            WitnessPolicy::new(vec![a.verifier(), a.verifier()], 1),
+            Err(CosignatureError::DuplicateWitness)
+        ));
         assert!(WitnessPolicy::new(all.clone(), 0).is_err());
         // A changed time, another body, or a line cut short: the note fails.
         let line = &lines[0];

@@ -33,7 +33,8 @@ impl Store {
     /// Decides and persists one witness step for `origin` atomically: under a transaction
     /// lock on the origin, `decide` sees the current state (`None` before the first
     /// cosignature) and either returns the new state, which is written with a history row
-    /// before the commit, or refuses (nothing is written). Concurrent calls for one origin
+    /// before the commit (unless it is the current state unchanged), or refuses (nothing is
+    /// written). Concurrent calls for one origin
     /// run one after the other, so no decision is made on a state another has changed.
     pub async fn witness_advance<E>(
         &self,
@@ -59,6 +60,9 @@ impl Store {
             Ok(next) => next,
             Err(refused) => return Ok(Err(refused)),
         };
+        if current.as_ref() == Some(&next) {
+            return Ok(Ok(next));
+        }
         tx.execute(
             "INSERT INTO witness_state (origin, tree_size, root, note, cosignature) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (origin) DO UPDATE SET \
