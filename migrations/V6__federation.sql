@@ -81,8 +81,49 @@ CREATE TRIGGER checkpoint_cosignatures_append_only BEFORE UPDATE OR DELETE
 CREATE TRIGGER checkpoint_cosignatures_no_truncate BEFORE TRUNCATE ON checkpoint_cosignatures
     FOR EACH STATEMENT EXECUTE FUNCTION vaultmesh_append_only();
 
-GRANT SELECT ON witness_state, witness_history, checkpoint_cosignatures
+-- Discrepancies the witness found in a remote mesh's own evidence (SPEC §13): one row per
+-- (remote, type, origin, size, evidence), so the same evidence seen again is not raised
+-- again; only the acknowledgement may be set, once.
+CREATE TABLE federation_discrepancies (
+    id                bigserial PRIMARY KEY,
+    remote_mesh       text NOT NULL,
+    discrepancy_type  text NOT NULL CHECK (discrepancy_type IN
+                          ('fork', 'split_view', 'rollback', 'bad_signature', 'bad_proof')),
+    origin            text NOT NULL,
+    tree_size         bigint NOT NULL,
+    evidence          jsonb NOT NULL,
+    detected_at       timestamptz NOT NULL DEFAULT now(),
+    acknowledged_at   timestamptz,
+    acknowledged_by   text
+);
+CREATE UNIQUE INDEX federation_discrepancies_once
+    ON federation_discrepancies (remote_mesh, discrepancy_type, origin, tree_size, md5(evidence::text));
+
+CREATE FUNCTION vaultmesh_discrepancy_ack_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id <> OLD.id OR NEW.remote_mesh <> OLD.remote_mesh
+        OR NEW.discrepancy_type <> OLD.discrepancy_type OR NEW.origin <> OLD.origin
+        OR NEW.tree_size <> OLD.tree_size OR NEW.evidence <> OLD.evidence
+        OR NEW.detected_at <> OLD.detected_at OR OLD.acknowledged_at IS NOT NULL
+        OR NEW.acknowledged_at IS NULL OR NEW.acknowledged_by IS NULL THEN
+        PERFORM vaultmesh_refuse(format('federation discrepancy %s: only an acknowledgement, once',
+            OLD.id));
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER federation_discrepancies_ack_only BEFORE UPDATE ON federation_discrepancies
+    FOR EACH ROW EXECUTE FUNCTION vaultmesh_discrepancy_ack_only();
+CREATE TRIGGER federation_discrepancies_never_deleted BEFORE DELETE ON federation_discrepancies
+    FOR EACH ROW EXECUTE FUNCTION vaultmesh_append_only();
+CREATE TRIGGER federation_discrepancies_no_truncate BEFORE TRUNCATE ON federation_discrepancies
+    FOR EACH STATEMENT EXECUTE FUNCTION vaultmesh_append_only();
+
+GRANT SELECT ON witness_state, witness_history, checkpoint_cosignatures, federation_discrepancies
     TO vaultmesh_portal, vaultmesh_guardian, vaultmesh_oracle;
+GRANT INSERT, UPDATE (acknowledged_at, acknowledged_by) ON federation_discrepancies
+    TO vaultmesh_guardian;
+GRANT USAGE ON SEQUENCE federation_discrepancies_id_seq TO vaultmesh_guardian;
 GRANT INSERT, UPDATE ON witness_state TO vaultmesh_guardian;
 GRANT INSERT ON witness_history, checkpoint_cosignatures TO vaultmesh_guardian;
 GRANT USAGE ON SEQUENCE witness_history_id_seq TO vaultmesh_guardian;

@@ -18,6 +18,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use verify_support::{path_str, python_verify_with, text, vaultmesh};
 
+/// A mesh as its peers see it.
+#[derive(Clone)]
+struct Peer {
+    id: String,
+    vkey: String,
+    witness_vkey: String,
+    guardian: SocketAddr,
+    portal: String,
+}
+
 /// One mesh: its database, keys and running services.
 struct Mesh {
     id: String,
@@ -78,40 +88,8 @@ impl Mesh {
             .to_string()
     }
 
-    /// Starts the guardian (witnessing `others`, asking them to cosign) and the portal.
-    async fn start(&mut self, others: &[(String, String, String, SocketAddr, String)]) {
-        let mut config = service_config(&self.db.url(ledger::store::DbRole::Guardian));
-        config.mesh_id = self.id.clone();
-        config.api_addr = self.guardian_addr;
-        let opts = guardian::GuardianArgs {
-            signing_key_file: self.dir.join("guardian.key"),
-            journal_path: self.dir.join("proofchain.jsonl"),
-            integrate_interval_ms: 100,
-            epoch_interval_secs: 3600,
-            witness_key_file: Some(self.dir.join("witness.key")),
-            remote_meshes: others
-                .iter()
-                .map(|(id, vkey, _, _, portal)| {
-                    format!("{id},{vkey},{portal}")
-                        .parse()
-                        .unwrap_or_else(|e| panic!("{e}"))
-                })
-                .collect(),
-            witnesses: others
-                .iter()
-                .map(|(id, _, wvkey, addr, _)| {
-                    format!("{id},{wvkey},http://{addr}")
-                        .parse()
-                        .unwrap_or_else(|e| panic!("{e}"))
-                })
-                .collect(),
-            ..guardian::GuardianArgs::default()
-        };
-        self.guardian = Some(
-            guardian::start_with(config, opts, Shutdown::new())
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
+    /// Starts the portal.
+    async fn start_portal(&mut self) {
         let mut config = service_config(&self.db.url(ledger::store::DbRole::Portal));
         config.mesh_id = self.id.clone();
         self.portal = Some(
@@ -125,6 +103,56 @@ impl Mesh {
             )
             .await
             .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+
+    /// This mesh as a peer: (id, guardian vkey, witness vkey, guardian address, portal URL).
+    fn peer(&self) -> Peer {
+        Peer {
+            id: self.id.clone(),
+            vkey: Mesh::read(&self.vkey),
+            witness_vkey: Mesh::read(&self.witness_vkey),
+            guardian: self.guardian_addr,
+            portal: format!("http://{}", self.portal_addr()),
+        }
+    }
+
+    /// Starts the guardian, witnessing `others` (checking their portals every 100 ms, a
+    /// rollback after 1 s) and asking them to cosign.
+    async fn start_guardian(&mut self, others: &[Peer]) {
+        let mut config = service_config(&self.db.url(ledger::store::DbRole::Guardian));
+        config.mesh_id = self.id.clone();
+        config.api_addr = self.guardian_addr;
+        let opts = guardian::GuardianArgs {
+            signing_key_file: self.dir.join("guardian.key"),
+            journal_path: self.dir.join("proofchain.jsonl"),
+            integrate_interval_ms: 100,
+            epoch_interval_secs: 3600,
+            witness_key_file: Some(self.dir.join("witness.key")),
+            remote_meshes: others
+                .iter()
+                .map(|p| {
+                    format!("{},{},{}", p.id, p.vkey, p.portal)
+                        .parse()
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect(),
+            witnesses: others
+                .iter()
+                .map(|p| {
+                    format!("{},{},http://{}", p.id, p.witness_vkey, p.guardian)
+                        .parse()
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect(),
+            remote_poll_interval_ms: 100,
+            rollback_grace_secs: 1,
+            ..guardian::GuardianArgs::default()
+        };
+        self.guardian = Some(
+            guardian::start_with(config, opts, Shutdown::new())
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
         );
     }
 
@@ -192,6 +220,10 @@ impl Mesh {
     }
 
     async fn stop(mut self) {
+        self.stop_services().await;
+    }
+
+    async fn stop_services(&mut self) {
         if let Some(p) = self.portal.take() {
             p.stop().await;
         }
@@ -207,28 +239,18 @@ async fn three_meshes_cosign_each_others_checkpoints_and_verifiers_enforce_the_p
     for id in ["mesh-a", "mesh-b", "mesh-c"] {
         meshes.push(Mesh::prepare(id).await);
     }
-    // Each portal's URL is only known once it runs; the witness side needs it for the
-    // discrepancy checks only, so the guardian's address stands in here.
-    let peers: Vec<(String, String, String, SocketAddr, String)> = meshes
-        .iter()
-        .map(|m| {
-            (
-                m.id.clone(),
-                Mesh::read(&m.vkey),
-                Mesh::read(&m.witness_vkey),
-                m.guardian_addr,
-                format!("http://{}", m.guardian_addr),
-            )
-        })
-        .collect();
+    for m in meshes.iter_mut() {
+        m.start_portal().await;
+    }
+    let peers: Vec<Peer> = meshes.iter().map(Mesh::peer).collect();
     for (i, m) in meshes.iter_mut().enumerate() {
-        let others: Vec<_> = peers
+        let others: Vec<Peer> = peers
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
             .map(|(_, p)| p.clone())
             .collect();
-        m.start(&others).await;
+        m.start_guardian(&others).await;
     }
     let (a, b, c) = (&meshes[0], &meshes[1], &meshes[2]);
     a.submit(5).await;
@@ -392,6 +414,308 @@ async fn three_meshes_cosign_each_others_checkpoints_and_verifiers_enforce_the_p
     ]);
     assert!(!out.status.success(), "{}", text(&out));
 
+    for m in meshes {
+        m.stop().await;
+    }
+}
+
+/// The discrepancies a mesh's guardian knows (admin API).
+async fn discrepancies(m: &Mesh, admin: &str) -> Vec<Value> {
+    let (s, v) = ledger::testing::call(
+        m.guardian_addr,
+        "GET",
+        "/v1/federation/discrepancies",
+        Some(admin),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    v["discrepancies"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until `m` knows an open discrepancy of `kind` with `remote`; returns it.
+async fn wait_discrepancy(m: &Mesh, admin: &str, remote: &str, kind: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = discrepancies(m, admin).await.into_iter().find(|d| {
+            d["remote_mesh"] == remote
+                && d["discrepancy_type"] == kind
+                && d["acknowledged_at"].is_null()
+        });
+        if let Some(d) = found {
+            return d;
+        }
+        if Instant::now() >= deadline {
+            let metrics = m.guardian.as_ref().map(|g| g.metrics_addr);
+            let text = match metrics {
+                Some(addr) => ledger::testing::http(addr, "GET", "/metrics")
+                    .await
+                    .map(|(_, t)| t)
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            let federation: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("vaultmesh_federation") && !l.ends_with(" 0"))
+                .collect();
+            panic!(
+                "{} never raised {kind} for {remote}: {:?}\n{federation:#?}",
+                m.id,
+                discrepancies(m, admin).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Acknowledges discrepancy `id` on `m`.
+async fn acknowledge(m: &Mesh, admin: &str, id: &Value) {
+    let body = format!(r#"{{"discrepancies":[{id}]}}"#);
+    let (s, v) = ledger::testing::call(
+        m.guardian_addr,
+        "POST",
+        "/v1/federation/discrepancies/ack",
+        Some(admin),
+        &[],
+        &body,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+/// A tree of `size` leaves that is not mesh-b's, signed with mesh-b's key, and a consistency
+/// proof of it from `from`, as the portal would serve them.
+fn foreign_tree(key: &NoteSigner, from: u64, size: u64) -> (String, String, Vec<String>) {
+    use sha3::Digest;
+    let leaves = (0..size)
+        .map(|i| sha3::Sha3_256::digest(format!("foreign {i}")).into())
+        .collect();
+    let tree = ledger::merkle::MemoryTree::<sha3::Sha3_256>::new(leaves);
+    let root = tree.root(size).unwrap_or_else(|| unreachable!());
+    let note = ledger::checkpoint::Checkpoint {
+        origin: "mesh-b/drills".into(),
+        size,
+        root,
+    }
+    .sign(key)
+    .unwrap_or_default();
+    let path: Vec<String> = tree
+        .consistency(from, size)
+        .unwrap_or_default()
+        .iter()
+        .map(ledger::hash::to_hex)
+        .collect();
+    let proof = serde_json::json!({"from_size": from, "to_size": size, "path": path}).to_string();
+    (note, proof, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn discrepancies_are_raised_on_the_remotes_own_evidence_and_nothing_else() {
+    let mut meshes = Vec::new();
+    for id in ["mesh-a", "mesh-b", "mesh-c"] {
+        meshes.push(Mesh::prepare(id).await);
+    }
+    for m in meshes.iter_mut() {
+        m.start_portal().await;
+    }
+    let mut peers: Vec<Peer> = meshes.iter().map(Mesh::peer).collect();
+    // mesh-a sees mesh-b's portal through a proxy the test controls (what mesh-b's portal
+    // could show its clients); mesh-c sees it directly.
+    let proxy = verify_support::Proxy::start(meshes[1].portal_addr()).await;
+    let through_proxy = Peer {
+        portal: proxy.url(),
+        ..peers[1].clone()
+    };
+    for (i, m) in meshes.iter_mut().enumerate() {
+        let mut others: Vec<Peer> = Vec::new();
+        for (j, p) in peers.iter().enumerate() {
+            if j == i {
+                continue;
+            }
+            others.push(if i == 0 && j == 1 {
+                through_proxy.clone()
+            } else {
+                p.clone()
+            });
+        }
+        m.start_guardian(&others).await;
+    }
+    peers.clear();
+    let admin = |m: &Mesh| {
+        let store = m.db.store.clone();
+        async move {
+            store
+                .create_api_key(Role::Admin, None, "t")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .token
+        }
+    };
+    let (admin_a, admin_c) = (admin(&meshes[0]).await, admin(&meshes[2]).await);
+    let b_key =
+        NoteSigner::load(&meshes[1].dir.join("guardian.key")).unwrap_or_else(|e| panic!("{e}"));
+    {
+        let (a, b) = (&meshes[0], &meshes[1]);
+        b.submit(3).await;
+        b.wait_witnessed("drills", 3, 2).await;
+        b.submit(2).await;
+        b.wait_witnessed("drills", 5, 2).await;
+        let three =
+            b.db.store
+                .checkpoint_at("drills", 3)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        let three = three.unwrap_or_else(|| panic!("no checkpoint at 3")).note;
+
+        // No false alarms: anyone may POST old, forged or garbage submissions to a witness.
+        let post = |body: String| async move {
+            request(
+                a.guardian_addr,
+                "POST",
+                "/v1/witness/add-checkpoint",
+                &[],
+                body.as_bytes(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .0
+        };
+        assert_eq!(
+            post(ledger::add_checkpoint::AddCheckpoint::encode(
+                0,
+                &[],
+                &three
+            ))
+            .await,
+            409
+        );
+        let forger =
+            NoteSigner::from_seed("mesh-b/guardian", [42; 32]).unwrap_or_else(|e| panic!("{e}"));
+        let (forged, _, _) = foreign_tree(&forger, 5, 5);
+        assert_eq!(
+            post(ledger::add_checkpoint::AddCheckpoint::encode(
+                5,
+                &[],
+                &forged
+            ))
+            .await,
+            403
+        );
+        let (newer, _, _) = foreign_tree(&b_key, 5, 9);
+        let garbage = ledger::add_checkpoint::AddCheckpoint::encode(5, &[[7; 32]; 3], &newer);
+        assert_eq!(post(garbage).await, 422);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(discrepancies(a, &admin_a).await.is_empty(), "a false alarm");
+
+        // bad_signature: mesh-b's portal shows a checkpoint its key did not sign.
+        proxy.set("/v1/scrolls/drills/checkpoint", Some(forged.clone()));
+        let d = wait_discrepancy(a, &admin_a, "mesh-b", "bad_signature").await;
+        assert_eq!(d["evidence"]["served"], forged.as_str());
+        acknowledge(a, &admin_a, &d["id"]).await;
+
+        // fork: a second validly signed root for the cosigned size, served by its portal.
+        let (other5, _, _) = foreign_tree(&b_key, 5, 5);
+        proxy.set("/v1/scrolls/drills/checkpoint", Some(other5.clone()));
+        let d = wait_discrepancy(a, &admin_a, "mesh-b", "fork").await;
+        assert_eq!(d["evidence"]["detected_by"], "portal");
+        acknowledge(a, &admin_a, &d["id"]).await;
+
+        // split_view: a newer tree, validly signed, whose own sound proof shows another past.
+        let (note8, proof8, _) = foreign_tree(&b_key, 5, 8);
+        proxy.set("/v1/scrolls/drills/checkpoint", Some(note8.clone()));
+        proxy.set(
+            "/v1/scrolls/drills/proof/consistency?from=5&to=8",
+            Some(proof8),
+        );
+        let d = wait_discrepancy(a, &admin_a, "mesh-b", "split_view").await;
+        assert_eq!(d["tree_size"], 8);
+        acknowledge(a, &admin_a, &d["id"]).await;
+
+        // bad_proof: the same newer tree with a corrupted proof.
+        let (note9, _, mut path9) = foreign_tree(&b_key, 5, 9);
+        path9[1] = "00".repeat(32);
+        proxy.set("/v1/scrolls/drills/checkpoint", Some(note9));
+        proxy.set(
+            "/v1/scrolls/drills/proof/consistency?from=5&to=9",
+            Some(serde_json::json!({"from_size": 5, "to_size": 9, "path": path9}).to_string()),
+        );
+        let d = wait_discrepancy(a, &admin_a, "mesh-b", "bad_proof").await;
+        acknowledge(a, &admin_a, &d["id"]).await;
+
+        // rollback: its portal goes back to a checkpoint smaller than the one cosigned.
+        proxy.set("/v1/scrolls/drills/checkpoint", Some(three.clone()));
+        let started = Instant::now();
+        let d = wait_discrepancy(a, &admin_a, "mesh-b", "rollback").await;
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "raised before the grace period"
+        );
+        acknowledge(a, &admin_a, &d["id"]).await;
+        proxy.set("/v1/scrolls/drills/checkpoint", None);
+        // mesh-c saw mesh-b's real portal all along: nothing to raise.
+        assert!(discrepancies(&meshes[2], &admin_c).await.is_empty());
+    }
+
+    // fork: mesh-b's database is restored from an (empty) backup, other receipts are
+    // appended and its guardian signs size 5 again; both witnesses raise it, with both notes.
+    let mut b = meshes.remove(1);
+    b.stop_services().await;
+    b.db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
+    b.writer =
+        b.db.store
+            .create_api_key(Role::Writer, None, "t")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .token;
+    b.start_portal().await;
+    let others: Vec<Peer> = meshes.iter().map(Mesh::peer).collect();
+    b.start_guardian(&others).await;
+    b.submit(5).await;
+    let (a, c) = (&meshes[0], &meshes[1]);
+    for (m, admin) in [(a, &admin_a), (c, &admin_c)] {
+        let d = wait_discrepancy(m, admin, "mesh-b", "fork").await;
+        assert_eq!(d["evidence"]["detected_by"], "add-checkpoint", "{d}");
+        let file = m.dir.join("fork.json");
+        std::fs::write(&file, d.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let out = vaultmesh(&[
+            "verify",
+            "fork",
+            path_str(&file),
+            "--vkey",
+            path_str(&b.vkey),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("OK fork proven"), "{}", text(&out));
+        // The same evidence with one note altered proves nothing.
+        let mut bad = d.clone();
+        let tampered = bad["evidence"]["cosigned"]
+            .as_str()
+            .unwrap_or_default()
+            .replacen("mesh-b/drills", "mesh-b/drillz", 1);
+        bad["evidence"]["cosigned"] = Value::String(tampered);
+        std::fs::write(&file, bad.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let out = vaultmesh(&[
+            "verify",
+            "fork",
+            path_str(&file),
+            "--vkey",
+            path_str(&b.vkey),
+        ]);
+        assert!(!out.status.success(), "{}", text(&out));
+        // The receipt in the federation scroll holds the same evidence.
+        let receipts =
+            m.db.store
+                .receipts_of_type("federation", "federation_discrepancy")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !receipts.is_empty(),
+            "{}: no federation_discrepancy receipt",
+            m.id
+        );
+    }
+    b.stop().await;
     for m in meshes {
         m.stop().await;
     }

@@ -323,12 +323,29 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
         witness.verifier().to_vkey(),
         closed_port().await
     );
+    // It also witnesses a remote mesh whose key the test holds, to show it a fork.
+    let remote = ledger::note::NoteSigner::from_seed("mesh-r/guardian", [5; 32])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let witness_key = dir.join("witness.key");
+    ledger::cosignature::WitnessSigner::generate_to_file("e2e/witness", &witness_key)
+        .unwrap_or_else(|e| panic!("{e}"));
     let guardian = spawn_guardian_with(
         &db,
         &dir,
         &key,
         &journal_dir.join("proofchain.jsonl"),
-        &["--witness".into(), witness],
+        &[
+            "--witness".into(),
+            witness,
+            "--witness-key-file".into(),
+            arg(&witness_key),
+            "--remote-mesh".into(),
+            format!(
+                "mesh-r,{},http://127.0.0.1:{}",
+                remote.verifier().to_vkey(),
+                closed_port().await
+            ),
+        ],
     )
     .await;
     // An LLM endpoint nobody listens on: every question falls back and counts a transport error.
@@ -630,6 +647,38 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
     assert_eq!(alert["labels"]["remote_mesh"], "mesh-w", "{alert}");
     assert_eq!(
         alert["annotations"]["summary"], "Federation witness failure",
+        "{alert}"
+    );
+
+    // Two checkpoints of one size with two roots, both validly signed by mesh-r: the second
+    // is refused (422), raised as a fork, and `FederationDiscrepancy` fires naming both labels.
+    for (root, status) in [([1u8; 32], 200), ([2u8; 32], 422)] {
+        let note = ledger::checkpoint::Checkpoint {
+            origin: "mesh-r/drills".into(),
+            size: 3,
+            root,
+        }
+        .sign(&remote)
+        .unwrap_or_default();
+        let old = if status == 200 { 0 } else { 3 };
+        let body = ledger::add_checkpoint::AddCheckpoint::encode(old, &[], &note);
+        let (s, _) = ledger::testing::request(
+            guardian.api,
+            "POST",
+            "/v1/witness/add-checkpoint",
+            &[],
+            body.as_bytes(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s, status);
+    }
+    let alert = prom.wait_alert("FederationDiscrepancy").await;
+    assert_eq!(alert["labels"]["remote_mesh"], "mesh-r", "{alert}");
+    assert_eq!(alert["labels"]["discrepancy_type"], "fork", "{alert}");
+    assert_eq!(alert["labels"]["severity"], "critical", "{alert}");
+    assert_eq!(
+        alert["annotations"]["description"], "Discrepancy with mesh-r: fork",
         "{alert}"
     );
 

@@ -295,20 +295,7 @@ impl Anchorer {
 
     /// Writes one receipt of `kind` to the `guardian` scroll, reporting failure.
     pub async fn append_event(&self, kind: &str, payload: Value) -> Result<(), GuardianError> {
-        let draft = ReceiptDraft::new(kind, payload)?;
-        let item = NewReceipt {
-            draft,
-            submitter: GUARDIAN_SUBMITTER.into(),
-            idempotency_key: None,
-            request_hash: None,
-        };
-        let admitted = self.gate.admit(
-            &ledger::gate::Writer::Service(ledger::gate::Service::Guardian),
-            GUARDIAN_SCROLL,
-            vec![item],
-        )?;
-        self.store.append_receipts(admitted, true).await?;
-        Ok(())
+        append_receipt(&self.store, &self.gate, GUARDIAN_SCROLL, kind, payload).await
     }
 
     /// Receipts integrated since the newest epoch, summed over scrolls.
@@ -333,4 +320,28 @@ impl Anchorer {
             })
             .sum())
     }
+}
+
+/// Writes one of the guardian's own receipts of `kind` to `scroll` through the append gate.
+pub async fn append_receipt(
+    store: &Store,
+    gate: &ledger::gate::AppendGate,
+    scroll: &str,
+    kind: &str,
+    payload: Value,
+) -> Result<(), GuardianError> {
+    let draft = ReceiptDraft::new(kind, payload)?;
+    let item = NewReceipt {
+        draft,
+        submitter: GUARDIAN_SUBMITTER.into(),
+        idempotency_key: None,
+        request_hash: None,
+    };
+    let admitted = gate.admit(
+        &ledger::gate::Writer::Service(ledger::gate::Service::Guardian),
+        scroll,
+        vec![item],
+    )?;
+    store.append_receipts(admitted, true).await?;
+    Ok(())
 }

@@ -4,6 +4,7 @@
 
 pub mod anchor;
 pub mod cosigning;
+pub mod discrepancy;
 pub mod divergence;
 pub mod error;
 pub mod findings;
@@ -13,6 +14,7 @@ pub mod integrate;
 pub mod leader;
 pub mod metrics;
 pub mod options;
+pub mod remote_watch;
 pub mod routes;
 pub mod sinks;
 pub mod state;
@@ -68,8 +70,13 @@ pub async fn start_with(
         mesh: mesh.clone(),
         journal: (!opts.journal_path.as_os_str().is_empty()).then(|| opts.journal_path.clone()),
     };
+    let discrepancies = Arc::new(discrepancy::Discrepancies {
+        store: ctx.store.clone(),
+        gate: ctx.gate(),
+    });
     let witness = match &opts.witness_key_file {
         Some(path) => Some(witness::Witness {
+            discrepancies: discrepancies.clone(),
             store: ctx.store.clone(),
             signer: WitnessSigner::load(path).map_err(|e| {
                 std::io::Error::other(format!(
@@ -96,10 +103,27 @@ pub async fn start_with(
             .map_err(|e| std::io::Error::other(format!("witness HTTP client: {e}")))?,
         )
     };
+    let remote_watch = if opts.remote_meshes.is_empty() {
+        None
+    } else {
+        Some(
+            remote_watch::RemoteWatch::new(
+                ctx.store.clone(),
+                opts.remote_meshes.clone(),
+                discrepancies.clone(),
+                std::time::Duration::from_secs(opts.rollback_grace_secs),
+                std::time::Duration::from_millis(opts.witness_timeout_ms),
+            )
+            .map_err(|e| std::io::Error::other(format!("remote portal HTTP client: {e}")))?,
+        )
+    };
     metrics::init_federation(
         opts.witnesses.iter().map(|w| w.mesh.as_str()),
         opts.remote_meshes.iter().map(|r| r.mesh.as_str()),
     );
+    if let Err(e) = discrepancies.refresh().await {
+        tracing::warn!(error = %e, "could not read federation discrepancies at start");
+    }
     let leadership = Arc::new(Mutex::new(Leadership::default()));
     let findings = Findings::new(ctx.store.clone(), mesh.clone(), load_signer(&opts)?);
     let guardian = Arc::new(Guardian {
@@ -121,6 +145,8 @@ pub async fn start_with(
         },
         witness,
         cosigner,
+        discrepancies,
+        remote_watch,
         leadership,
         next_epoch: Mutex::new(None),
         epoch_lock: Mutex::new(()),
@@ -135,6 +161,10 @@ pub async fn start_with(
         )
         .await?;
     running.add_task(tokio::spawn(cosigning::run(
+        guardian.clone(),
+        shutdown.clone(),
+    )));
+    running.add_task(tokio::spawn(remote_watch::run(
         guardian.clone(),
         shutdown.clone(),
     )));

@@ -80,6 +80,11 @@ lazy_static! {
         ).buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
         &["remote_mesh"]
     ).unwrap_or_else(|_| unreachable!());
+    /// 1 while a discrepancy of this type with this remote mesh is unacknowledged.
+    pub static ref DISCREPANCY_DETECTED: GaugeVec = GaugeVec::new(
+        Opts::new("vaultmesh_federation_discrepancy_detected", "Federation discrepancy detected"),
+        &["remote_mesh", "discrepancy_type"]
+    ).unwrap_or_else(|_| unreachable!());
     /// add-checkpoint requests this witness refused, by remote mesh and reason.
     pub static ref WITNESS_REFUSED: CounterVec = CounterVec::new(
         Opts::new("vaultmesh_federation_witness_refused_total", "Witness requests refused"),
@@ -104,6 +109,12 @@ pub fn init_federation<'a>(
     for r in remotes {
         for reason in crate::witness::REFUSAL_REASONS {
             WITNESS_REFUSED.with_label_values(&[r, reason]);
+        }
+        for reason in crate::remote_watch::FAILURE_REASONS {
+            WITNESS_FAILURES.with_label_values(&[r, reason]);
+        }
+        for kind in crate::discrepancy::TYPES {
+            DISCREPANCY_DETECTED.with_label_values(&[r, kind]).set(0.0);
         }
     }
 }
@@ -147,6 +158,7 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(WITNESSED_SIZE.clone()))?;
     registry.register(Box::new(ADD_CHECKPOINT_DURATION.clone()))?;
     registry.register(Box::new(WITNESS_REFUSED.clone()))?;
+    registry.register(Box::new(DISCREPANCY_DETECTED.clone()))?;
     Ok(())
 }
 

@@ -84,6 +84,15 @@ pub struct GuardianArgs {
     #[arg(long, env = "VAULTMESH_WITNESS_TIMEOUT_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub witness_timeout_ms: u64,
+    /// Milliseconds between checks of each remote mesh's portal (its public checkpoint and a
+    /// consistency proof from what this witness cosigned).
+    #[arg(long, env = "VAULTMESH_REMOTE_POLL_INTERVAL_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub remote_poll_interval_ms: u64,
+    /// Seconds a remote portal may keep serving a checkpoint smaller than one this witness
+    /// cosigned before that is raised as a rollback.
+    #[arg(long, env = "VAULTMESH_ROLLBACK_GRACE_SECS", default_value_t = 300)]
+    pub rollback_grace_secs: u64,
 }
 
 impl Default for GuardianArgs {
@@ -103,6 +112,8 @@ impl Default for GuardianArgs {
             remote_meshes: Vec::new(),
             witnesses: Vec::new(),
             witness_timeout_ms: 5000,
+            remote_poll_interval_ms: 30_000,
+            rollback_grace_secs: 300,
         }
     }
 }
@@ -111,6 +122,11 @@ impl GuardianArgs {
     /// The integration interval as a duration.
     pub fn integrate_interval(&self) -> Duration {
         Duration::from_millis(self.integrate_interval_ms)
+    }
+
+    /// The interval between checks of remote portals.
+    pub fn remote_poll_interval(&self) -> Duration {
+        Duration::from_millis(self.remote_poll_interval_ms)
     }
 
     /// The epoch interval as a duration.

@@ -23,6 +23,8 @@ pub fn table() -> ledger::http_guard::RouteTable {
         ("GET", "/v1/guardian/divergence"),
         ("POST", "/v1/guardian/divergence/ack"),
         ("POST", "/v1/witness/add-checkpoint"),
+        ("GET", "/v1/federation/discrepancies"),
+        ("POST", "/v1/federation/discrepancies/ack"),
     ])
     .with(ledger::governance::routes::ROUTES)
 }
@@ -96,9 +98,36 @@ pub fn routes(
                     .unwrap_or_else(|e| e.response())
             })
         });
+    let discrepancies = warp::path!("v1" / "federation" / "discrepancies")
+        .and(warp::get())
+        .and(with())
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|g: Arc<Guardian>, auth: Option<String>| {
+            observed("GET", "/v1/federation/discrepancies", async move {
+                discrepancies(&g, auth).await
+            })
+        });
+    let discrepancy_ack = warp::path!("v1" / "federation" / "discrepancies" / "ack")
+        .and(warp::post())
+        .and(with())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(pending_body())
+        .then(
+            |g: Arc<Guardian>, auth: Option<String>, body: PendingBody| {
+                observed("POST", "/v1/federation/discrepancies/ack", async move {
+                    acknowledge_discrepancies(&g, auth, body)
+                        .await
+                        .unwrap_or_else(|e| e.response())
+                })
+            },
+        );
     let governance = governance_routes(with());
     state
         .or(add_checkpoint)
+        .unify()
+        .or(discrepancies)
+        .unify()
+        .or(discrepancy_ack)
         .unify()
         .or(governance)
         .unify()
@@ -342,6 +371,62 @@ async fn add_checkpoint(g: &Guardian, body: PendingBody) -> Result<Response, Api
             message: e.to_string(),
         }),
         Err(e @ Refusal::Unavailable(_)) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+/// `GET /v1/federation/discrepancies` (admin): every discrepancy with its evidence.
+async fn discrepancies(g: &Guardian, auth: Option<String>) -> Response {
+    if let Err(r) = require_admin(g, auth).await {
+        return r;
+    }
+    match g.discrepancies.list().await {
+        Ok(all) => {
+            let open = all.iter().filter(|d| d.acknowledged_at.is_none()).count();
+            warp::reply::json(&json!({"open": open, "discrepancies": all})).into_response()
+        }
+        Err(e) => unavailable("reading discrepancies", &e),
+    }
+}
+
+/// The body of a discrepancy acknowledgement: the ids, explicitly.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiscrepancyAck {
+    discrepancies: Vec<i64>,
+}
+
+/// `POST /v1/federation/discrepancies/ack` (admin): acknowledges exactly the ids named.
+async fn acknowledge_discrepancies(
+    g: &Guardian,
+    auth: Option<String>,
+    body: PendingBody,
+) -> Result<Response, ApiError> {
+    use crate::discrepancy::AckError as DAck;
+    let key = match require_admin(g, auth).await {
+        Ok(k) => k,
+        Err(r) => return Ok(r),
+    };
+    let body = body
+        .json(ACK_BODY_LIMIT, std::time::Duration::from_secs(10))
+        .await?;
+    let value = ledger::strict_json::parse(&body)
+        .map_err(|e| ApiError::bad("malformed_json", format!("body: not valid I-JSON: {e}")))?;
+    let request: DiscrepancyAck = serde_json::from_value(value).map_err(|e| {
+        ApiError::bad(
+            "invalid_body",
+            format!("expected {{\"discrepancies\": [<id>, …]}}: {e}"),
+        )
+    })?;
+    match g
+        .discrepancies
+        .acknowledge(&request.discrepancies, &key.id)
+        .await
+    {
+        Ok(ids) => Ok(warp::reply::json(&json!({"acknowledged": ids})).into_response()),
+        Err(e @ DAck::Count) => Err(ApiError::bad("invalid_body", e.to_string())),
+        Err(e @ DAck::NotOpen(_)) => Err(ApiError::not_found("unknown_discrepancy", e.to_string())),
+        Err(DAck::Ledger(GuardianError::Gate(refusal))) => Err(ApiError::from(refusal)),
+        Err(e) => Err(ApiError::Unavailable(format!("acknowledging: {e}"))),
     }
 }
 

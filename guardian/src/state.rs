@@ -33,6 +33,10 @@ pub struct Guardian {
     pub witness: Option<crate::witness::Witness>,
     /// The log side of federation, when witnesses are configured.
     pub cosigner: Option<crate::cosigning::Cosigner>,
+    /// Federation discrepancies found by the witness and the remote checks.
+    pub discrepancies: Arc<crate::discrepancy::Discrepancies>,
+    /// Checks of remote meshes' portals, when this guardian witnesses any.
+    pub remote_watch: Option<crate::remote_watch::RemoteWatch>,
     /// The advisory lock, when held (shared with the anchorer's [`Fence`]).
     pub leadership: Arc<Mutex<Leadership>>,
     /// When the next epoch is due (set on becoming leader from the newest stored epoch).

@@ -6,6 +6,7 @@
 //! transaction lock per origin (`Store::witness_advance`), and triggers refuse any other
 //! change.
 
+use crate::discrepancy::{Discrepancies, NewDiscrepancy};
 use crate::metrics::{ADD_CHECKPOINT_DURATION, WITNESS_REFUSED};
 use ledger::add_checkpoint::{self, AddCheckpoint};
 use ledger::checkpoint::Checkpoint;
@@ -16,6 +17,7 @@ use ledger::note::{NoteError, NoteVerifier, SignedNote};
 use ledger::store::{Store, StoreError, WitnessState};
 use sha3::Sha3_256;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// A remote mesh this guardian witnesses: its mesh id (every origin `<mesh>/…` is its), the
 /// key its guardian signs checkpoints with, and its public portal.
@@ -112,6 +114,8 @@ pub struct Witness {
     pub signer: WitnessSigner,
     /// The remote meshes served.
     pub remotes: Vec<RemoteMesh>,
+    /// Where a validly signed second root for a cosigned size is raised as a fork.
+    pub discrepancies: Arc<Discrepancies>,
 }
 
 impl Witness {
@@ -191,6 +195,7 @@ impl Witness {
             }
             Err(e) => return Err(Refusal::Malformed(format!("checkpoint: {e}"))),
         }
+        self.check_fork(remote, request.checkpoint, &cp).await?;
         if request.old > cp.size {
             return Err(Refusal::Malformed(format!(
                 "old size {} is beyond the checkpoint's size {}",
@@ -234,6 +239,40 @@ impl Witness {
             })
             .await?;
         outcome.map(|state| state.cosignature)
+    }
+}
+
+impl Witness {
+    /// A checkpoint validly signed by the remote at a size this witness cosigned with another
+    /// root is a fork: the remote signed two trees of one size, and both notes prove it. It is
+    /// raised whatever the request's old size (the submitter may be anyone; the signatures
+    /// are the remote's). The request is still answered by the C2SP rules.
+    async fn check_fork(
+        &self,
+        remote: &RemoteMesh,
+        note: &str,
+        cp: &Checkpoint,
+    ) -> Result<(), Refusal> {
+        let Some((root, cosigned)) = self.store.witness_cosigned_at(&cp.origin, cp.size).await?
+        else {
+            return Ok(());
+        };
+        if root != cp.root {
+            self.discrepancies
+                .raise(NewDiscrepancy {
+                    remote_mesh: remote.mesh.clone(),
+                    kind: "fork",
+                    origin: cp.origin.clone(),
+                    tree_size: cp.size,
+                    evidence: serde_json::json!({
+                        "detected_by": "add-checkpoint",
+                        "cosigned": cosigned,
+                        "conflicting": note,
+                    }),
+                })
+                .await;
+        }
+        Ok(())
     }
 }
 

@@ -339,6 +339,52 @@ async fn every_refusal_has_its_c2sp_status_and_cosigns_nothing() {
         );
     }
 
+    // Of all those requests, only the validly signed second root for the cosigned size 9 is
+    // evidence against mesh-b: one fork, holding both notes, a receipt, the gauge at 1.
+    let found =
+        t.db.store
+            .discrepancies()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let d = &found[0];
+    assert_eq!((d.discrepancy_type.as_str(), d.tree_size), ("fork", 9));
+    assert_eq!(d.evidence["cosigned"], log.note(9).as_str());
+    assert_eq!(d.evidence["conflicting"], fork.note(9).as_str());
+    let series = "vaultmesh_federation_discrepancy_detected{discrepancy_type=\"fork\",remote_mesh=\"mesh-b\"}";
+    common::wait_metric(t.g.metrics_addr, series, 1.0).await;
+    let receipts =
+        t.db.store
+            .receipts_of_type("federation", "federation_discrepancy")
+            .await;
+    assert_eq!(receipts.map(|r| r.len()).ok(), Some(1));
+    // Acknowledged by id, by an admin only, once.
+    let reader = common::api_key(&t.db.store, ledger::store::Role::Reader).await;
+    let ack = format!(r#"{{"discrepancies":[{}]}}"#, d.id);
+    let path = "/v1/federation/discrepancies/ack";
+    let (s, _) = ledger::testing::call(addr, "POST", path, Some(&reader), &[], &ack).await;
+    assert_eq!(s, 403);
+    let (s, v) = ledger::testing::call(
+        addr,
+        "POST",
+        path,
+        Some(&t.admin),
+        &[],
+        r#"{"discrepancies":[999]}"#,
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = ledger::testing::call(addr, "POST", path, Some(&t.admin), &[], &ack).await;
+    assert_eq!(s, 200, "{v}");
+    common::wait_metric(t.g.metrics_addr, series, 0.0).await;
+    let (s, _) = ledger::testing::call(addr, "POST", path, Some(&t.admin), &[], &ack).await;
+    assert_eq!(s, 404, "a second acknowledgement");
+    let acks =
+        t.db.store
+            .receipts_of_type("federation", "federation_discrepancy_acknowledged")
+            .await;
+    assert_eq!(acks.map(|r| r.len()).ok(), Some(1));
+
     // Nobody but the schema owner can move the state back or rewrite the history.
     let client =
         t.db.role_client(ledger::store::DbRole::Guardian)
@@ -350,6 +396,9 @@ async fn every_refusal_has_its_c2sp_status_and_cosigns_nothing() {
         "DELETE FROM witness_history",
         "UPDATE witness_history SET tree_size = 1",
         "DELETE FROM witness_state",
+        "DELETE FROM federation_discrepancies",
+        "UPDATE federation_discrepancies SET acknowledged_at = NULL, acknowledged_by = NULL",
+        "UPDATE federation_discrepancies SET evidence = '{}'",
     ] {
         assert!(client.execute(sql, &[]).await.is_err(), "{sql} succeeded");
     }

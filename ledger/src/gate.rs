@@ -120,10 +120,12 @@ pub trait GatePolicy: Send + Sync {
 
 const ALL_SERVICES: &[Service] = &[Service::Portal, Service::Guardian, Service::Oracle];
 
-/// Scrolls only the mesh's own services write (SPEC §6, §13): the guardian's events, the
-/// read audit, and governance (adoptions, emergencies, violations — any service).
-pub const SERVICE_SCROLLS: [(&str, &[Service]); 3] = [
+/// Scrolls only the mesh's own services write (SPEC §6, §13): the guardian's events and
+/// federation evidence, the read audit, and governance (adoptions, emergencies, violations —
+/// any service).
+pub const SERVICE_SCROLLS: [(&str, &[Service]); 4] = [
     ("guardian", &[Service::Guardian]),
+    ("federation", &[Service::Guardian]),
     ("access", &[Service::Portal]),
     ("governance", ALL_SERVICES),
 ];

@@ -61,6 +61,7 @@ async fn writers_cannot_write_service_scrolls_or_reserved_types() {
             "federation",
             r#"{"type":"federation_discrepancy","payload":{}}"#,
         ),
+        ("federation", r#"{"type":"witness_note","payload":{}}"#),
         ("psi", r#"{"type":"phase_changed","payload":{}}"#),
     ];
     for token in [&writer, &admin] {

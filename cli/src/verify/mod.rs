@@ -5,6 +5,7 @@
 //! otherwise each failure is printed as `FAIL …` and the status is 1.
 
 mod bundle;
+mod fork;
 mod log;
 
 use clap::Subcommand;
@@ -21,6 +22,9 @@ pub enum VerifyCommand {
     Bundle(bundle::Args),
     /// Verify a running log over HTTP(S), remembering what was verified in a state file.
     Log(log::Args),
+    /// Prove offline that a mesh signed two trees of one size, from a `fork` discrepancy's
+    /// evidence (two notes validly signed by its guardian).
+    Fork(fork::Args),
 }
 
 /// Runs a verification; `Ok(false)` means something did not verify (already reported).
@@ -28,6 +32,7 @@ pub async fn run(cmd: VerifyCommand) -> anyhow::Result<bool> {
     match cmd {
         VerifyCommand::Bundle(a) => bundle::run(&a),
         VerifyCommand::Log(a) => log::run(&a).await,
+        VerifyCommand::Fork(a) => fork::run(&a),
     }
 }
 

@@ -145,6 +145,29 @@ pub fn verify_consistency<D: Digest<OutputSize = U32>>(
             Err(ProofError::RootMismatch)
         };
     }
+    let (fr, sr) = consistency_roots::<D>(from, to, path, old_root)?;
+    if &fr != old_root || &sr != new_root {
+        return Err(ProofError::RootMismatch);
+    }
+    Ok(())
+}
+
+/// The old and new roots a consistency path from `from` to `to` (`1 <= from < to`) commits
+/// to (RFC 9162 §2.1.4.2), taking `old_root` as the first node when `from` is a power of two.
+/// A verifier that finds the new root right but the old one wrong knows the path is sound and
+/// the trees differ; a wrong new root means the path itself is wrong.
+pub fn consistency_roots<D: Digest<OutputSize = U32>>(
+    from: u64,
+    to: u64,
+    path: &[Hash],
+    old_root: &Hash,
+) -> Result<(Hash, Hash), ProofError> {
+    if from == 0 {
+        return Err(ProofError::FromEmptyTree);
+    }
+    if from >= to {
+        return Err(ProofError::SizesReversed { from, to });
+    }
     if path.is_empty() {
         return Err(ProofError::WrongPathLength);
     }
@@ -179,8 +202,5 @@ pub fn verify_consistency<D: Digest<OutputSize = U32>>(
     if snode != 0 {
         return Err(ProofError::WrongPathLength);
     }
-    if &fr != old_root || &sr != new_root {
-        return Err(ProofError::RootMismatch);
-    }
-    Ok(())
+    Ok((fr, sr))
 }

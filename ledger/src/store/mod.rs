@@ -34,7 +34,7 @@ pub use timeouts::{
     DEFAULT_RESPONSE_MS, DEFAULT_STATEMENT_MS,
 };
 pub use watchdog::{register_metrics, DB_REQUESTS, DB_STALLS};
-pub use witness::{CollectedCosignature, WitnessState};
+pub use witness::{CollectedCosignature, Discrepancy, WitnessState};
 
 use crate::jcs::CanonicalError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

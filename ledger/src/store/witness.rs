@@ -212,3 +212,143 @@ fn witness_row(r: &tokio_postgres::Row) -> Result<WitnessState, StoreError> {
         cosignature: r.get(4),
     })
 }
+
+/// A discrepancy found in a remote mesh's own evidence, as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Discrepancy {
+    /// Its id (what an acknowledgement names).
+    pub id: i64,
+    /// The remote mesh at fault.
+    pub remote_mesh: String,
+    /// `fork`, `split_view`, `rollback`, `bad_signature` or `bad_proof`.
+    pub discrepancy_type: String,
+    /// The log origin concerned.
+    pub origin: String,
+    /// The tree size concerned.
+    pub tree_size: u64,
+    /// The evidence (signed notes, proofs, where they were served).
+    pub evidence: serde_json::Value,
+    /// When it was found.
+    pub detected_at: chrono::DateTime<chrono::Utc>,
+    /// When an admin acknowledged it.
+    pub acknowledged_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The admin key that did.
+    pub acknowledged_by: Option<String>,
+}
+
+impl Store {
+    /// The note and root the witness cosigned for `origin` at `tree_size`, if it ever did.
+    pub async fn witness_cosigned_at(
+        &self,
+        origin: &str,
+        tree_size: u64,
+    ) -> Result<Option<(Hash, String)>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_opt(
+                "SELECT root, note FROM witness_history WHERE origin = $1 AND tree_size = $2 \
+                 ORDER BY id LIMIT 1",
+                &[&origin, &to_i64(tree_size)],
+            )
+            .await?;
+        row.map(|r| Ok((to_hash(r.get(0), "witness root")?, r.get(1))))
+            .transpose()
+    }
+
+    /// Every origin of `remote_mesh` the witness holds state for, with that state.
+    pub async fn witness_states_of(
+        &self,
+        remote_mesh: &str,
+    ) -> Result<Vec<WitnessState>, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT origin, tree_size, root, note, cosignature FROM witness_state \
+                 WHERE starts_with(origin, $1 || '/') ORDER BY origin",
+                &[&remote_mesh],
+            )
+            .await?;
+        rows.iter().map(witness_row).collect()
+    }
+
+    /// Records a discrepancy; `None` when the same evidence of the same type is known.
+    pub async fn insert_discrepancy(
+        &self,
+        remote_mesh: &str,
+        discrepancy_type: &str,
+        origin: &str,
+        tree_size: u64,
+        evidence: &serde_json::Value,
+    ) -> Result<Option<i64>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_opt(
+                "INSERT INTO federation_discrepancies \
+                 (remote_mesh, discrepancy_type, origin, tree_size, evidence) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
+                &[
+                    &remote_mesh,
+                    &discrepancy_type,
+                    &origin,
+                    &to_i64(tree_size),
+                    &evidence,
+                ],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Every discrepancy recorded, oldest first.
+    pub async fn discrepancies(&self) -> Result<Vec<Discrepancy>, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT id, remote_mesh, discrepancy_type, origin, tree_size, evidence, \
+                 detected_at, acknowledged_at, acknowledged_by FROM federation_discrepancies \
+                 ORDER BY id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Discrepancy {
+                id: r.get(0),
+                remote_mesh: r.get(1),
+                discrepancy_type: r.get(2),
+                origin: r.get(3),
+                tree_size: to_u64(r.get(4)),
+                evidence: r.get(5),
+                detected_at: r.get(6),
+                acknowledged_at: r.get(7),
+                acknowledged_by: r.get(8),
+            })
+            .collect())
+    }
+
+    /// Acknowledges the discrepancies `ids` (each must exist and be open) by admin key `by`,
+    /// all or none; returns the ids acknowledged.
+    pub async fn acknowledge_discrepancies(
+        &self,
+        ids: &[i64],
+        by: &str,
+    ) -> Result<Result<Vec<i64>, i64>, StoreError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let mut done = Vec::with_capacity(ids.len());
+        for id in ids {
+            let n = tx
+                .execute(
+                    "UPDATE federation_discrepancies SET acknowledged_at = now(), \
+                     acknowledged_by = $2 WHERE id = $1 AND acknowledged_at IS NULL",
+                    &[id, &by],
+                )
+                .await?;
+            if n != 1 {
+                return Ok(Err(*id));
+            }
+            done.push(*id);
+        }
+        tx.commit().await?;
+        Ok(Ok(done))
+    }
+}
