@@ -81,6 +81,20 @@ CREATE TRIGGER checkpoint_cosignatures_append_only BEFORE UPDATE OR DELETE
 CREATE TRIGGER checkpoint_cosignatures_no_truncate BEFORE TRUNCATE ON checkpoint_cosignatures
     FOR EACH STATEMENT EXECUTE FUNCTION vaultmesh_append_only();
 
+-- The cosignatures witnesses returned for this mesh's signed ProofChain heads, by epoch.
+CREATE TABLE anchor_head_cosignatures (
+    epoch        bigint NOT NULL REFERENCES anchor_heads (epoch),
+    witness      text NOT NULL,
+    line         text NOT NULL,
+    received_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (epoch, witness)
+);
+CREATE INDEX anchor_head_cosignatures_witness ON anchor_head_cosignatures (witness, epoch);
+CREATE TRIGGER anchor_head_cosignatures_append_only BEFORE UPDATE OR DELETE
+    ON anchor_head_cosignatures FOR EACH ROW EXECUTE FUNCTION vaultmesh_append_only();
+CREATE TRIGGER anchor_head_cosignatures_no_truncate BEFORE TRUNCATE ON anchor_head_cosignatures
+    FOR EACH STATEMENT EXECUTE FUNCTION vaultmesh_append_only();
+
 -- Discrepancies the witness found in a remote mesh's own evidence (SPEC §13): one row per
 -- (remote, type, origin, size, evidence), so the same evidence seen again is not raised
 -- again; only the acknowledgement may be set, once.
@@ -119,11 +133,13 @@ CREATE TRIGGER federation_discrepancies_never_deleted BEFORE DELETE ON federatio
 CREATE TRIGGER federation_discrepancies_no_truncate BEFORE TRUNCATE ON federation_discrepancies
     FOR EACH STATEMENT EXECUTE FUNCTION vaultmesh_append_only();
 
-GRANT SELECT ON witness_state, witness_history, checkpoint_cosignatures, federation_discrepancies
+GRANT SELECT ON witness_state, witness_history, checkpoint_cosignatures,
+    anchor_head_cosignatures, federation_discrepancies
     TO vaultmesh_portal, vaultmesh_guardian, vaultmesh_oracle;
 GRANT INSERT, UPDATE (acknowledged_at, acknowledged_by) ON federation_discrepancies
     TO vaultmesh_guardian;
 GRANT USAGE ON SEQUENCE federation_discrepancies_id_seq TO vaultmesh_guardian;
 GRANT INSERT, UPDATE ON witness_state TO vaultmesh_guardian;
-GRANT INSERT ON witness_history, checkpoint_cosignatures TO vaultmesh_guardian;
+GRANT INSERT ON witness_history, checkpoint_cosignatures, anchor_head_cosignatures
+    TO vaultmesh_guardian;
 GRANT USAGE ON SEQUENCE witness_history_id_seq TO vaultmesh_guardian;

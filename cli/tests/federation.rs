@@ -371,6 +371,63 @@ async fn three_meshes_cosign_each_others_checkpoints_and_verifiers_enforce_the_p
     let out = vaultmesh(&[&base[..], &["--witness", path_str(&a.vkey)]].concat());
     assert!(!out.status.success());
 
+    // Two epochs on mesh-a: each signed ProofChain head is cosigned by both witnesses, who
+    // follow the hash links of the records mesh-a's portal serves (from genesis, then 1 → 2).
+    let admin =
+        a.db.store
+            .create_api_key(Role::Admin, None, "t")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .token;
+    for epoch in 1..=2u64 {
+        let (s, v) = ledger::testing::call(
+            a.guardian_addr,
+            "POST",
+            "/v1/guardian/anchor",
+            Some(&admin),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while a
+            .db
+            .store
+            .head_cosignatures(epoch)
+            .await
+            .unwrap_or_default()
+            .len()
+            < 2
+        {
+            assert!(
+                Instant::now() < deadline,
+                "head {epoch} never held 2 cosignatures"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (s, head) = a.get(&format!("/v1/anchors/{epoch}/head"), &[]).await;
+        assert_eq!(s, 200, "{head}");
+        let policy = ledger::cosignature::WitnessPolicy::new(
+            [&b.witness_vkey, &c.witness_vkey]
+                .iter()
+                .map(|p| {
+                    ledger::cosignature::WitnessVerifier::from_vkey(&Mesh::read(p))
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect(),
+            2,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(policy.check(&head).is_ok(), "{head}");
+        assert!(
+            head.starts_with(&format!("mesh-a/proofchain\n{epoch}\n")),
+            "{head}"
+        );
+    }
+    let (s, _) = a.get("/v1/anchors/3/head", &[]).await;
+    assert_eq!(s, 404);
+
     // verify log follows the witnessed checkpoints under the policy.
     let state = a.dir.join("verify-state.json");
     let url = format!("http://{}", a.portal_addr());

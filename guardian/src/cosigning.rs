@@ -9,8 +9,9 @@ use crate::Guardian;
 use ledger::add_checkpoint::{self, AddCheckpoint};
 use ledger::cosignature::{with_cosignatures, WitnessVerifier};
 use ledger::note::SignedNote;
+use ledger::proofchain::HEAD_ORIGIN_SUFFIX;
 use ledger::service::Shutdown;
-use ledger::store::{Store, StoredCheckpoint};
+use ledger::store::Store;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -139,12 +140,12 @@ impl Cosigner {
     }
 
     /// One cycle: each witness is asked, concurrently with the others, about every scroll
-    /// whose latest checkpoint it has not cosigned.
+    /// whose latest checkpoint it has not cosigned, and about the newest signed ProofChain
+    /// head.
     pub async fn cycle(&self) -> Result<(), ledger::store::StoreError> {
         if self.witnesses.is_empty() {
             return Ok(());
         }
-        let latest = self.store.latest_checkpoints().await?;
         let ids: HashMap<String, i32> = self
             .store
             .list_scrolls()
@@ -152,43 +153,67 @@ impl Cosigner {
             .into_iter()
             .map(|s| (s.name, s.id))
             .collect();
-        let per_witness = (0..self.witnesses.len()).map(|w| self.witness_cycle(w, &latest, &ids));
+        let mut subjects: Vec<Subject> = self
+            .store
+            .latest_checkpoints()
+            .await?
+            .into_iter()
+            .filter_map(|cp| {
+                Some(Subject {
+                    scroll_id: Some(*ids.get(&cp.scroll)?),
+                    name: cp.scroll,
+                    size: cp.tree_size,
+                    note: cp.note,
+                })
+            })
+            .collect();
+        if let Some(head) = self.store.latest_anchor().await? {
+            if let Some(note) = head.record.signature {
+                subjects.push(Subject {
+                    name: HEAD_ORIGIN_SUFFIX.to_string(),
+                    scroll_id: None,
+                    size: head.record.epoch,
+                    note,
+                });
+            }
+        }
+        let per_witness = (0..self.witnesses.len()).map(|w| self.witness_cycle(w, &subjects));
         futures_util::future::join_all(per_witness).await;
         Ok(())
     }
 
-    async fn witness_cycle(
-        &self,
-        w: usize,
-        latest: &[StoredCheckpoint],
-        ids: &HashMap<String, i32>,
-    ) {
+    /// What the store holds for `subject`: the largest size (epoch) `vkey` cosigned.
+    async fn stored(&self, subject: &Subject, vkey: &str) -> Result<Option<u64>, CosignFailure> {
+        Ok(match subject.scroll_id {
+            Some(id) => self.store.cosigned_size(id, vkey).await?,
+            None => self.store.cosigned_head_epoch(vkey).await?,
+        })
+    }
+
+    async fn witness_cycle(&self, w: usize, subjects: &[Subject]) {
         let witness = &self.witnesses[w];
         let vkey = witness.verifier.to_vkey();
-        for cp in latest {
-            let Some(&scroll_id) = ids.get(&cp.scroll) else {
-                continue;
-            };
-            let key = (w, cp.scroll.clone());
+        for subject in subjects {
+            let key = (w, subject.name.clone());
             let known = self.known.lock().await.get(&key).copied();
             let state = match known {
                 Some(state) => state,
-                None => match self.store.cosigned_size(scroll_id, &vkey).await {
+                None => match self.stored(subject, &vkey).await {
                     Ok(size) => WitnessView {
                         size: size.unwrap_or(0),
                         stored: size,
                     },
                     Err(e) => {
-                        self.failed(witness, &cp.scroll, &e.into());
+                        self.failed(witness, &subject.name, &e);
                         continue;
                     }
                 },
             };
-            if state.stored == Some(cp.tree_size) {
+            if state.stored == Some(subject.size) {
                 self.known.lock().await.insert(key, state);
                 continue;
             }
-            let outcome = self.request(witness, scroll_id, state.size, cp).await;
+            let outcome = self.request(witness, state.size, subject).await;
             let unreachable = matches!(outcome, Err(CosignFailure::Unreachable(_)));
             let next = match outcome {
                 Ok(stored) => {
@@ -196,57 +221,58 @@ impl Cosigner {
                         COSIGNATURES_TOTAL.with_label_values(&[&witness.mesh]).inc();
                     }
                     WITNESSED_SIZE
-                        .with_label_values(&[&cp.scroll, &witness.mesh])
-                        .set(cp.tree_size as f64);
+                        .with_label_values(&[&subject.name, &witness.mesh])
+                        .set(subject.size as f64);
                     WitnessView {
-                        size: cp.tree_size,
-                        stored: Some(cp.tree_size),
+                        size: subject.size,
+                        stored: Some(subject.size),
                     }
                 }
-                Err(CosignFailure::Conflict(size)) if size <= cp.tree_size => {
-                    tracing::info!(witness = %witness.mesh, scroll = %cp.scroll, size,
+                Err(CosignFailure::Conflict(size)) if size <= subject.size => {
+                    tracing::info!(witness = %witness.mesh, subject = %subject.name, size,
                         "the witness's last cosigned size learned from a 409");
                     WitnessView { size, ..state }
                 }
                 Err(e) => {
-                    self.failed(witness, &cp.scroll, &e);
+                    self.failed(witness, &subject.name, &e);
                     state
                 }
             };
             self.known.lock().await.insert(key, next);
             if unreachable {
-                // One timeout per witness per cycle: its other scrolls wait for the next.
+                // One timeout per witness per cycle: its other subjects wait for the next.
                 break;
             }
         }
     }
 
-    fn failed(&self, witness: &WitnessEndpoint, scroll: &str, e: &CosignFailure) {
+    fn failed(&self, witness: &WitnessEndpoint, subject: &str, e: &CosignFailure) {
         WITNESS_FAILURES
             .with_label_values(&[&witness.mesh, e.reason()])
             .inc();
-        tracing::warn!(witness = %witness.mesh, scroll, error = %e, "no cosignature this cycle");
+        tracing::warn!(witness = %witness.mesh, subject, error = %e, "no cosignature this cycle");
     }
 
-    /// One `add-checkpoint` request for `cp` from `old`; stores the cosignature (true if it
-    /// was new here).
+    /// One `add-checkpoint` request for `subject` from `old` (a consistency proof for a
+    /// scroll; none for the ProofChain head, whose witnesses follow its hash links on this
+    /// mesh's portal); stores the cosignature (true if it was new here).
     async fn request(
         &self,
         witness: &WitnessEndpoint,
-        scroll_id: i32,
         old: u64,
-        cp: &StoredCheckpoint,
+        subject: &Subject,
     ) -> Result<bool, CosignFailure> {
-        let proof = if old == 0 || old >= cp.tree_size {
-            Vec::new()
-        } else {
-            self.store
-                .consistency_proof(scroll_id, old, cp.tree_size)
-                .await?
-                .path
+        let proof = match subject.scroll_id {
+            Some(id) if old != 0 && old < subject.size => {
+                self.store
+                    .consistency_proof(id, old, subject.size)
+                    .await?
+                    .path
+            }
+            _ => Vec::new(),
         };
-        let old = old.min(cp.tree_size);
-        let body = AddCheckpoint::encode(old, &proof, &cp.note);
+        let old = old.min(subject.size);
+        let body = AddCheckpoint::encode(old, &proof, &subject.note);
         let url = format!("{}{}", witness.url, add_checkpoint::PATH);
         let answer = self
             .http
@@ -269,12 +295,34 @@ impl Cosigner {
             }
             other => return Err(CosignFailure::Refused(other)),
         }
-        let line = valid_line(&cp.note, &text, &witness.verifier)?;
-        Ok(self
-            .store
-            .insert_cosignature(scroll_id, cp.tree_size, &witness.verifier.to_vkey(), &line)
-            .await?)
+        let line = valid_line(&subject.note, &text, &witness.verifier)?;
+        let vkey = witness.verifier.to_vkey();
+        Ok(match subject.scroll_id {
+            Some(id) => {
+                self.store
+                    .insert_cosignature(id, subject.size, &vkey, &line)
+                    .await?
+            }
+            None => {
+                self.store
+                    .insert_head_cosignature(subject.size, &vkey, &line)
+                    .await?
+            }
+        })
     }
+}
+
+/// Something this mesh signed that witnesses cosign: a scroll's latest checkpoint, or the
+/// newest ProofChain head (its "size" the epoch).
+struct Subject {
+    /// The scroll's name, or `proofchain`.
+    name: String,
+    /// The scroll's id; `None` for the ProofChain head.
+    scroll_id: Option<i32>,
+    /// Tree size, or epoch.
+    size: u64,
+    /// The signed note.
+    note: String,
 }
 
 /// The line of `answer` (signature lines) that is a valid cosignature of `note` by `witness`.

@@ -85,6 +85,10 @@ pub async fn start_with(
                 ))
             })?,
             remotes: opts.remote_meshes.clone(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_millis(opts.witness_timeout_ms))
+                .build()
+                .map_err(|e| std::io::Error::other(format!("witness HTTP client: {e}")))?,
         }),
         None if !opts.remote_meshes.is_empty() => {
             return Err(std::io::Error::other("--remote-mesh needs --witness-key-file").into())

@@ -370,7 +370,9 @@ async fn add_checkpoint(g: &Guardian, body: PendingBody) -> Result<Response, Api
             code: "inconsistent_checkpoint",
             message: e.to_string(),
         }),
-        Err(e @ Refusal::Unavailable(_)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(e @ (Refusal::Unavailable(_) | Refusal::RemoteUnavailable(_))) => {
+            Err(ApiError::Unavailable(e.to_string()))
+        }
     }
 }
 

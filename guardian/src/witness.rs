@@ -14,6 +14,7 @@ use ledger::cosignature::WitnessSigner;
 use ledger::hash::Sha3Hasher;
 use ledger::merkle::proof::verify_consistency;
 use ledger::note::{NoteError, NoteVerifier, SignedNote};
+use ledger::proofchain::{head_origin, AnchorRecord, GENESIS_PREV};
 use ledger::store::{Store, StoreError, WitnessState};
 use sha3::Sha3_256;
 use std::str::FromStr;
@@ -80,6 +81,9 @@ pub enum Refusal {
     /// The database failed (503); nothing was cosigned.
     #[error("witness state unavailable: {0}")]
     Unavailable(#[from] StoreError),
+    /// The remote's portal could not be read to check its ProofChain (503).
+    #[error("the remote's portal: {0}")]
+    RemoteUnavailable(String),
 }
 
 impl Refusal {
@@ -92,19 +96,24 @@ impl Refusal {
             Refusal::Conflict(_) => "old_size_mismatch",
             Refusal::Inconsistent(_) => "inconsistent",
             Refusal::Unavailable(_) => "unavailable",
+            Refusal::RemoteUnavailable(_) => "remote_unavailable",
         }
     }
 }
 
 /// Every refusal reason, to put its counter at zero for each remote at start.
-pub const REFUSAL_REASONS: [&str; 6] = [
+pub const REFUSAL_REASONS: [&str; 7] = [
     "malformed",
     "unknown_origin",
     "bad_signature",
     "old_size_mismatch",
     "inconsistent",
     "unavailable",
+    "remote_unavailable",
 ];
+
+/// Most ProofChain epochs one request may ask the witness to follow.
+pub const MAX_CHAIN_STEP: u64 = 100_000;
 
 /// The witness: its key, the remote meshes it serves, and the store its state lives in.
 pub struct Witness {
@@ -116,6 +125,8 @@ pub struct Witness {
     pub remotes: Vec<RemoteMesh>,
     /// Where a validly signed second root for a cosigned size is raised as a fork.
     pub discrepancies: Arc<Discrepancies>,
+    /// Reads remote portals (the ProofChain records between two cosigned heads).
+    pub http: reqwest::Client,
 }
 
 impl Witness {
@@ -207,6 +218,11 @@ impl Witness {
                 "a checkpoint of size 0 must have the empty tree's root".into(),
             ));
         }
+        let chain_start = if cp.origin == head_origin(&remote.mesh) {
+            Some(self.chain_start(remote, request, &cp).await?)
+        } else {
+            None
+        };
         let body = cp.body();
         let outcome = self
             .store
@@ -216,7 +232,16 @@ impl Witness {
                 if request.old != size {
                     return Err(Refusal::Conflict(size));
                 }
-                consistent(request.old, &request.proof, &root, &cp)?;
+                match chain_start {
+                    Some(start) if request.old > 0 && start != root => {
+                        return Err(Refusal::Inconsistent(format!(
+                            "the ProofChain the remote's portal serves does not continue the \
+                             head cosigned at epoch {size}"
+                        )))
+                    }
+                    Some(_) => {}
+                    None => consistent(request.old, &request.proof, &root, &cp)?,
+                }
                 if let Some(same) = current.filter(|s| s.tree_size == cp.size) {
                     // The checkpoint cosigned last, again: its cosignature is answered as it
                     // is, so repeating a public checkpoint costs the witness no new row.
@@ -243,6 +268,114 @@ impl Witness {
 }
 
 impl Witness {
+    /// For a ProofChain head (`<mesh>/proofchain`, the epoch as its size, the anchor hash as
+    /// its root): the anchor hash at the request's old epoch from which the records the
+    /// remote's own portal serves link, hash by hash, up to the submitted head. The request
+    /// carries no proof lines: the records are the proof, and only the remote serves them.
+    async fn chain_start(
+        &self,
+        remote: &RemoteMesh,
+        request: &AddCheckpoint<'_>,
+        cp: &Checkpoint,
+    ) -> Result<ledger::hash::Hash, Refusal> {
+        if !request.proof.is_empty() {
+            return Err(Refusal::Inconsistent(
+                "a ProofChain head takes no proof lines (its records are read from the \
+                 remote's portal)"
+                    .into(),
+            ));
+        }
+        let old = request.old;
+        if old >= cp.size {
+            return Ok(cp.root);
+        }
+        if cp.size - old > MAX_CHAIN_STEP {
+            return Err(Refusal::Inconsistent(format!(
+                "more than {MAX_CHAIN_STEP} epochs since the head cosigned"
+            )));
+        }
+        let mut records: Vec<AnchorRecord> = Vec::new();
+        while (records.len() as u64) < cp.size - old {
+            let from = old + 1 + records.len() as u64;
+            let limit = (cp.size + 1 - from).min(1000);
+            let url = format!("{}/v1/anchors?from={from}&limit={limit}", remote.portal);
+            let page = self.anchors_page(remote, &url).await?;
+            if page.is_empty() {
+                break;
+            }
+            records.extend(page);
+        }
+        if records.len() as u64 != cp.size - old {
+            return Err(Refusal::Inconsistent(format!(
+                "the remote's portal serves {} of the epochs {}..={}",
+                records.len(),
+                old + 1,
+                cp.size
+            )));
+        }
+        let start = if old == 0 {
+            GENESIS_PREV.to_string()
+        } else {
+            records[0].prev_anchor_hash.clone()
+        };
+        let mut prev = start.clone();
+        for (i, r) in records.iter().enumerate() {
+            let broken = r.epoch != old + 1 + i as u64
+                || r.mesh != remote.mesh
+                || r.prev_anchor_hash != prev
+                || r.verify().is_err();
+            if broken {
+                return Err(Refusal::Inconsistent(format!(
+                    "epoch {} as the remote's portal serves it does not link",
+                    r.epoch
+                )));
+            }
+            prev = r.anchor_hash.clone();
+        }
+        if prev != ledger::hash::to_hex(&cp.root) {
+            return Err(Refusal::Inconsistent(format!(
+                "the records the remote's portal serves end at another anchor hash than head {}",
+                cp.size
+            )));
+        }
+        if old == 0 {
+            return Ok(Sha3Hasher::empty_root());
+        }
+        ledger::hash::from_hex(&start).map_err(|_| {
+            Refusal::Inconsistent(format!("epoch {}: malformed prev_anchor_hash", old + 1))
+        })
+    }
+
+    /// One page of `GET /v1/anchors` from the remote's portal.
+    async fn anchors_page(
+        &self,
+        remote: &RemoteMesh,
+        url: &str,
+    ) -> Result<Vec<AnchorRecord>, Refusal> {
+        let unreachable = |e: String| {
+            crate::metrics::WITNESS_FAILURES
+                .with_label_values(&[&remote.mesh, "portal_unreachable"])
+                .inc();
+            Refusal::RemoteUnavailable(e)
+        };
+        let answer = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        if !answer.status().is_success() {
+            return Err(unreachable(format!("{url}: {}", answer.status())));
+        }
+        let body: serde_json::Value = answer
+            .json()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        serde_json::from_value(body["anchors"].clone()).map_err(|e| {
+            Refusal::Inconsistent(format!("the remote's portal serves malformed anchors: {e}"))
+        })
+    }
+
     /// A checkpoint validly signed by the remote at a size this witness cosigned with another
     /// root is a fork: the remote signed two trees of one size, and both notes prove it. It is
     /// raised whatever the request's old size (the submitter may be anyone; the signatures

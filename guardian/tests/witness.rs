@@ -282,6 +282,24 @@ async fn every_refusal_has_its_c2sp_status_and_cosigns_nothing() {
         }),
     ];
     refusals.push((413, "a body over 16 KiB", vec![b'a'; 17 * 1024]));
+    // A ProofChain head: its records are read from the remote's portal (none runs here: 503),
+    // and it takes no proof lines (422).
+    let head = Checkpoint {
+        origin: format!("{REMOTE}/proofchain"),
+        size: 2,
+        root: [3; 32],
+    };
+    let head = head.sign(&remote_signer(7)).unwrap_or_default();
+    refusals.push((
+        503,
+        "a head whose records cannot be read",
+        AddCheckpoint::encode(0, &[], &head).into_bytes(),
+    ));
+    refusals.push((
+        422,
+        "a head with proof lines",
+        AddCheckpoint::encode(0, &[[1; 32]], &head).into_bytes(),
+    ));
     for (status, what, body) in &refusals {
         let (s, text) = add(addr, body).await;
         assert_eq!(s, *status, "{what}: {text}");

@@ -49,7 +49,8 @@ pub enum ReceiptError {
     Number(#[from] CanonicalError),
 }
 
-/// Checks a scroll name against `^[a-z][a-z0-9_-]{0,62}$`.
+/// Checks a scroll name against `^[a-z][a-z0-9_-]{0,62}$`; `proofchain` is reserved (the
+/// ProofChain head's origin).
 pub fn validate_scroll_name(name: &str) -> Result<(), ReceiptError> {
     let bytes = name.as_bytes();
     let ok = !bytes.is_empty()
@@ -58,7 +59,8 @@ pub fn validate_scroll_name(name: &str) -> Result<(), ReceiptError> {
         && bytes[1..]
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
-    if ok {
+    // `proofchain` would share its checkpoints' origin with the ProofChain head's.
+    if ok && name != crate::proofchain::HEAD_ORIGIN_SUFFIX {
         Ok(())
     } else {
         Err(ReceiptError::BadScrollName(

@@ -217,6 +217,18 @@ const OPS: &[Op] = &[
     },
     Op {
         method: "get",
+        path: "/v1/anchors/{epoch}/head",
+        id: "getAnchorHead",
+        summary: "The signed ProofChain head of one epoch (a signed note over `<mesh>/proofchain`, the epoch and the anchor hash) with the cosignature lines of the witnesses that cosigned it appended; 404 `unknown_anchor` for an epoch without a signed head",
+        access: Access::Public,
+        body: None,
+        query: &[],
+        idempotency_key: false,
+        ok: &[(200, Reply::Text("SignedNote"))],
+        errors: &[500],
+    },
+    Op {
+        method: "get",
         path: "/v1/keys/guardian",
         id: "getGuardianKey",
         summary: "The guardian's verifier key (signed-note vkey) as text/plain; 404 when the portal has none configured",

@@ -181,6 +181,59 @@ impl Store {
             .collect())
     }
 
+    /// Stores a cosignature of the ProofChain head of `epoch` by `witness` (its vkey); false
+    /// if that witness already has one stored for it.
+    pub async fn insert_head_cosignature(
+        &self,
+        epoch: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool().get().await?;
+        let n = client
+            .execute(
+                "INSERT INTO anchor_head_cosignatures (epoch, witness, line) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+                &[&to_i64(epoch), &witness, &line],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// The largest epoch whose head `witness` cosigned, as stored here.
+    pub async fn cosigned_head_epoch(&self, witness: &str) -> Result<Option<u64>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_one(
+                "SELECT max(epoch) FROM anchor_head_cosignatures WHERE witness = $1",
+                &[&witness],
+            )
+            .await?;
+        Ok(row.get::<_, Option<i64>>(0).map(to_u64))
+    }
+
+    /// The cosignatures stored for the ProofChain head of `epoch`, by witness.
+    pub async fn head_cosignatures(
+        &self,
+        epoch: u64,
+    ) -> Result<Vec<CollectedCosignature>, StoreError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT witness, line FROM anchor_head_cosignatures WHERE epoch = $1 \
+                 ORDER BY witness",
+                &[&to_i64(epoch)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| CollectedCosignature {
+                witness: r.get(0),
+                line: r.get(1),
+            })
+            .collect())
+    }
+
     /// The largest checkpoint of `scroll` holding cosignatures from at least `k` witnesses.
     pub async fn latest_witnessed_checkpoint(
         &self,

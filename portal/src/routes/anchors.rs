@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::Response;
+use warp::Reply;
 
 fn anchor_json(a: &ledger::store::StoredAnchor) -> Value {
     serde_json::to_value(&a.record).unwrap_or(Value::Null)
@@ -44,4 +45,39 @@ pub async fn get(p: Arc<Portal>, epoch: String) -> Result<Response, ApiError> {
         ApiError::not_found("unknown_anchor", format!("no anchor for epoch {epoch}"))
     })?;
     Ok(json_reply(StatusCode::OK, &anchor_json(&a)))
+}
+
+/// `GET /v1/anchors/{epoch}/head`: the signed head with its witnesses' cosignatures appended.
+pub async fn head(p: Arc<Portal>, epoch: String) -> Result<Response, ApiError> {
+    let epoch = crate::params::canonical_u64(&epoch)
+        .filter(|e| *e >= 1)
+        .ok_or_else(|| {
+            ApiError::bad("invalid_epoch", "epoch: must be a positive decimal integer")
+        })?;
+    let note = p
+        .ctx
+        .store
+        .anchor(epoch)
+        .await?
+        .and_then(|a| a.record.signature)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_anchor",
+                format!("no signed head for epoch {epoch}"),
+            )
+        })?;
+    let lines: Vec<String> = p
+        .ctx
+        .store
+        .head_cosignatures(epoch)
+        .await?
+        .into_iter()
+        .map(|c| c.line)
+        .collect();
+    Ok(warp::reply::with_header(
+        ledger::cosignature::with_cosignatures(&note, &lines),
+        "content-type",
+        "text/plain; charset=utf-8",
+    )
+    .into_response())
 }

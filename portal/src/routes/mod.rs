@@ -238,6 +238,13 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
             observe("GET", "/v1/anchors/{epoch}", anchors::get(p, epoch))
         })
         .boxed();
+    let anchor_head = warp::path!("v1" / "anchors" / String / "head")
+        .and(warp::get())
+        .and(with(p.clone()))
+        .then(|epoch: String, p: Arc<Portal>| {
+            observe("GET", "/v1/anchors/{epoch}/head", anchors::head(p, epoch))
+        })
+        .boxed();
     let openapi = warp::path!("v1" / "openapi.json")
         .and(warp::get())
         .and(with(p.clone()))
@@ -283,6 +290,8 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .or(anchors)
         .unify()
         .or(anchor)
+        .unify()
+        .or(anchor_head)
         .unify()
         .or(vkey)
         .unify()
