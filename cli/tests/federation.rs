@@ -471,6 +471,63 @@ async fn three_meshes_cosign_each_others_checkpoints_and_verifiers_enforce_the_p
     ]);
     assert!(!out.status.success(), "{}", text(&out));
 
+    // mesh-c's guardian (its witness) goes away: mesh-a's next checkpoint is cosigned by
+    // mesh-b alone, failures to reach mesh-c are counted, and ?witnessed=2 stays at 5.
+    let mut meshes = meshes;
+    if let Some(g) = meshes[2].guardian.take() {
+        g.stop().await;
+    }
+    let a = &meshes[0];
+    let failures = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("vaultmesh_federation_witness_failures_total{")
+                    && l.contains("remote_mesh=\"mesh-c\"")
+                    && l.contains("reason=\"unreachable\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let metrics_of = |m: &Mesh| m.guardian.as_ref().map(|g| g.metrics_addr);
+    let scrape = |addr: Option<SocketAddr>| async move {
+        match addr {
+            Some(addr) => ledger::testing::http(addr, "GET", "/metrics")
+                .await
+                .map(|(_, t)| t)
+                .unwrap_or_default(),
+            None => String::new(),
+        }
+    };
+    let before = failures(&scrape(metrics_of(a)).await);
+    a.submit(1).await;
+    a.wait_witnessed("drills", 6, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while failures(&scrape(metrics_of(a)).await) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "failures to reach mesh-c were not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let n =
+        a.db.store
+            .cosignatures("drills", 6)
+            .await
+            .unwrap_or_default()
+            .len();
+    assert_eq!(n, 1, "only mesh-b could cosign");
+    let witnessed = |k: u32| {
+        let store = a.db.store.clone();
+        async move {
+            store
+                .latest_witnessed_checkpoint("drills", k)
+                .await
+                .ok()
+                .flatten()
+                .map(|c| c.tree_size)
+        }
+    };
+    assert_eq!((witnessed(1).await, witnessed(2).await), (Some(6), Some(5)));
     for m in meshes {
         m.stop().await;
     }

@@ -68,6 +68,8 @@ fn alert_rules_load_and_their_unit_tests_pass() {
 fn prometheus_configurations_are_valid() {
     let local = promtool(&["check", "config", "prometheus-local.yml"]);
     assert!(local.contains("SUCCESS"), "{local}");
+    let federation = promtool(&["check", "config", "prometheus-federation.yml"]);
+    assert!(federation.contains("SUCCESS"), "{federation}");
     // Debian's promtool is built without Kubernetes service discovery, so the seed's
     // configuration is checked with each pod-discovery block swapped for a static target;
     // everything else (relabelling, alerting, rule files, exporters) is checked as written.

@@ -455,6 +455,29 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
     .await;
     assert_eq!(s, 201, "{v}");
 
+    // Two checkpoints of one size with two roots, both validly signed by mesh-r: the second
+    // is refused (422), raised as a fork, and `FederationDiscrepancy` fires naming both labels.
+    for (root, status) in [([1u8; 32], 200), ([2u8; 32], 422)] {
+        let note = ledger::checkpoint::Checkpoint {
+            origin: "mesh-r/drills".into(),
+            size: 3,
+            root,
+        }
+        .sign(&remote)
+        .unwrap_or_default();
+        let old = if status == 200 { 0 } else { 3 };
+        let body = ledger::add_checkpoint::AddCheckpoint::encode(old, &[], &note);
+        let (s, _) = ledger::testing::request(
+            guardian.api,
+            "POST",
+            "/v1/witness/add-checkpoint",
+            &[],
+            body.as_bytes(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s, status);
+    }
     // Round 1 creates every series; round 2, after Prometheus has seen round 1, makes the
     // rates and quantiles over them non-trivial.
     for round in 1..=2u32 {
@@ -650,29 +673,6 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
         "{alert}"
     );
 
-    // Two checkpoints of one size with two roots, both validly signed by mesh-r: the second
-    // is refused (422), raised as a fork, and `FederationDiscrepancy` fires naming both labels.
-    for (root, status) in [([1u8; 32], 200), ([2u8; 32], 422)] {
-        let note = ledger::checkpoint::Checkpoint {
-            origin: "mesh-r/drills".into(),
-            size: 3,
-            root,
-        }
-        .sign(&remote)
-        .unwrap_or_default();
-        let old = if status == 200 { 0 } else { 3 };
-        let body = ledger::add_checkpoint::AddCheckpoint::encode(old, &[], &note);
-        let (s, _) = ledger::testing::request(
-            guardian.api,
-            "POST",
-            "/v1/witness/add-checkpoint",
-            &[],
-            body.as_bytes(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(s, status);
-    }
     let alert = prom.wait_alert("FederationDiscrepancy").await;
     assert_eq!(alert["labels"]["remote_mesh"], "mesh-r", "{alert}");
     assert_eq!(alert["labels"]["discrepancy_type"], "fork", "{alert}");

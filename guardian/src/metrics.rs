@@ -113,6 +113,7 @@ pub fn init_federation<'a>(
         for reason in crate::remote_watch::FAILURE_REASONS {
             WITNESS_FAILURES.with_label_values(&[r, reason]);
         }
+        ADD_CHECKPOINT_DURATION.with_label_values(&[r]);
         for kind in crate::discrepancy::TYPES {
             DISCREPANCY_DETECTED.with_label_values(&[r, kind]).set(0.0);
         }
