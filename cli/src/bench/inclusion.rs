@@ -1,4 +1,5 @@
-//! Submit → included in a signed checkpoint: single receipts sent to one scroll at a fixed
+//! Submit → included in a signed checkpoint (with `--witnessed K`, one holding K witness
+//! cosignatures): single receipts sent to one scroll at a fixed
 //! rate through a running portal (with a guardian integrating), while Postgres is polled for
 //! the scroll's latest checkpoint size every few milliseconds; each receipt's latency runs
 //! from sending its request to the first poll that sees a checkpoint covering its position.
@@ -36,6 +37,10 @@ pub struct Args {
     /// Milliseconds between checkpoint polls.
     #[arg(long, default_value_t = 5)]
     poll_ms: u64,
+    /// Count a receipt only once a checkpoint covering it holds this many witness
+    /// cosignatures (0: once it is signed).
+    #[arg(long, default_value_t = 0)]
+    witnessed: u32,
 }
 
 /// Runs the measurement and prints one JSON line.
@@ -52,11 +57,17 @@ pub async fn run(a: &Args) -> anyhow::Result<()> {
     let poller = {
         let (store, scroll, seen, stop) =
             (store.clone(), a.scroll.clone(), seen.clone(), stop.clone());
+        let witnessed = a.witnessed;
         let every = Duration::from_millis(a.poll_ms.max(1));
         tokio::spawn(async move {
             let mut last = None;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(Some(cp)) = store.latest_checkpoint(&scroll).await {
+                let latest = if witnessed == 0 {
+                    store.latest_checkpoint(&scroll).await
+                } else {
+                    store.latest_witnessed_checkpoint(&scroll, witnessed).await
+                };
+                if let Ok(Some(cp)) = latest {
                     if last != Some(cp.tree_size) {
                         last = Some(cp.tree_size);
                         seen.lock()
@@ -139,7 +150,7 @@ pub async fn run(a: &Args) -> anyhow::Result<()> {
         serde_json::json!({
             "bench": "inclusion", "rate": a.rate, "seconds": a.seconds,
             "receipts": sent.len(), "receipts_per_s": (sent.len() as f64 / a.seconds as f64).round(),
-            "never_included": missing, "poll_ms": a.poll_ms,
+            "never_included": missing, "poll_ms": a.poll_ms, "witnessed": a.witnessed,
             "p50_ms": quantile(lat.clone(), 0.5), "p99_ms": quantile(lat.clone(), 0.99), "max_ms": quantile(lat, 1.0),
         })
     );

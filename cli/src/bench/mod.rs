@@ -10,6 +10,7 @@ mod oracle;
 mod proofs;
 mod reads;
 mod seed;
+mod witness;
 
 use clap::Subcommand;
 
@@ -32,6 +33,8 @@ pub enum BenchCommand {
     Seed(seed::Args),
     /// HTTP GET load on a running service (health, proofs, reads): requests/s and latency.
     Reads(reads::Args),
+    /// add-checkpoint requests/s a running witness sustains, against verify + one round trip.
+    Witness(witness::Args),
 }
 
 /// Runs one benchmark.
@@ -45,6 +48,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Oracle(a) => oracle::run(&a).await,
         BenchCommand::Inclusion(a) => inclusion::run(&a).await,
         BenchCommand::Reads(a) => reads::run(&a).await,
+        BenchCommand::Witness(a) => witness::run(&a).await,
     }
 }
 
