@@ -1,6 +1,16 @@
 -- Federation (SPEC §13): meshes witness one another with C2SP tlog-witness and cosignature/v1.
 -- Only the guardian (which plays both roles) may write these tables; nobody may rewrite them.
 
+-- `proofchain` becomes a reserved scroll name (its checkpoints would share their origin with
+-- the ProofChain head's); a ledger that has such a scroll must rename it by hand first.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM scrolls WHERE name = 'proofchain') THEN
+        RAISE EXCEPTION 'vaultmesh: a scroll is named proofchain, which is now reserved for the ProofChain head''s origin; see docs/federation.md';
+    END IF;
+END
+$$;
+
 -- Witness side: the latest checkpoint this mesh's witness cosigned for each remote origin.
 -- A row only moves forward: a larger size, or the same size with the same root (a fresh
 -- cosignature). Changed under a transaction-scoped lock on the origin together with one

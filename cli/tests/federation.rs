@@ -118,7 +118,8 @@ impl Mesh {
     }
 
     /// Starts the guardian, witnessing `others` (checking their portals every 100 ms, a
-    /// rollback after 1 s) and asking them to cosign.
+    /// rollback once a smaller checkpoint is served 3 s after a cosignature) and asking them
+    /// to cosign.
     async fn start_guardian(&mut self, others: &[Peer]) {
         let mut config = service_config(&self.db.url(ledger::store::DbRole::Guardian));
         config.mesh_id = self.id.clone();
@@ -146,7 +147,7 @@ impl Mesh {
                 })
                 .collect(),
             remote_poll_interval_ms: 100,
-            rollback_grace_secs: 1,
+            rollback_grace_secs: 3,
             ..guardian::GuardianArgs::default()
         };
         self.guardian = Some(
@@ -758,13 +759,10 @@ async fn discrepancies_are_raised_on_the_remotes_own_evidence_and_nothing_else()
         acknowledge(a, &admin_a, &d["id"]).await;
 
         // rollback: its portal goes back to a checkpoint smaller than the one cosigned.
+        // (Raised once size 5 was cosigned more than the 3 s grace ago.)
         proxy.set("/v1/scrolls/drills/checkpoint", Some(three.clone()));
-        let started = Instant::now();
         let d = wait_discrepancy(a, &admin_a, "mesh-b", "rollback").await;
-        assert!(
-            started.elapsed() >= Duration::from_secs(1),
-            "raised before the grace period"
-        );
+        assert_eq!(d["tree_size"], 5, "{d}");
         acknowledge(a, &admin_a, &d["id"]).await;
         proxy.set("/v1/scrolls/drills/checkpoint", None);
         // mesh-c saw mesh-b's real portal all along: nothing to raise.
@@ -789,7 +787,10 @@ async fn discrepancies_are_raised_on_the_remotes_own_evidence_and_nothing_else()
     let (a, c) = (&meshes[0], &meshes[1]);
     for (m, admin) in [(a, &admin_a), (c, &admin_c)] {
         let d = wait_discrepancy(m, admin, "mesh-b", "fork").await;
-        assert_eq!(d["evidence"]["detected_by"], "add-checkpoint", "{d}");
+        // Usually from mesh-b's own submission; from its portal if the restarted portal
+        // happened to get its old port back. Either evidence proves the fork.
+        let by = d["evidence"]["detected_by"].as_str().unwrap_or_default();
+        assert!(by == "add-checkpoint" || by == "portal", "{d}");
         let file = m.dir.join("fork.json");
         std::fs::write(&file, d.to_string()).unwrap_or_else(|e| panic!("{e}"));
         let out = vaultmesh(&[

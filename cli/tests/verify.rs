@@ -712,3 +712,49 @@ async fn tiles_are_cacheable_and_give_the_portals_proofs() {
     assert!(passes(&out), "{}", text(&out));
     s.stop().await;
 }
+
+/// A client that knows a newer checkpoint than the portal's short cache (from a witness, a
+/// `?witnessed=K` read or another replica) gets its proofs up to it, not 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_up_to_a_checkpoint_newer_than_the_portals_cache_are_served() {
+    let stack = Stack::start(None).await;
+    stack.submit(3).await;
+    stack.wait_checkpoint(3).await;
+    stack.submit(2).await;
+    // The checkpoint at 5 is in Postgres; the portal's Redis entry (1 s) still says 3.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while stack
+        .db
+        .store
+        .latest_checkpoint("drills")
+        .await
+        .ok()
+        .flatten()
+        .map(|c| c.tree_size)
+        != Some(5)
+    {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint at 5");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for path in [
+        "/v1/scrolls/drills/proof/consistency?from=3&to=5",
+        "/v1/scrolls/drills/proof/inclusion?seq=4&tree_size=5",
+    ] {
+        let (s, body) = ledger::testing::request(stack.p.api_addr, "GET", path, &[], b"")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s, 200, "{path}: {body}");
+    }
+    let (s, body) = ledger::testing::request(
+        stack.p.api_addr,
+        "GET",
+        "/v1/scrolls/drills/proof/consistency?from=3&to=6",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("beyond_checkpoint"), "{body}");
+    stack.stop().await;
+}

@@ -125,16 +125,37 @@ impl Discrepancies {
         Ok(self.store.discrepancies().await?)
     }
 
-    /// Acknowledges exactly `ids` (all open, or nothing happens) by admin key `by`, writes a
-    /// `federation_discrepancy_acknowledged` receipt and lowers the gauge where nothing open
-    /// remains.
+    /// Acknowledges exactly `ids` (each named once; all must be open, or nothing happens)
+    /// by admin key `by`: the `federation_discrepancy_acknowledged` receipt is written first,
+    /// so an acknowledgement that cannot be receipted is not made; then the rows are marked
+    /// and the gauge lowered where nothing open remains.
     pub async fn acknowledge(&self, ids: &[i64], by: &str) -> Result<Vec<i64>, AckError> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
         if ids.is_empty() || ids.len() > 1000 {
             return Err(AckError::Count);
         }
+        let open: BTreeSet<i64> = self
+            .store
+            .discrepancies()
+            .await
+            .map_err(GuardianError::from)?
+            .into_iter()
+            .filter(|d| d.acknowledged_at.is_none())
+            .map(|d| d.id)
+            .collect();
+        if let Some(id) = ids.iter().find(|id| !open.contains(id)) {
+            return Err(AckError::NotOpen(*id));
+        }
+        self.append(
+            "federation_discrepancy_acknowledged",
+            json!({"discrepancy_ids": ids, "acknowledged_by": by}),
+        )
+        .await?;
         let done = match self
             .store
-            .acknowledge_discrepancies(ids, by)
+            .acknowledge_discrepancies(&ids, by)
             .await
             .map_err(GuardianError::from)?
         {
@@ -142,11 +163,6 @@ impl Discrepancies {
             Err(id) => return Err(AckError::NotOpen(id)),
         };
         self.refresh().await?;
-        self.append(
-            "federation_discrepancy_acknowledged",
-            json!({"discrepancy_ids": done, "acknowledged_by": by}),
-        )
-        .await?;
         Ok(done)
     }
 }

@@ -16,13 +16,11 @@ use ledger::merkle::proof::{consistency_roots, verify_consistency};
 use ledger::store::{Store, WitnessState};
 use serde_json::{json, Value};
 use sha3::Sha3_256;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
+use std::time::Duration;
 
 /// Failure reasons of fetching from a remote portal (`reason` label).
-pub const FAILURE_REASONS: [&str; 3] = ["portal_unreachable", "portal_refused", "store"];
+pub const FAILURE_REASONS: [&str; 3] = ["portal_unreachable", "portal_refused", "witness_store"];
 
 /// Reads remote portals and raises what contradicts the cosigned state.
 pub struct RemoteWatch {
@@ -32,11 +30,10 @@ pub struct RemoteWatch {
     pub remotes: Vec<RemoteMesh>,
     /// Where discrepancies go.
     pub discrepancies: Arc<Discrepancies>,
-    /// How long a smaller checkpoint may be served before it is a rollback.
+    /// How long after a cosignature the remote's portal may still serve a smaller
+    /// checkpoint (its caches, its replicas) before that is a rollback.
     pub grace: Duration,
     http: reqwest::Client,
-    /// Per origin: since when, and at what size, the portal has served a smaller checkpoint.
-    smaller_since: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
 /// What one check of one origin found.
@@ -64,14 +61,19 @@ impl RemoteWatch {
                 .timeout(timeout)
                 .connect_timeout(timeout)
                 .build()?,
-            smaller_since: Mutex::new(HashMap::new()),
         })
     }
 
     /// One pass over every origin of every remote mesh this witness has cosigned.
     pub async fn cycle(&self) -> Result<(), ledger::store::StoreError> {
         for remote in &self.remotes {
-            for state in self.store.witness_states_of(&remote.mesh).await? {
+            let states = self.store.witness_states_of(&remote.mesh).await?;
+            // Mesh ids may be prefixes of one another: each origin is its longest match's.
+            let mine = states.into_iter().filter(|s| {
+                crate::witness::remote_for(&self.remotes, &s.origin)
+                    .is_some_and(|r| r.mesh == remote.mesh)
+            });
+            for state in mine {
                 match self.check(remote, &state).await {
                     Seen::Fine => {}
                     Seen::Failed(reason, why) => {
@@ -154,7 +156,6 @@ impl RemoteWatch {
         if cp.size < state.tree_size {
             return self.smaller(state, &cp, evidence(json!({}))).await;
         }
-        self.smaller_since.lock().await.remove(&state.origin);
         if cp.size == state.tree_size {
             return if cp.root == state.root {
                 Seen::Fine
@@ -191,8 +192,9 @@ impl RemoteWatch {
     }
 
     /// A validly signed checkpoint smaller than the one cosigned: a fork at once if this
-    /// witness cosigned that size with another root, else a rollback once it has been served
-    /// for longer than the grace period.
+    /// witness cosigned that size with another root; a rollback if it is smaller than a
+    /// checkpoint cosigned longer ago than the grace period (so a portal whose cache lags a
+    /// fresh cosignature is not one, and the rule holds across restarts and leaders).
     async fn smaller(&self, state: &WitnessState, cp: &Checkpoint, evidence: Value) -> Seen {
         match self.store.witness_cosigned_at(&state.origin, cp.size).await {
             Ok(Some((root, note))) if root != cp.root => {
@@ -201,16 +203,20 @@ impl RemoteWatch {
                 return Seen::Discrepancy("fork", cp.size, evidence);
             }
             Ok(_) => {}
-            Err(e) => return Seen::Failed("store", e.to_string()),
+            Err(e) => return Seen::Failed("witness_store", e.to_string()),
         }
-        let mut since = self.smaller_since.lock().await;
-        let (first, _) = *since
-            .entry(state.origin.clone())
-            .or_insert((Instant::now(), cp.size));
-        if first.elapsed() >= self.grace {
-            Seen::Discrepancy("rollback", state.tree_size, evidence)
-        } else {
-            Seen::Fine
+        match self
+            .store
+            .witness_cosigned_before(&state.origin, self.grace)
+            .await
+        {
+            Ok(Some((size, note))) if cp.size < size => {
+                let mut evidence = evidence;
+                evidence["cosigned"] = Value::String(note);
+                Seen::Discrepancy("rollback", size, evidence)
+            }
+            Ok(_) => Seen::Fine,
+            Err(e) => Seen::Failed("witness_store", e.to_string()),
         }
     }
 }

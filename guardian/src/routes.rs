@@ -370,9 +370,13 @@ async fn add_checkpoint(g: &Guardian, body: PendingBody) -> Result<Response, Api
             code: "inconsistent_checkpoint",
             message: e.to_string(),
         }),
-        Err(e @ (Refusal::Unavailable(_) | Refusal::RemoteUnavailable(_))) => {
-            Err(ApiError::Unavailable(e.to_string()))
-        }
+        Err(e @ Refusal::Unavailable(_)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(e @ Refusal::RemoteUnavailable(_)) => Err(ApiError::Suspended {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "remote_unavailable",
+            message: e.to_string(),
+            retry_after_secs: 5,
+        }),
     }
 }
 

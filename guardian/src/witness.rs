@@ -59,6 +59,19 @@ impl FromStr for RemoteMesh {
     }
 }
 
+/// The remote mesh an origin `<mesh>/<name>` belongs to: the longest mesh id matching, so
+/// that configured mesh ids may be prefixes of one another.
+pub fn remote_for<'a>(remotes: &'a [RemoteMesh], origin: &str) -> Option<&'a RemoteMesh> {
+    remotes
+        .iter()
+        .filter(|r| {
+            origin
+                .strip_prefix(r.mesh.as_str())
+                .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
+        })
+        .max_by_key(|r| r.mesh.len())
+}
+
 /// Why a submission is refused, each with its C2SP status.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
@@ -130,16 +143,9 @@ pub struct Witness {
 }
 
 impl Witness {
-    /// The remote mesh an origin `<mesh>/<name>` belongs to (the longest mesh id matching).
+    /// The remote mesh an origin belongs to (see [`remote_for`]).
     pub fn remote_for(&self, origin: &str) -> Option<&RemoteMesh> {
-        self.remotes
-            .iter()
-            .filter(|r| {
-                origin
-                    .strip_prefix(r.mesh.as_str())
-                    .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
-            })
-            .max_by_key(|r| r.mesh.len())
+        remote_for(&self.remotes, origin)
     }
 
     /// Handles one `add-checkpoint` body: the cosignature line on success.
@@ -219,6 +225,13 @@ impl Witness {
             ));
         }
         let chain_start = if cp.origin == head_origin(&remote.mesh) {
+            // The records are read only for a request whose old size is the one cosigned
+            // (checked again under the lock): a replayed head cannot make the witness read.
+            let cosigned = self.store.witness_state(&cp.origin).await?;
+            let size = cosigned.map_or(0, |s| s.tree_size);
+            if request.old != size {
+                return Err(Refusal::Conflict(size));
+            }
             Some(self.chain_start(remote, request, &cp).await?)
         } else {
             None
@@ -352,9 +365,9 @@ impl Witness {
         remote: &RemoteMesh,
         url: &str,
     ) -> Result<Vec<AnchorRecord>, Refusal> {
-        let unreachable = |e: String| {
+        let unreachable = |reason: &str, e: String| {
             crate::metrics::WITNESS_FAILURES
-                .with_label_values(&[&remote.mesh, "portal_unreachable"])
+                .with_label_values(&[&remote.mesh, reason])
                 .inc();
             Refusal::RemoteUnavailable(e)
         };
@@ -363,14 +376,15 @@ impl Witness {
             .get(url)
             .send()
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| unreachable("portal_unreachable", e.to_string()))?;
         if !answer.status().is_success() {
-            return Err(unreachable(format!("{url}: {}", answer.status())));
+            let why = format!("{url}: {}", answer.status());
+            return Err(unreachable("portal_refused", why));
         }
         let body: serde_json::Value = answer
             .json()
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| unreachable("portal_unreachable", e.to_string()))?;
         serde_json::from_value(body["anchors"].clone()).map_err(|e| {
             Refusal::Inconsistent(format!("the remote's portal serves malformed anchors: {e}"))
         })

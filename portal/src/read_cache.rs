@@ -57,6 +57,28 @@ impl CheckpointMemo {
     }
 }
 
+/// [`latest_checkpoint`], read again from Postgres when the cached one is smaller than the
+/// `size` a caller asks about: a client may know a newer checkpoint (from `?witnessed=K`, a
+/// witness, or another portal replica), and a proof up to it must not be refused because this
+/// portal's short cache is behind. At most one extra query, only for such requests.
+pub async fn latest_checkpoint_covering(
+    p: &Portal,
+    scroll: &str,
+    size: Option<u64>,
+) -> Result<(i32, StoredCheckpoint), ApiError> {
+    let (id, cached) = latest_checkpoint(p, scroll).await?;
+    if size.is_none_or(|s| s <= cached.tree_size) {
+        return Ok((id, cached));
+    }
+    match p.ctx.store.latest_checkpoint(scroll).await? {
+        Some(fresh) if fresh.tree_size > cached.tree_size => {
+            p.checkpoints.remember(&fresh);
+            Ok((id, fresh))
+        }
+        _ => Ok((id, cached)),
+    }
+}
+
 /// A receipt from the cache or the store, or 404. A cache hit is served only if the leaf
 /// hashes to the hash stored beside it and names this position; anything else falls through
 /// to Postgres, which checks integrity itself.

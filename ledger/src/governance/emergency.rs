@@ -12,7 +12,7 @@ pub const MAX_REASON_CHARS: usize = 1000;
 /// Scrolls the mesh's services keep writing during a freeze: governance itself, the read
 /// audit, and the guardian's anchoring events. Oracle answers land in client scrolls and are
 /// refused like client writes.
-pub const WRITABLE_WHEN_FROZEN: [&str; 3] = ["governance", "access", "guardian"];
+pub const WRITABLE_WHEN_FROZEN: [&str; 4] = ["governance", "access", "guardian", "federation"];
 
 /// A raised emergency, as its receipt records it.
 #[derive(Debug, Clone, PartialEq, Eq)]

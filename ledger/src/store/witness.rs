@@ -308,6 +308,24 @@ impl Store {
             .transpose()
     }
 
+    /// The largest size (and its note) the witness cosigned for `origin` at least `age` ago.
+    pub async fn witness_cosigned_before(
+        &self,
+        origin: &str,
+        age: std::time::Duration,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_opt(
+                "SELECT tree_size, note FROM witness_history WHERE origin = $1 \
+                 AND cosigned_at <= now() - make_interval(secs => $2) \
+                 ORDER BY id DESC LIMIT 1",
+                &[&origin, &age.as_secs_f64()],
+            )
+            .await?;
+        Ok(row.map(|r| (to_u64(r.get(0)), r.get(1))))
+    }
+
     /// Every origin of `remote_mesh` the witness holds state for, with that state.
     pub async fn witness_states_of(
         &self,

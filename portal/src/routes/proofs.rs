@@ -71,8 +71,9 @@ pub async fn inclusion(
     let q = q?;
     let seq =
         number(&q, "seq")?.ok_or_else(|| ApiError::bad("invalid_query", "seq: is required"))?;
-    let (scroll_id, cp) = read_cache::latest_checkpoint(&p, &scroll).await?;
-    let size = number(&q, "tree_size")?.unwrap_or(cp.tree_size);
+    let asked = number(&q, "tree_size")?;
+    let (scroll_id, cp) = read_cache::latest_checkpoint_covering(&p, &scroll, asked).await?;
+    let size = asked.unwrap_or(cp.tree_size);
     if size > cp.tree_size {
         return Err(ApiError::bad(
             "beyond_checkpoint",
@@ -196,8 +197,9 @@ pub async fn consistency(
     let q = q?;
     let from =
         number(&q, "from")?.ok_or_else(|| ApiError::bad("invalid_query", "from: is required"))?;
-    let (scroll_id, cp) = read_cache::latest_checkpoint(&p, &scroll).await?;
-    let to = number(&q, "to")?.unwrap_or(cp.tree_size);
+    let asked = number(&q, "to")?;
+    let (scroll_id, cp) = read_cache::latest_checkpoint_covering(&p, &scroll, asked).await?;
+    let to = asked.unwrap_or(cp.tree_size);
     if to > cp.tree_size {
         return Err(ApiError::bad(
             "beyond_checkpoint",
