@@ -2,11 +2,12 @@
 -- Only the guardian (which plays both roles) may write these tables; nobody may rewrite them.
 
 -- `proofchain` becomes a reserved scroll name (its checkpoints would share their origin with
--- the ProofChain head's); a ledger that has such a scroll must rename it by hand first.
+-- the ProofChain head's). A scroll's name is in every one of its receipts and checkpoints and
+-- cannot change, so a ledger that has such a scroll cannot take this migration.
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM scrolls WHERE name = 'proofchain') THEN
-        RAISE EXCEPTION 'vaultmesh: a scroll is named proofchain, which is now reserved for the ProofChain head''s origin; see docs/federation.md';
+        RAISE EXCEPTION 'vaultmesh: a scroll is named proofchain, now reserved for the ProofChain head''s origin; this ledger cannot be migrated to federation (docs/federation.md, "Reserved name")';
     END IF;
 END
 $$;

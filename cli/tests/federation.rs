@@ -260,7 +260,11 @@ async fn three_meshes_cosign_each_others_checkpoints_and_verifiers_enforce_the_p
         "checkpoint 5 of mesh-a held 2 cosignatures {} ms after it was signed",
         waited.as_millis()
     );
-    assert!(waited < Duration::from_secs(5), "cosigning took {waited:?}");
+    // Integration and cosigning both run every 100 ms: two cycles, with room for a loaded CI.
+    assert!(
+        waited < Duration::from_millis(1500),
+        "cosigning took {waited:?}"
+    );
     // Every mesh's checkpoints are witnessed by the two others, empty scrolls included.
     for m in [b, c] {
         m.wait_witnessed("drills", 0, 2).await;

@@ -103,11 +103,13 @@ async fn every_refusal_has_its_c2sp_status_and_cosigns_nothing() {
     let signer = remote_signer(7);
     let vkey = signer.verifier().to_vkey();
     let mut witness = None;
+    // The remote's portal: a port nobody listens on (connections refused at once).
+    let portal = format!("http://127.0.0.1:{}", closed_port().await);
     let t = common::start(|dir, opts| {
         let (path, w) = witness_key(dir);
         witness = Some(w);
         opts.witness_key_file = Some(path);
-        opts.remote_meshes = vec![format!("{REMOTE},{vkey},http://127.0.0.1:9")
+        opts.remote_meshes = vec![format!("{REMOTE},{vkey},{portal}")
             .parse()
             .unwrap_or_else(|e| panic!("{e}"))];
     })
@@ -300,6 +302,19 @@ async fn every_refusal_has_its_c2sp_status_and_cosigns_nothing() {
         "a head with proof lines",
         AddCheckpoint::encode(0, &[[1; 32]], &head).into_bytes(),
     ));
+    refusals.push((
+        409,
+        "a head with another old size (answered before any read)",
+        AddCheckpoint::encode(1, &[], &head).into_bytes(),
+    ));
+    let unreadable = AddCheckpoint::encode(0, &[], &head);
+    let (s, text) = add(addr, unreadable.as_bytes()).await;
+    assert_eq!(s, 503, "{text}");
+    assert!(text.contains("\"remote_unavailable\""), "{text}");
+    let head_lines = raw_headers(addr, unreadable.as_bytes())
+        .await
+        .to_ascii_lowercase();
+    assert!(head_lines.contains("retry-after: 5"), "{head_lines}");
     for (status, what, body) in &refusals {
         let (s, text) = add(addr, body).await;
         assert_eq!(s, *status, "{what}: {text}");

@@ -31,7 +31,7 @@ echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(unam
 "$BIN/vaultmesh-guardian" --api-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$((PORT + 1)) \
     --database-url "$(vm_role_url guardian $DB)" --signing-key-file "$OUT/guardian.key" \
     --journal-path "$OUT/journal.jsonl" --witness-key-file "$OUT/witness.key" \
-    --remote-mesh "bench-remote,$(cat "$OUT/remote.vkey"),http://127.0.0.1:9" \
+    --remote-mesh "bench-remote,$(cat "$OUT/remote.vkey"),http://127.0.0.1:$((PORT + 2))" \
     --log warn 2>"$OUT/guardian.log" &
 GUARDIAN=$!
 FED=
