@@ -228,19 +228,7 @@ async fn ops_up_brings_up_a_working_stack_and_stops_it() {
     );
 
     // SIGTERM stops the stack: the script exits and every port is released.
-    let pid = up
-        .id()
-        .unwrap_or_else(|| panic!("ops/up.sh already exited"));
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), up.wait())
-        .await
-        .unwrap_or_else(|_| panic!("ops/up.sh did not stop"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "ops/up.sh exit: {status}");
+    common::stop_script(&mut up, "ops/up.sh").await;
     for port in &ports {
         let open = tokio::net::TcpStream::connect(("127.0.0.1", *port))
             .await

@@ -158,7 +158,7 @@ async fn ops_federation_up_brings_up_three_meshes_witnessing_one_another() {
     )
     .await;
 
-    stop(&mut up).await;
+    common::stop_script(&mut up, "ops/federation/up.sh").await;
     for mesh in 0..3 {
         for offset in [0, 1] {
             assert!(
@@ -198,7 +198,7 @@ async fn ops_federation_up_brings_up_three_meshes_witnessing_one_another() {
         (200, serde_json::json!(1)),
         "{v}"
     );
-    stop(&mut up).await;
+    common::stop_script(&mut up, "ops/federation/up.sh").await;
     // The three databases the script made are dropped (their owner, the schema owner role,
     // may drop them from any database it reaches).
     let scratch = ledger::testing::TestDb::new()
@@ -216,21 +216,4 @@ async fn ops_federation_up_brings_up_three_meshes_witnessing_one_another() {
             )
             .await;
     }
-}
-
-/// SIGTERM to the script; it must exit 0 within 30 s.
-async fn stop(up: &mut tokio::process::Child) {
-    let pid = up
-        .id()
-        .unwrap_or_else(|| panic!("ops/federation/up.sh already exited"));
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), up.wait())
-        .await
-        .unwrap_or_else(|_| panic!("the stack did not stop"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "{status}");
 }

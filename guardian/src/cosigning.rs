@@ -349,20 +349,15 @@ pub async fn run(g: Arc<Guardian>, shutdown: Shutdown) {
     let Some(cosigner) = g.cosigner.as_ref() else {
         return;
     };
-    let mut ticks = tokio::time::interval(g.opts.integrate_interval());
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stop = shutdown.wait();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {
-                if g.leadership.lock().await.is_leader() {
-                    if let Err(e) = cosigner.cycle().await {
-                        tracing::warn!(error = %e, "cosigning cycle failed; retried next interval");
-                    }
-                }
+    crate::leader::while_leading(
+        &g.leadership,
+        g.opts.integrate_interval(),
+        shutdown,
+        || async move {
+            if let Err(e) = cosigner.cycle().await {
+                tracing::warn!(error = %e, "cosigning cycle failed; retried next interval");
             }
-            _ = &mut stop => break,
-        }
-    }
+        },
+    )
+    .await;
 }

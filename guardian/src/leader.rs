@@ -99,3 +99,30 @@ impl Fence {
         }
     }
 }
+
+/// Runs `pass` every `interval` until `shutdown`, each time only while this guardian leads:
+/// the loops of work only the leader does besides integration (cosigning, remote checks).
+pub async fn while_leading<F, Fut>(
+    leadership: &Mutex<Leadership>,
+    interval: std::time::Duration,
+    shutdown: ledger::service::Shutdown,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                if leadership.lock().await.is_leader() {
+                    pass().await;
+                }
+            }
+            _ = &mut stop => break,
+        }
+    }
+}

@@ -236,20 +236,15 @@ pub async fn run(g: Arc<crate::Guardian>, shutdown: ledger::service::Shutdown) {
     let Some(watch) = g.remote_watch.as_ref() else {
         return;
     };
-    let mut ticks = tokio::time::interval(g.opts.remote_poll_interval());
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stop = shutdown.wait();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {
-                if g.leadership.lock().await.is_leader() {
-                    if let Err(e) = watch.cycle().await {
-                        tracing::warn!(error = %e, "remote portal checks failed; retried next interval");
-                    }
-                }
+    crate::leader::while_leading(
+        &g.leadership,
+        g.opts.remote_poll_interval(),
+        shutdown,
+        || async move {
+            if let Err(e) = watch.cycle().await {
+                tracing::warn!(error = %e, "remote portal checks failed; retried next interval");
             }
-            _ = &mut stop => break,
-        }
-    }
+        },
+    )
+    .await;
 }

@@ -275,6 +275,21 @@ async fn verify(g: &Guardian, auth: Option<String>) -> Response {
 /// Largest acknowledgement body accepted.
 const ACK_BODY_LIMIT: u64 = 256 * 1024;
 
+/// An acknowledgement's JSON body (I-JSON, at most [`ACK_BODY_LIMIT`]) as `T`; 400 naming
+/// the `expected` shape otherwise.
+async fn ack_body<T: serde::de::DeserializeOwned>(
+    body: PendingBody,
+    expected: &str,
+) -> Result<T, ApiError> {
+    let body = body
+        .json(ACK_BODY_LIMIT, std::time::Duration::from_secs(10))
+        .await?;
+    let value = ledger::strict_json::parse(&body)
+        .map_err(|e| ApiError::bad("malformed_json", format!("body: not valid I-JSON: {e}")))?;
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad("invalid_body", format!("expected {expected}: {e}")))
+}
+
 /// The body of an acknowledgement: the finding ids, explicitly.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -304,17 +319,7 @@ async fn acknowledge(
         Ok(k) => k,
         Err(r) => return Ok(r),
     };
-    let body = body
-        .json(ACK_BODY_LIMIT, std::time::Duration::from_secs(10))
-        .await?;
-    let value = ledger::strict_json::parse(&body)
-        .map_err(|e| ApiError::bad("malformed_json", format!("body: not valid I-JSON: {e}")))?;
-    let request: AckRequest = serde_json::from_value(value).map_err(|e| {
-        ApiError::bad(
-            "invalid_body",
-            format!("expected {{\"findings\": [\"<id>\", …]}}: {e}"),
-        )
-    })?;
+    let request: AckRequest = ack_body(body, r#"{"findings": ["<id>", …]}"#).await?;
     match g.acknowledge_divergence(&request.findings, &key.id).await {
         Ok(ids) => Ok(warp::reply::json(&json!({"acknowledged": ids})).into_response()),
         Err(e @ (AckError::Empty | AckError::TooMany)) => {
@@ -412,17 +417,7 @@ async fn acknowledge_discrepancies(
         Ok(k) => k,
         Err(r) => return Ok(r),
     };
-    let body = body
-        .json(ACK_BODY_LIMIT, std::time::Duration::from_secs(10))
-        .await?;
-    let value = ledger::strict_json::parse(&body)
-        .map_err(|e| ApiError::bad("malformed_json", format!("body: not valid I-JSON: {e}")))?;
-    let request: DiscrepancyAck = serde_json::from_value(value).map_err(|e| {
-        ApiError::bad(
-            "invalid_body",
-            format!("expected {{\"discrepancies\": [<id>, …]}}: {e}"),
-        )
-    })?;
+    let request: DiscrepancyAck = ack_body(body, r#"{"discrepancies": [<id>, …]}"#).await?;
     match g
         .discrepancies
         .acknowledge(&request.discrepancies, &key.id)

@@ -242,3 +242,18 @@ pub fn value(sample: &Value) -> f64 {
 pub fn sum(samples: &[Value]) -> f64 {
     samples.iter().map(value).sum()
 }
+
+/// SIGTERM to a foreground stack script (`what`): it must exit 0 within 30 s.
+pub async fn stop_script(up: &mut Child, what: &str) {
+    let pid = up.id().unwrap_or_else(|| panic!("{what} already exited"));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), up.wait())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not stop"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "{what} exit: {status}");
+}

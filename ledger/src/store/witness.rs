@@ -48,13 +48,7 @@ impl Store {
             &[&origin],
         )
         .await?;
-        let row = tx
-            .query_opt(
-                "SELECT origin, tree_size, root, note, cosignature FROM witness_state \
-                 WHERE origin = $1",
-                &[&origin],
-            )
-            .await?;
+        let row = tx.query_opt(STATE_OF_ORIGIN, &[&origin]).await?;
         let current = row.map(|r| witness_row(&r)).transpose()?;
         let next = match decide(current.as_ref()) {
             Ok(next) => next,
@@ -63,30 +57,26 @@ impl Store {
         if current.as_ref() == Some(&next) {
             return Ok(Ok(next));
         }
+        let size = to_i64(next.tree_size);
+        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &origin,
+            &size,
+            &&next.root[..],
+            &next.note,
+            &next.cosignature,
+        ];
         tx.execute(
             "INSERT INTO witness_state (origin, tree_size, root, note, cosignature) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (origin) DO UPDATE SET \
              tree_size = EXCLUDED.tree_size, root = EXCLUDED.root, note = EXCLUDED.note, \
              cosignature = EXCLUDED.cosignature, updated_at = now()",
-            &[
-                &origin,
-                &to_i64(next.tree_size),
-                &&next.root[..],
-                &next.note,
-                &next.cosignature,
-            ],
+            &row,
         )
         .await?;
         tx.execute(
             "INSERT INTO witness_history (origin, tree_size, root, note, cosignature) \
              VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &origin,
-                &to_i64(next.tree_size),
-                &&next.root[..],
-                &next.note,
-                &next.cosignature,
-            ],
+            &row,
         )
         .await?;
         tx.commit().await?;
@@ -96,13 +86,7 @@ impl Store {
     /// The witness's latest cosigned checkpoint for `origin`.
     pub async fn witness_state(&self, origin: &str) -> Result<Option<WitnessState>, StoreError> {
         let client = self.pool().get().await?;
-        let row = client
-            .query_opt(
-                "SELECT origin, tree_size, root, note, cosignature FROM witness_state \
-                 WHERE origin = $1",
-                &[&origin],
-            )
-            .await?;
+        let row = client.query_opt(STATE_OF_ORIGIN, &[&origin]).await?;
         row.map(|r| witness_row(&r)).transpose()
     }
 
@@ -255,6 +239,10 @@ impl Store {
         row.map(|r| checkpoint_row(&r)).transpose()
     }
 }
+
+/// The witness's state for origin `$1`.
+const STATE_OF_ORIGIN: &str =
+    "SELECT origin, tree_size, root, note, cosignature FROM witness_state WHERE origin = $1";
 
 fn witness_row(r: &tokio_postgres::Row) -> Result<WitnessState, StoreError> {
     Ok(WitnessState {
