@@ -45,9 +45,7 @@ if [ ! -s "$STATE/cache.secret" ]; then
 fi
 chmod 600 "$STATE/cache.secret"
 
-key_ok() {  # the key id recorded in dev.env still exists and is active
-    [ -n "${1:-}" ] && "$BIN/vaultmesh" keys list --database-url "$OWNER_URL" | grep -q "\"id\":\"$1\".*\"revoked_at\":null"
-}
+key_ok() { vm_key_active "$BIN" "$OWNER_URL" "${1:-}"; }
 if [ -f "$STATE/dev.env" ]; then . "$STATE/dev.env"; fi
 if ! key_ok "${VAULTMESH_ADMIN_KEY_ID:-}" || ! key_ok "${VAULTMESH_WRITER_KEY_ID:-}" || ! key_ok "${VAULTMESH_READER_KEY_ID:-}"; then
     vm_log "creating dev API keys"
@@ -80,32 +78,13 @@ export VAULTMESH_CACHE_SECRET_FILE=$STATE/cache.secret
 export VAULTMESH_MESH_ID=$MESH_ID
 unset VAULTMESH_API_ADDR VAULTMESH_METRICS_ADDR
 
-# Services run in their own sessions, so only this script's SIGTERM stops them (in order,
-# with a deadline); a broken stdout pipe (e.g. `ops/up.sh | tee log`) must not kill the
-# script half-way through stopping them.
-trap '' PIPE
-pids=()
-stop_all() {
-    trap - INT TERM EXIT
-    if [ "${#pids[@]}" -gt 0 ]; then
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        for _ in $(seq 1 150); do
-            kill -0 "${pids[@]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "${pids[@]}" 2>/dev/null || true
-        wait "${pids[@]}" 2>/dev/null || true
-    fi
-    vm_log "stopped" || true
-}
-trap 'stop_all; exit 0' INT TERM
-trap stop_all EXIT
+vm_foreground
 
-setsid "$BIN/vaultmesh-portal" --database-url "$(vm_role_url portal "$DATABASE")" --api-addr "127.0.0.1:$PORTAL_PORT" --metrics-addr "0.0.0.0:$PORTAL_METRICS" --guardian-vkey-file "$STATE/guardian.vkey" & pids+=($!)
+setsid "$BIN/vaultmesh-portal" --database-url "$(vm_role_url portal "$DATABASE")" --api-addr "127.0.0.1:$PORTAL_PORT" --metrics-addr "0.0.0.0:$PORTAL_METRICS" --guardian-vkey-file "$STATE/guardian.vkey" & VM_PIDS+=($!)
 setsid "$BIN/vaultmesh-guardian" --database-url "$(vm_role_url guardian "$DATABASE")" --api-addr "127.0.0.1:$GUARDIAN_PORT" --metrics-addr "0.0.0.0:$GUARDIAN_METRICS" \
-    --signing-key-file "$STATE/guardian.key" --journal-path "$STATE/proofchain.jsonl" & pids+=($!)
+    --signing-key-file "$STATE/guardian.key" --journal-path "$STATE/proofchain.jsonl" & VM_PIDS+=($!)
 setsid "$BIN/vaultmesh-oracle" --database-url "$(vm_role_url oracle "$DATABASE")" --api-addr "127.0.0.1:$ORACLE_PORT" --metrics-addr "0.0.0.0:$ORACLE_METRICS" \
-    --corpus-dir ops/corpus & pids+=($!)
+    --corpus-dir ops/corpus & VM_PIDS+=($!)
 
 for port in "$PORTAL_PORT" "$GUARDIAN_PORT" "$ORACLE_PORT"; do
     vm_wait "service on :$port" curl -sf "http://127.0.0.1:$port/v1/health"
@@ -116,6 +95,6 @@ vm_log "adopting ops/governance/constitution.json (kept if the one in force is a
 vm_log "up: portal :$PORTAL_PORT (metrics :$PORTAL_METRICS), guardian :$GUARDIAN_PORT (:$GUARDIAN_METRICS), oracle :$ORACLE_PORT (:$ORACLE_METRICS)"
 vm_log "credentials: . $STATE/dev.env    stop: Ctrl-C"
 # Any service exiting stops the stack (the EXIT trap stops the rest).
-wait -n "${pids[@]}" || true
+wait -n "${VM_PIDS[@]}" || true
 vm_log "a service exited; stopping the rest"
 exit 1

@@ -51,7 +51,7 @@ for i in 0 1 2; do
     fi
     chmod 600 "$dir/cache.secret"
     owner=$(vm_owner_url "$db")
-    key_ok() { [ -n "${1:-}" ] && "$BIN/vaultmesh" keys list --database-url "$owner" | grep -q "\"id\":\"$1\".*\"revoked_at\":null"; }
+    key_ok() { vm_key_active "$BIN" "$owner" "${1:-}"; }
     unset VAULTMESH_ADMIN_KEY_ID VAULTMESH_WRITER_KEY_ID VAULTMESH_READER_KEY_ID
     if [ -f "$STATE/$mesh.env" ]; then . "$STATE/$mesh.env"; fi
     if ! key_ok "${VAULTMESH_ADMIN_KEY_ID:-}" || ! key_ok "${VAULTMESH_WRITER_KEY_ID:-}" || ! key_ok "${VAULTMESH_READER_KEY_ID:-}"; then
@@ -85,23 +85,7 @@ done
 export VAULTMESH_REDIS_URL=redis://127.0.0.1:$VM_REDIS_PORT
 unset VAULTMESH_API_ADDR VAULTMESH_METRICS_ADDR VAULTMESH_MESH_ID VAULTMESH_REMOTE_MESHES VAULTMESH_WITNESSES
 
-trap '' PIPE
-pids=()
-stop_all() {
-    trap - INT TERM EXIT
-    if [ "${#pids[@]}" -gt 0 ]; then
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        for _ in $(seq 1 150); do
-            kill -0 "${pids[@]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "${pids[@]}" 2>/dev/null || true
-        wait "${pids[@]}" 2>/dev/null || true
-    fi
-    vm_log "stopped" || true
-}
-trap 'stop_all; exit 0' INT TERM
-trap stop_all EXIT
+vm_foreground
 
 for i in 0 1 2; do
     mesh=${MESHES[$i]} dir=$STATE/${MESHES[$i]} db=$(database "${MESHES[$i]}")
@@ -114,12 +98,12 @@ for i in 0 1 2; do
     done
     VAULTMESH_CACHE_SECRET_FILE=$dir/cache.secret setsid "$BIN/vaultmesh-portal" --mesh-id "$mesh" \
         --database-url "$(vm_role_url portal "$db")" --api-addr "127.0.0.1:$(port "$i" 0)" \
-        --metrics-addr "127.0.0.1:$(port "$i" 5)" --guardian-vkey-file "$dir/guardian.vkey" & pids+=($!)
+        --metrics-addr "127.0.0.1:$(port "$i" 5)" --guardian-vkey-file "$dir/guardian.vkey" & VM_PIDS+=($!)
     VAULTMESH_CACHE_SECRET_FILE=$dir/cache.secret setsid "$BIN/vaultmesh-guardian" --mesh-id "$mesh" \
         --database-url "$(vm_role_url guardian "$db")" --api-addr "127.0.0.1:$(port "$i" 1)" \
         --metrics-addr "127.0.0.1:$(port "$i" 6)" --signing-key-file "$dir/guardian.key" \
         --journal-path "$dir/proofchain.jsonl" --witness-key-file "$dir/witness.key" \
-        "${federation[@]}" & pids+=($!)
+        "${federation[@]}" & VM_PIDS+=($!)
 done
 for i in 0 1 2; do
     for offset in 0 1; do
@@ -132,6 +116,6 @@ for i in 0 1 2; do
 done
 vm_log "up: mesh-a portal :$(port 0 0) guardian :$(port 0 1); mesh-b :$(port 1 0)/:$(port 1 1); mesh-c :$(port 2 0)/:$(port 2 1)"
 vm_log "credentials: . $STATE/mesh-a.env (mesh-b.env, mesh-c.env)    stop: Ctrl-C"
-wait -n "${pids[@]}" || true
+wait -n "${VM_PIDS[@]}" || true
 vm_log "a service exited; stopping the rest"
 exit 1

@@ -175,6 +175,40 @@ sys.exit(md.version('schemathesis') != '$VM_SCHEMATHESIS_VERSION')"
     export VAULTMESH_PYTHON
 }
 
+# vm_key_active BIN_DIR OWNER_URL KEY_ID: the API key recorded in an env file still exists and
+# is not revoked. The listing is read whole before it is searched: `… | grep -q` under
+# pipefail fails whenever grep stops reading early and the lister gets a broken pipe.
+vm_key_active() {
+    local listing
+    [ -n "${3:-}" ] || return 1
+    listing=$("$1/vaultmesh" keys list --database-url "$2") || return 1
+    grep -q "\"id\":\"$3\".*\"revoked_at\":null" <<<"$listing"
+}
+
+# Foreground stacks (ops/up.sh, ops/federation/up.sh): services started with
+# `setsid … & VM_PIDS+=($!)` run in their own sessions, so only the script's SIGTERM stops
+# them — in order, with a 15 s deadline, then SIGKILL — when it is interrupted or exits; a
+# broken stdout pipe (`ops/up.sh | tee log`) must not kill the script half-way through.
+vm_foreground() {
+    trap '' PIPE
+    VM_PIDS=()
+    trap 'vm_stop_all; exit 0' INT TERM
+    trap vm_stop_all EXIT
+}
+vm_stop_all() {
+    trap - INT TERM EXIT
+    if [ "${#VM_PIDS[@]}" -gt 0 ]; then
+        kill -TERM "${VM_PIDS[@]}" 2>/dev/null || true
+        for _ in $(seq 1 150); do
+            kill -0 "${VM_PIDS[@]}" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "${VM_PIDS[@]}" 2>/dev/null || true
+        wait "${VM_PIDS[@]}" 2>/dev/null || true
+    fi
+    vm_log "stopped" || true
+}
+
 vm_ensure_stack() {
     vm_ensure_packages
     vm_ensure_postgres
