@@ -12,9 +12,12 @@ pub mod frontier;
 pub mod handoff;
 pub mod integrate;
 pub mod leader;
+pub mod mesh_watch;
 pub mod metrics;
 pub mod options;
+pub mod psi;
 pub mod remote_watch;
+pub mod route_probes;
 pub mod routes;
 pub mod sinks;
 pub mod state;
@@ -129,6 +132,9 @@ pub async fn start_with(
         tracing::warn!(error = %e, "could not read federation discrepancies at start");
     }
     let leadership = Arc::new(Mutex::new(Leadership::default()));
+    let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probes = route_probes::probes(&opts, &sinks, ctx.config.mesh.probe_timeout())
+        .map_err(|e| std::io::Error::other(format!("route probe HTTP client: {e}")))?;
     let findings = Findings::new(ctx.store.clone(), mesh.clone(), load_signer(&opts)?);
     let guardian = Arc::new(Guardian {
         auditor,
@@ -154,6 +160,9 @@ pub async fn start_with(
         leadership,
         next_epoch: Mutex::new(None),
         epoch_lock: Mutex::new(()),
+        psi_lock: Mutex::new(()),
+        last_clean_pass: std::sync::Mutex::new(None),
+        leading: leading.clone(),
         opts,
         ctx: ctx.clone(),
     });
@@ -172,7 +181,20 @@ pub async fn start_with(
         guardian.clone(),
         shutdown.clone(),
     )));
+    running.add_task(tokio::spawn(psi::run(guardian.clone(), shutdown.clone())));
     running.add_task(tokio::spawn(state::run(guardian, shutdown)));
+    let role = leading.clone();
+    ctx.join_mesh(
+        &mut running,
+        Arc::new(move || {
+            if role.load(std::sync::atomic::Ordering::Relaxed) {
+                "leader".into()
+            } else {
+                "standby".into()
+            }
+        }),
+        probes,
+    )?;
     Ok(running)
 }
 

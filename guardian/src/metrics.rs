@@ -90,6 +90,40 @@ lazy_static! {
         Opts::new("vaultmesh_federation_witness_refused_total", "Witness requests refused"),
         &["remote_mesh", "reason"]
     ).unwrap_or_else(|_| unreachable!());
+    /// 1 while a registered node heartbeats and passes its readiness checks (leader only).
+    pub static ref NODE_HEALTHY: GaugeVec = GaugeVec::new(
+        Opts::new("vaultmesh_mesh_node_healthy", "Mesh node health (1=healthy)"),
+        &["node_id"]
+    ).unwrap_or_else(|_| unreachable!());
+    /// Unix time of each registered node's last heartbeat (leader only; kept for silent nodes).
+    pub static ref NODE_LAST_SEEN: GaugeVec = GaugeVec::new(
+        Opts::new("vaultmesh_mesh_node_last_seen_timestamp", "Mesh node last heartbeat"),
+        &["node_id"]
+    ).unwrap_or_else(|_| unreachable!());
+    /// The psi phase: 0 nigredo, 1 albedo, 2 citrinitas, 3 rubedo (leader only).
+    /// (A vector without labels, so a standby exports no series at all.)
+    pub static ref PSI_CURRENT_PHASE: GaugeVec = GaugeVec::new(
+        Opts::new(
+            "vaultmesh_psi_current_phase",
+            "Current psi phase (0=nigredo, 1=albedo, 2=citrinitas, 3=rubedo)"
+        ),
+        &[]
+    ).unwrap_or_else(|_| unreachable!());
+    /// Seconds in the current phase (the other phases at 0).
+    pub static ref PSI_PHASE_DURATION: GaugeVec = GaugeVec::new(
+        Opts::new("vaultmesh_psi_phase_duration_seconds", "Time in the current psi phase"),
+        &["phase"]
+    ).unwrap_or_else(|_| unreachable!());
+    /// 1 for each recent transmutation's current status, 0 for its other statuses.
+    pub static ref PSI_TRANSMUTATION_STATUS: GaugeVec = GaugeVec::new(
+        Opts::new("vaultmesh_psi_transmutation_status", "Transmutation status"),
+        &["transmutation_id", "status"]
+    ).unwrap_or_else(|_| unreachable!());
+    /// Unix time each recent transmutation was opened.
+    pub static ref PSI_TRANSMUTATION_STARTED: GaugeVec = GaugeVec::new(
+        Opts::new("vaultmesh_psi_transmutation_started_timestamp", "Transmutation start time"),
+        &["transmutation_id"]
+    ).unwrap_or_else(|_| unreachable!());
 }
 
 /// Puts the federation counters an alert or a dashboard takes a rate of at zero for every
@@ -160,6 +194,12 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(ADD_CHECKPOINT_DURATION.clone()))?;
     registry.register(Box::new(WITNESS_REFUSED.clone()))?;
     registry.register(Box::new(DISCREPANCY_DETECTED.clone()))?;
+    registry.register(Box::new(NODE_HEALTHY.clone()))?;
+    registry.register(Box::new(NODE_LAST_SEEN.clone()))?;
+    registry.register(Box::new(PSI_CURRENT_PHASE.clone()))?;
+    registry.register(Box::new(PSI_PHASE_DURATION.clone()))?;
+    registry.register(Box::new(PSI_TRANSMUTATION_STATUS.clone()))?;
+    registry.register(Box::new(PSI_TRANSMUTATION_STARTED.clone()))?;
     Ok(())
 }
 

@@ -93,6 +93,24 @@ pub struct GuardianArgs {
     /// cosigned before that is raised as a rollback.
     #[arg(long, env = "VAULTMESH_ROLLBACK_GRACE_SECS", default_value_t = 300)]
     pub rollback_grace_secs: u64,
+    /// Seconds without a heartbeat after which the leading guardian announces a node as
+    /// departed (a `node_departed` receipt; a psi `node_down` condition).
+    #[arg(long, env = "VAULTMESH_NODE_DEPARTURE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_departure_secs: u64,
+    /// Seconds a silent node's metrics stay exported (so `NodeDown` can fire) before they
+    /// are retired; a node that stopped on purpose is retired at once.
+    #[arg(long, env = "VAULTMESH_NODE_RETENTION_SECS", default_value_t = 604_800,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_retention_secs: u64,
+    /// Milliseconds between evaluations of the psi phase (and of the mesh's nodes).
+    #[arg(long, env = "VAULTMESH_PSI_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub psi_interval_ms: u64,
+    /// Seconds of probation after the last condition cleared (with a clean verification
+    /// pass) before CITRINITAS becomes RUBEDO.
+    #[arg(long, env = "VAULTMESH_PSI_QUIET_SECS", default_value_t = 600)]
+    pub psi_quiet_secs: u64,
 }
 
 impl Default for GuardianArgs {
@@ -114,6 +132,10 @@ impl Default for GuardianArgs {
             witness_timeout_ms: 5000,
             remote_poll_interval_ms: 30_000,
             rollback_grace_secs: 300,
+            node_departure_secs: 30,
+            node_retention_secs: 604_800,
+            psi_interval_ms: 1000,
+            psi_quiet_secs: 600,
         }
     }
 }

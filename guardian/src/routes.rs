@@ -25,7 +25,12 @@ pub fn table() -> ledger::http_guard::RouteTable {
         ("POST", "/v1/witness/add-checkpoint"),
         ("GET", "/v1/federation/discrepancies"),
         ("POST", "/v1/federation/discrepancies/ack"),
+        ("GET", "/v1/psi"),
+        ("POST", "/v1/psi/transmutations"),
+        ("POST", "/v1/psi/transmutations/{id}/complete"),
+        ("POST", "/v1/psi/transmutations/{id}/abandon"),
     ])
+    .with(ledger::mesh::api::ROUTES)
     .with(ledger::governance::routes::ROUTES)
 }
 
@@ -122,7 +127,10 @@ pub fn routes(
             },
         );
     let governance = governance_routes(with());
+    let psi = psi_routes(with());
     state
+        .or(psi)
+        .unify()
         .or(add_checkpoint)
         .unify()
         .or(discrepancies)
@@ -244,6 +252,200 @@ fn governance_routes(
         .unify()
 }
 
+/// `GET /v1/psi` (reader or admin), `POST /v1/psi/transmutations` and
+/// `POST /v1/psi/transmutations/{id}/complete|abandon` (admin), and the mesh listings
+/// `GET /v1/mesh/nodes|routes` (reader or admin).
+fn psi_routes(
+    with: impl Filter<Extract = (Arc<Guardian>,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    let report = warp::path!("v1" / "psi")
+        .and(warp::get())
+        .and(with.clone())
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|g: Arc<Guardian>, auth: Option<String>| {
+            observed("GET", "/v1/psi", async move {
+                psi_report(&g, auth).await.unwrap_or_else(|e| e.response())
+            })
+        });
+    let open = warp::path!("v1" / "psi" / "transmutations")
+        .and(warp::post())
+        .and(with.clone())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(pending_body())
+        .then(
+            |g: Arc<Guardian>, auth: Option<String>, body: PendingBody| {
+                observed("POST", "/v1/psi/transmutations", async move {
+                    open_transmutation(&g, auth, body)
+                        .await
+                        .unwrap_or_else(|e| e.response())
+                })
+            },
+        );
+    let close = warp::path!("v1" / "psi" / "transmutations" / String / String)
+        .and(warp::post())
+        .and(with.clone())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(pending_body())
+        .then(
+            |id: String,
+             action: String,
+             g: Arc<Guardian>,
+             auth: Option<String>,
+             body: PendingBody| {
+                let route = if action == "complete" {
+                    "/v1/psi/transmutations/{id}/complete"
+                } else {
+                    "/v1/psi/transmutations/{id}/abandon"
+                };
+                observed("POST", route, async move {
+                    close_transmutation(&g, auth, &id, &action, body)
+                        .await
+                        .unwrap_or_else(|e| e.response())
+                })
+            },
+        );
+    let nodes = warp::path!("v1" / "mesh" / "nodes")
+        .and(warp::get())
+        .and(with.clone())
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|g: Arc<Guardian>, auth: Option<String>| {
+            observed("GET", "/v1/mesh/nodes", async move {
+                let auth_ = Authenticator::new(g.ctx.store.clone(), std::time::Duration::ZERO);
+                match ledger::mesh::api::nodes(&g.ctx.store, &auth_, auth.as_deref()).await {
+                    Ok(v) => warp::reply::json(&v).into_response(),
+                    Err(e) => e.response(),
+                }
+            })
+        });
+    let routes = warp::path!("v1" / "mesh" / "routes")
+        .and(warp::get())
+        .and(with)
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|g: Arc<Guardian>, auth: Option<String>| {
+            observed("GET", "/v1/mesh/routes", async move {
+                let auth_ = Authenticator::new(g.ctx.store.clone(), std::time::Duration::ZERO);
+                match ledger::mesh::api::routes(&g.ctx.store, &auth_, auth.as_deref()).await {
+                    Ok(v) => warp::reply::json(&v).into_response(),
+                    Err(e) => e.response(),
+                }
+            })
+        });
+    report
+        .or(open)
+        .unify()
+        .or(close)
+        .unify()
+        .or(nodes)
+        .unify()
+        .or(routes)
+        .unify()
+}
+
+async fn psi_report(g: &Guardian, auth: Option<String>) -> Result<Response, ApiError> {
+    Authenticator::new(g.ctx.store.clone(), std::time::Duration::ZERO)
+        .require(auth.as_deref(), &[Role::Reader, Role::Admin])
+        .await?;
+    g.psi_report()
+        .await
+        .map(|v| warp::reply::json(&v).into_response())
+        .map_err(|e| ApiError::Unavailable(format!("reading psi: {e}")))
+}
+
+/// The body that opens a transmutation.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenTransmutation {
+    description: String,
+}
+
+/// The optional body that closes one.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CloseTransmutation {
+    #[serde(default)]
+    note: Option<String>,
+}
+
+fn transmutation_error(e: crate::psi::TransmutationError) -> ApiError {
+    use crate::psi::TransmutationError as T;
+    match e {
+        e @ T::Invalid(_) => ApiError::bad("invalid_body", e.to_string()),
+        e @ T::Conflict(_) => ApiError::Conflict {
+            code: "transmutation_conflict",
+            message: e.to_string(),
+        },
+        e @ T::Unknown(_) => ApiError::not_found("unknown_transmutation", e.to_string()),
+        e @ T::NotLeader => ApiError::Conflict {
+            code: "not_leader",
+            message: e.to_string(),
+        },
+        T::Ledger(GuardianError::Gate(refusal)) => ApiError::from(refusal),
+        T::Ledger(e) => ApiError::Unavailable(format!("transmutation: {e}")),
+    }
+}
+
+async fn open_transmutation(
+    g: &Guardian,
+    auth: Option<String>,
+    body: PendingBody,
+) -> Result<Response, ApiError> {
+    let key = match require_admin(g, auth).await {
+        Ok(k) => k,
+        Err(r) => return Ok(r),
+    };
+    let request: OpenTransmutation = ack_body(body, r#"{"description": "<text>"}"#).await?;
+    let t = g
+        .open_transmutation(&request.description, &key.id)
+        .await
+        .map_err(transmutation_error)?;
+    Ok(warp::reply::with_status(warp::reply::json(&t), StatusCode::CREATED).into_response())
+}
+
+async fn close_transmutation(
+    g: &Guardian,
+    auth: Option<String>,
+    id: &str,
+    action: &str,
+    body: PendingBody,
+) -> Result<Response, ApiError> {
+    let outcome = match action {
+        "complete" => "completed",
+        "abandon" => "abandoned",
+        _ => {
+            return Err(ApiError::not_found(
+                "not_found",
+                "POST /v1/psi/transmutations/{id}/complete or /abandon",
+            ))
+        }
+    };
+    let key = match require_admin(g, auth).await {
+        Ok(k) => k,
+        Err(r) => return Ok(r),
+    };
+    let id: i64 = id
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad("invalid_id", "transmutation id: a positive integer"))?;
+    let bytes = body
+        .bytes(ACK_BODY_LIMIT, std::time::Duration::from_secs(10))
+        .await?;
+    let request: CloseTransmutation = if bytes.is_empty() {
+        CloseTransmutation::default()
+    } else {
+        json_value(&bytes, r#"{"note": "<text>"} or no body"#)?
+    };
+    let t = g
+        .close_transmutation(id, outcome, &key.id, request.note.as_deref())
+        .await
+        .map_err(transmutation_error)?;
+    Ok(warp::reply::json(&t).into_response())
+}
+
 /// Passes only an admin key, returning it (the shared authenticator, with no key cache so a
 /// revocation takes effect at once on these rarely called routes).
 async fn require_admin(g: &Guardian, auth: Option<String>) -> Result<ApiKey, Response> {
@@ -284,7 +486,12 @@ async fn ack_body<T: serde::de::DeserializeOwned>(
     let body = body
         .json(ACK_BODY_LIMIT, std::time::Duration::from_secs(10))
         .await?;
-    let value = ledger::strict_json::parse(&body)
+    json_value(&body, expected)
+}
+
+/// `body` as I-JSON of type `T`; 400 naming the `expected` shape otherwise.
+fn json_value<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, ApiError> {
+    let value = ledger::strict_json::parse(body)
         .map_err(|e| ApiError::bad("malformed_json", format!("body: not valid I-JSON: {e}")))?;
     serde_json::from_value(value)
         .map_err(|e| ApiError::bad("invalid_body", format!("expected {expected}: {e}")))

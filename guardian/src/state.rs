@@ -43,6 +43,12 @@ pub struct Guardian {
     pub(crate) next_epoch: Mutex<Option<DateTime<Utc>>>,
     /// Serialises epochs (the loop's and on-demand ones).
     pub(crate) epoch_lock: Mutex<()>,
+    /// Serialises psi evaluations and transmutation changes.
+    pub(crate) psi_lock: Mutex<()>,
+    /// When the last verification pass that found nothing finished.
+    pub(crate) last_clean_pass: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// Whether this guardian led at its last tick (its mesh node's role).
+    pub(crate) leading: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Guardian {
@@ -65,8 +71,16 @@ impl Guardian {
         self.raise(Source::Verification, &findings).await;
         if findings.is_empty() {
             tracing::info!("verification pass: history intact");
+            if let Ok(mut t) = self.last_clean_pass.lock() {
+                *t = Some(Utc::now());
+            }
         }
         Ok(findings)
+    }
+
+    /// When the last verification pass that found nothing finished.
+    pub fn last_clean_pass(&self) -> Option<DateTime<Utc>> {
+        self.last_clean_pass.lock().ok().and_then(|t| *t)
     }
 
     /// Raises what one pass of `source` found (see [`Findings::raise`]).
@@ -188,6 +202,8 @@ impl Guardian {
             let now = l.ensure(&self.ctx.store).await;
             (now, now && !was)
         };
+        self.leading
+            .store(leader, std::sync::atomic::Ordering::Relaxed);
         if !leader {
             return;
         }

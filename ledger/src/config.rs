@@ -127,6 +127,19 @@ pub struct CommonArgs {
         value_name = "SECS"
     )]
     pub emergency_retry_after_secs: Option<u64>,
+    /// The instance part of this process's mesh node id (`<service>-<instance>`); keep it
+    /// stable across restarts so a restarted process is the same node. [default: host name
+    /// and API port]
+    #[arg(long, env = "VAULTMESH_NODE_INSTANCE", value_name = "NAME")]
+    pub node_instance: Option<String>,
+    /// Milliseconds between this node's heartbeats into Postgres; it counts as unhealthy
+    /// after three missed. [default: 5000]
+    #[arg(long, env = "VAULTMESH_HEARTBEAT_MS", value_name = "MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Milliseconds between probes of the routes this node relies on (Postgres, Redis,
+    /// sinks, witnesses, remote meshes, the LLM). [default: 5000]
+    #[arg(long, env = "VAULTMESH_ROUTE_PROBE_MS", value_name = "MS")]
+    pub route_probe_ms: Option<u64>,
 }
 
 /// The same options as read from a TOML file.
@@ -175,6 +188,12 @@ pub struct CommonFile {
     pub governance_window_secs: Option<u64>,
     /// See [`CommonArgs::emergency_retry_after_secs`].
     pub emergency_retry_after_secs: Option<u64>,
+    /// See [`CommonArgs::node_instance`].
+    pub node_instance: Option<String>,
+    /// See [`CommonArgs::heartbeat_ms`].
+    pub heartbeat_ms: Option<u64>,
+    /// See [`CommonArgs::route_probe_ms`].
+    pub route_probe_ms: Option<u64>,
 }
 
 /// Resolved configuration shared by every service.
@@ -211,6 +230,8 @@ pub struct CommonConfig {
     pub http: crate::http_guard::HttpLimits,
     /// Governance polling, violation window and freeze Retry-After.
     pub governance: crate::governance::GovernanceSettings,
+    /// Mesh node identity, heartbeat and route probes.
+    pub mesh: crate::mesh::MeshSettings,
 }
 
 /// Per-service defaults for the listen addresses.
@@ -353,6 +374,21 @@ impl CommonArgs {
                     .or(file.emergency_retry_after_secs)
                     .unwrap_or(30)
                     .max(1),
+            },
+            mesh: crate::mesh::MeshSettings {
+                instance: self.node_instance.clone().or(file.node_instance),
+                heartbeat: Duration::from_millis(
+                    self.heartbeat_ms
+                        .or(file.heartbeat_ms)
+                        .unwrap_or(5_000)
+                        .clamp(50, 600_000),
+                ),
+                probe_interval: Duration::from_millis(
+                    self.route_probe_ms
+                        .or(file.route_probe_ms)
+                        .unwrap_or(5_000)
+                        .clamp(50, 600_000),
+                ),
             },
         }
     }

@@ -59,6 +59,7 @@ pub struct ServiceContext {
     /// The constitution and emergency state this service enforces.
     pub governance: crate::governance::Governance,
     pool_gauge: IntGaugeVec,
+    route_gauge: prometheus::GaugeVec,
 }
 
 impl ServiceContext {
@@ -83,6 +84,11 @@ impl ServiceContext {
             &["state"],
         )?;
         registry.register(Box::new(pool_gauge.clone()))?;
+        let route_gauge = prometheus::GaugeVec::new(
+            Opts::new("vaultmesh_mesh_route_healthy", "Mesh route health"),
+            &["route_id"],
+        )?;
+        registry.register(Box::new(route_gauge.clone()))?;
         // Cache keys name the database by location and incarnation; when Postgres is down at
         // start the incarnation is unknown and the cache stays off rather than risk serving
         // another incarnation's entries.
@@ -135,6 +141,7 @@ impl ServiceContext {
             db_role,
             governance,
             pool_gauge,
+            route_gauge,
         };
         ctx.refresh_pool_gauge();
         Ok(ctx)
@@ -144,6 +151,55 @@ impl ServiceContext {
     /// the emergency freeze in force.
     pub fn gate(&self) -> crate::gate::AppendGate {
         self.governance.gate()
+    }
+
+    /// Makes this process a mesh node: registers it, then heartbeats (reporting `role`) and
+    /// probes its routes (Postgres, Redis when configured, and `extra`) as tasks of
+    /// `running`, until the stop signal. Returns the node id.
+    pub fn join_mesh(
+        &self,
+        running: &mut RunningService,
+        role: crate::mesh::node::RoleFn,
+        extra: Vec<crate::mesh::route::Probe>,
+    ) -> Result<String, StartError> {
+        let instance = match &self.config.mesh.instance {
+            Some(i) if crate::mesh::valid_instance(i) => i.clone(),
+            Some(i) => {
+                return Err(std::io::Error::other(format!(
+                    "node instance {i:?}: 1 to 200 printable ASCII characters without spaces"
+                ))
+                .into())
+            }
+            None => format!("{}:{}", crate::mesh::host_name(), running.api_addr.port()),
+        };
+        let node_id = format!("{}-{instance}", self.name);
+        let base = crate::store::NodeHeartbeat {
+            node_id: node_id.clone(),
+            service: self.name.to_string(),
+            instance,
+            role: String::new(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            mesh_id: self.config.mesh_id.clone(),
+            api_addr: running.api_addr.to_string(),
+            metrics_addr: running.metrics_addr.to_string(),
+            started_at: chrono::Utc::now(),
+            ready: false,
+            heartbeat_ms: u32::try_from(self.config.mesh.heartbeat.as_millis()).unwrap_or(u32::MAX),
+        };
+        let mut probes = crate::mesh::route::base_probes(self);
+        probes.extend(extra);
+        running.add_task(tokio::spawn(crate::mesh::node::run(
+            self.clone(),
+            base,
+            role,
+        )));
+        running.add_task(tokio::spawn(crate::mesh::route::run(
+            self.clone(),
+            node_id.clone(),
+            probes,
+            self.route_gauge.clone(),
+        )));
+        Ok(node_id)
     }
 
     /// Sets `vaultmesh_db_pool_size{state=max|open|idle|in_use|waiting}` from the pool.

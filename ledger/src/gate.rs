@@ -120,12 +120,14 @@ pub trait GatePolicy: Send + Sync {
 
 const ALL_SERVICES: &[Service] = &[Service::Portal, Service::Guardian, Service::Oracle];
 
-/// Scrolls only the mesh's own services write (SPEC §6, §13): the guardian's events and
-/// federation evidence, the read audit, and governance (adoptions, emergencies, violations —
+/// Scrolls only the mesh's own services write (SPEC §6, §13): the guardian's events,
+/// federation evidence and psi phases, mesh health (any service), the read audit, and governance (adoptions, emergencies, violations —
 /// any service).
-pub const SERVICE_SCROLLS: [(&str, &[Service]); 4] = [
+pub const SERVICE_SCROLLS: [(&str, &[Service]); 6] = [
     ("guardian", &[Service::Guardian]),
     ("federation", &[Service::Guardian]),
+    ("mesh", ALL_SERVICES),
+    ("psi", &[Service::Guardian]),
     ("access", &[Service::Portal]),
     ("governance", ALL_SERVICES),
 ];
@@ -141,9 +143,9 @@ pub const RESERVED_TYPES: [(&str, &[Service]); 21] = [
     ("federation_discrepancy_acknowledged", &[Service::Guardian]),
     ("witness_cosigned", &[Service::Guardian]),
     ("phase_changed", &[Service::Guardian]),
-    ("transmutation_opened", ALL_SERVICES),
-    ("transmutation_completed", ALL_SERVICES),
-    ("transmutation_abandoned", ALL_SERVICES),
+    ("transmutation_opened", &[Service::Guardian]),
+    ("transmutation_completed", &[Service::Guardian]),
+    ("transmutation_abandoned", &[Service::Guardian]),
     ("node_joined", ALL_SERVICES),
     ("node_departed", ALL_SERVICES),
     ("route_state_changed", ALL_SERVICES),
@@ -566,4 +568,40 @@ mod tests {
         assert_eq!(joined, Some(3));
         assert!(Admitted::join(vec![a, c]).is_none());
     }
+}
+
+/// Why a service's own receipt was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceAppendError {
+    /// The type or payload is not a valid receipt.
+    #[error(transparent)]
+    Receipt(#[from] crate::receipt::ReceiptError),
+    /// The gate (or the constitution, or a freeze) refused it.
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Writes one receipt of `kind` to `scroll` as `service`, through `gate`: the path every
+/// service's own evidence (mesh, psi) takes.
+pub async fn append_service_receipt(
+    store: &crate::store::Store,
+    gate: &AppendGate,
+    service: Service,
+    scroll: &str,
+    kind: &str,
+    payload: serde_json::Value,
+) -> Result<(), ServiceAppendError> {
+    let writer = Writer::Service(service);
+    let item = NewReceipt {
+        draft: crate::receipt::ReceiptDraft::new(kind, payload)?,
+        submitter: writer.submitter().to_string(),
+        idempotency_key: None,
+        request_hash: None,
+    };
+    let admitted = gate.admit(&writer, scroll, vec![item])?;
+    store.append_receipts(admitted, true).await?;
+    Ok(())
 }

@@ -20,6 +20,7 @@ pub mod hash;
 pub mod http_guard;
 pub mod jcs;
 pub mod merkle;
+pub mod mesh;
 pub mod metrics;
 pub mod note;
 pub mod proofchain;

@@ -121,6 +121,24 @@ pub async fn start_with(
         llm,
     });
     oracle.refresh_document_count().await;
-    ctx.serve_counted(routes::routes(oracle), Some(routes::table()), None)
-        .await
+    let probes = match &oracle.llm {
+        Some(_) => {
+            let o = oracle.clone();
+            vec![ledger::mesh::route::Probe::new("llm", move || {
+                let o = o.clone();
+                async move {
+                    match &o.llm {
+                        Some(llm) => llm.probe().await,
+                        None => Ok(()),
+                    }
+                }
+            })]
+        }
+        None => Vec::new(),
+    };
+    let mut running = ctx
+        .serve_counted(routes::routes(oracle), Some(routes::table()), None)
+        .await?;
+    ctx.join_mesh(&mut running, Arc::new(|| "oracle".into()), probes)?;
+    Ok(running)
 }

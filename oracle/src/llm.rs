@@ -84,6 +84,17 @@ impl Llm {
         })
     }
 
+    /// Whether the endpoint answers at all (any status below 500 to a GET): the oracle's
+    /// `llm` route probe, which never sends a question.
+    pub async fn probe(&self) -> Result<(), String> {
+        match self.http.get(&self.url).send().await {
+            Ok(r) if r.status().is_server_error() => Err(format!("HTTP {}", r.status())),
+            Ok(_) => Ok(()),
+            Err(e) if e.is_timeout() => Err("timeout".into()),
+            Err(e) => Err(format!("unreachable: {e}")),
+        }
+    }
+
     /// The LLM's answer if it validates; otherwise counts the failure and returns it.
     pub async fn answer(
         &self,

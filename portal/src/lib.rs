@@ -65,5 +65,10 @@ pub async fn start_with(
         )
         .await?;
     running.add_task(audit);
+    ctx.join_mesh(
+        &mut running,
+        std::sync::Arc::new(|| "api".into()),
+        Vec::new(),
+    )?;
     Ok(running)
 }

@@ -347,6 +347,30 @@ const OPS: &[Op] = &[
         ok: &[(200, Reply::Json("EmergencyState"))],
         errors: &[409],
     },
+    Op {
+        method: "get",
+        path: "/v1/mesh/nodes",
+        id: "listMeshNodes",
+        summary: "Every registered mesh node (service process) with its health, role, addresses and last heartbeat",
+        access: Access::Reader,
+        body: None,
+        query: &[],
+        idempotency_key: false,
+        ok: &[(200, Reply::Json("MeshNodes"))],
+        errors: &[],
+    },
+    Op {
+        method: "get",
+        path: "/v1/mesh/routes",
+        id: "listMeshRoutes",
+        summary: "Every route (a node's dependency: postgres, redis, sinks, witnesses, remote meshes, the LLM) with its last probed state",
+        access: Access::Reader,
+        body: None,
+        query: &[],
+        idempotency_key: false,
+        ok: &[(200, Reply::Json("MeshRoutes"))],
+        errors: &[],
+    },
 ];
 
 /// The portal's routes (method, path template): the same table the listener uses to answer
@@ -747,6 +771,18 @@ fn schemas(opts: &PortalArgs) -> Value {
                            "properties": {"active": {"type": "boolean"}, "reason": {"type": "string"},
                                           "raised_by": {"type": "string"}, "lifted_by": {"type": "string"},
                                           "since": {"type": "string"}, "receipt": {"type": "object"}}},
+        "MeshNodes": {"type": "object", "additionalProperties": false, "required": ["healthy", "nodes"],
+                      "properties": {"healthy": safe, "nodes": {"type": "array", "items": {
+                          "type": "object", "required": ["node_id", "service", "healthy", "status", "last_seen"],
+                          "properties": {"node_id": {"type": "string"}, "service": {"type": "string"},
+                                         "healthy": {"type": "boolean"},
+                                         "status": {"enum": ["healthy", "unhealthy", "departed", "left"]},
+                                         "last_seen": {"type": "string"}}}}}},
+        "MeshRoutes": {"type": "object", "additionalProperties": false, "required": ["unhealthy", "routes"],
+                       "properties": {"unhealthy": safe, "routes": {"type": "array", "items": {
+                           "type": "object", "required": ["route_id", "node_id", "target", "healthy"],
+                           "properties": {"route_id": {"type": "string"}, "node_id": {"type": "string"},
+                                          "target": {"type": "string"}, "healthy": {"type": "boolean"}}}}}},
     }));
     let mut all = Map::new();
     for g in groups {

@@ -53,6 +53,19 @@ pub async fn spawn_at(
     api: SocketAddr,
     extra: &[String],
 ) -> Service {
+    spawn_with_redis(name, db, dir, mesh, api, &redis_url(), extra).await
+}
+
+/// [`spawn_at`] with its own Redis URL.
+pub async fn spawn_with_redis(
+    name: &str,
+    db: &TestDb,
+    dir: &Path,
+    mesh: &str,
+    api: SocketAddr,
+    redis: &str,
+    extra: &[String],
+) -> Service {
     let metrics = closed_port().await;
     let log = std::fs::File::create(dir.join(format!("{name}.log")))
         .unwrap_or_else(|e| panic!("log file: {e}"));
@@ -62,7 +75,7 @@ pub async fn spawn_at(
         .args(["--api-addr", &api.to_string()])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
         .args(["--database-url", &db.url(role)])
-        .args(["--redis-url", &redis_url()])
+        .args(["--redis-url", redis])
         .args(["--mesh-id", mesh])
         .args(["--log", "warn"])
         .args(extra)
@@ -256,4 +269,63 @@ pub async fn stop_script(up: &mut Child, what: &str) {
         .unwrap_or_else(|_| panic!("{what} did not stop"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(status.success(), "{what} exit: {status}");
+}
+
+/// The text of a service's `/metrics`.
+pub async fn scrape(service: &Service) -> String {
+    let url = format!("http://127.0.0.1:{}/metrics", service.metrics);
+    let resp = reqwest::get(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    resp.text().await.unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// The value of the sample of `name` whose label set is exactly `labels` (as written in the
+/// exposition format, e.g. `node_id="portal-a"`), if exported.
+pub fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The repository's alert rules with `edits` applied (each `(from, to)` must match exactly
+/// once: a test may shorten `for:` durations, range windows and time thresholds, never what
+/// an expression means), written to `dir/rules/vaultmesh-alerts.yaml`; returns the directory.
+pub fn shortened_rules(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text =
+        std::fs::read_to_string(repo().join("ops/prometheus/rules/vaultmesh-alerts.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    for (from, to) in edits {
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "rule edit {from:?} must match once"
+        );
+        text = text.replace(from, to);
+    }
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(rules.join("vaultmesh-alerts.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    rules
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `secs` seconds.
+pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -10,9 +10,17 @@ use serde_json::{json, Value};
 pub const MAX_REASON_CHARS: usize = 1000;
 
 /// Scrolls the mesh's services keep writing during a freeze: governance itself, the read
-/// audit, and the guardian's anchoring events. Oracle answers land in client scrolls and are
+/// audit, the guardian's anchoring events, federation evidence, mesh health and psi phases
+/// (an emergency is itself a psi condition). Oracle answers land in client scrolls and are
 /// refused like client writes.
-pub const WRITABLE_WHEN_FROZEN: [&str; 4] = ["governance", "access", "guardian", "federation"];
+pub const WRITABLE_WHEN_FROZEN: [&str; 6] = [
+    "governance",
+    "access",
+    "guardian",
+    "federation",
+    "mesh",
+    "psi",
+];
 
 /// A raised emergency, as its receipt records it.
 #[derive(Debug, Clone, PartialEq, Eq)]

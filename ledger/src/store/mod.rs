@@ -8,7 +8,9 @@ mod checkpoints;
 mod corpus;
 mod db_role;
 mod governance;
+mod mesh;
 mod migrate;
+mod psi;
 mod receipts;
 mod scrolls;
 mod timeouts;
@@ -26,7 +28,9 @@ pub use governance::{
     governance_marker_of, GovernanceChangeLock, GOVERNANCE_CHANNEL, GOVERNANCE_MARKER_SQL,
     STATE_TYPES,
 };
+pub use mesh::{NodeHeartbeat, NodeRow, RouteRow};
 pub use migrate::{migrate, MIGRATIONS_DIGEST};
+pub use psi::{PsiCondition, PsiState, Transmutation};
 pub use receipts::{AppendOutcome, NewReceipt, StoredReceipt};
 pub use scrolls::ScrollInfo;
 pub use timeouts::{

@@ -258,6 +258,7 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         })
         .boxed();
     let governance = governance_routes(p.clone());
+    let mesh = mesh_routes(p.clone());
     let vkey = warp::path!("v1" / "keys" / "guardian")
         .and(warp::get())
         .and(with(p))
@@ -299,7 +300,36 @@ pub fn routes(p: Portal) -> BoxedFilter<(Response,)> {
         .unify()
         .or(governance)
         .unify()
+        .or(mesh)
+        .unify()
         .boxed()
+}
+
+/// `GET /v1/mesh/nodes` and `GET /v1/mesh/routes` (handlers in `ledger::mesh::api`).
+fn mesh_routes(p: Arc<Portal>) -> BoxedFilter<(Response,)> {
+    let nodes = warp::path!("v1" / "mesh" / "nodes")
+        .and(warp::get())
+        .and(with(p.clone()))
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|p: Arc<Portal>, auth: Option<String>| {
+            observe("GET", "/v1/mesh/nodes", async move {
+                let v = ledger::mesh::api::nodes(&p.ctx.store, &p.auth, auth.as_deref()).await?;
+                Ok(json_reply(StatusCode::OK, &v))
+            })
+        })
+        .boxed();
+    let routes = warp::path!("v1" / "mesh" / "routes")
+        .and(warp::get())
+        .and(with(p))
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|p: Arc<Portal>, auth: Option<String>| {
+            observe("GET", "/v1/mesh/routes", async move {
+                let v = ledger::mesh::api::routes(&p.ctx.store, &p.auth, auth.as_deref()).await?;
+                Ok(json_reply(StatusCode::OK, &v))
+            })
+        })
+        .boxed();
+    nodes.or(routes).unify().boxed()
 }
 
 /// The governance API (shared with the guardian; handlers in `ledger::governance::routes`).

@@ -1,0 +1,95 @@
+//! The leading guardian's view of the mesh's nodes: it exports
+//! `vaultmesh_mesh_node_healthy{node_id}` and `vaultmesh_mesh_node_last_seen_timestamp{node_id}`
+//! for every registered node (a silent node's last-seen stays exported, so `NodeDown` can
+//! fire, until the retention passes; a node that stopped on purpose is retired at once), and
+//! announces joins and departures as `node_joined` / `node_departed` receipts in `mesh`
+//! (receipt first, then the row, so no change goes unreceipted).
+
+use crate::anchor::append_receipt;
+use crate::metrics::{NODE_HEALTHY, NODE_LAST_SEEN};
+use ledger::mesh::MESH_SCROLL;
+use ledger::store::{NodeRow, Store};
+use serde_json::json;
+use std::time::Duration;
+
+/// What the guardian should announce about `n`, if anything: `(receipt type, new state,
+/// reason)`.
+pub fn announcement(
+    n: &NodeRow,
+    departure: Duration,
+) -> Option<(&'static str, &'static str, &'static str)> {
+    let silent = n.silence_ms() > i64::try_from(departure.as_millis()).unwrap_or(i64::MAX);
+    let present = n.left_at.is_none() && !silent;
+    match (n.announced.as_deref(), present) {
+        (Some("joined"), false) if n.left_at.is_some() => {
+            Some(("node_departed", "departed", "left"))
+        }
+        (Some("joined"), false) => Some(("node_departed", "departed", "silent")),
+        (Some("joined"), true) => None,
+        (_, true) => Some(("node_joined", "joined", "heartbeat")),
+        (_, false) => None,
+    }
+}
+
+/// Whether `n` is down: announced departed after falling silent (not stopped on purpose),
+/// within the retention.
+pub fn is_down(n: &NodeRow, retention: Duration) -> bool {
+    n.announced.as_deref() == Some("departed")
+        && n.left_at.is_none()
+        && n.silence_ms() <= i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// One pass as leader over `nodes`: metrics, then announcements.
+pub async fn pass(
+    store: &Store,
+    gate: &ledger::gate::AppendGate,
+    nodes: &[NodeRow],
+    departure: Duration,
+    retention: Duration,
+) {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    for n in nodes {
+        if n.left_at.is_some() || n.silence_ms() > retention_ms {
+            let _ = NODE_HEALTHY.remove_label_values(&[&n.node_id]);
+            let _ = NODE_LAST_SEEN.remove_label_values(&[&n.node_id]);
+        } else {
+            NODE_HEALTHY
+                .with_label_values(&[&n.node_id])
+                .set(if n.healthy() { 1.0 } else { 0.0 });
+            NODE_LAST_SEEN
+                .with_label_values(&[&n.node_id])
+                .set(n.last_seen.timestamp_millis() as f64 / 1000.0);
+        }
+        let Some((kind, state, reason)) = announcement(n, departure) else {
+            continue;
+        };
+        let payload = json!({
+            "node_id": n.node_id,
+            "service": n.service,
+            "instance": n.instance,
+            "role": n.role,
+            "version": n.version,
+            "api_addr": n.api_addr,
+            "started_at": n.started_at,
+            "last_seen": n.last_seen,
+            "reason": reason,
+        });
+        if let Err(e) = append_receipt(store, gate, MESH_SCROLL, kind, payload).await {
+            tracing::warn!(node = %n.node_id, error = %e, "{kind} not receipted; retried");
+            continue;
+        }
+        match store
+            .announce_node(&n.node_id, n.announced.as_deref(), state)
+            .await
+        {
+            Ok(_) => tracing::info!(node = %n.node_id, reason, "{kind}"),
+            Err(e) => tracing::warn!(node = %n.node_id, error = %e, "announcement not stored"),
+        }
+    }
+}
+
+/// Retires every node series (this guardian no longer leads).
+pub fn retire_all() {
+    NODE_HEALTHY.reset();
+    NODE_LAST_SEEN.reset();
+}
