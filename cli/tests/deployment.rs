@@ -49,9 +49,11 @@ fn env_names(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The Kubernetes manifests: ops/k8s and the optional Alertmanager beside its config.
 fn manifests() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(ops("k8s"))
-        .unwrap_or_else(|e| panic!("{e}"))
+    let mut files: Vec<PathBuf> = ["k8s", "alertmanager"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(ops(d)).unwrap_or_else(|e| panic!("{e}")))
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
@@ -260,11 +262,11 @@ fn kubernetes_manifests_validate_and_fit_the_services() {
         &args[..4],
         ["vaultmesh", "constitution", "adopt", "--if-newer"]
     );
-    // kustomization.yaml lists every manifest.
-    let kustomization =
-        std::fs::read_to_string(ops("k8s/kustomization.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    // The kustomization.yaml beside each manifest lists it.
     for f in &files {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let kustomization = std::fs::read_to_string(f.with_file_name("kustomization.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(
             kustomization.contains(&format!("  - {name}\n")),
             "{name} not in kustomization"

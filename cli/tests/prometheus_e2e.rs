@@ -72,6 +72,8 @@ fn metric_labels(name: &str) -> &'static [&'static str] {
         "vaultmesh_guardian_proofchain_root_info" => &["scroll", "root_hash"],
         "vaultmesh_oracle_llm_errors_total" => &["reason"],
         "vaultmesh_mesh_node_healthy" => &["node_id"],
+        "vaultmesh_mesh_route_healthy" => &["route_id"],
+        "vaultmesh_psi_phase_duration_seconds" => &["phase"],
         n if n.ends_with("_bucket") => &["le"],
         _ => &[],
     }
@@ -454,6 +456,18 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
     .await;
     assert_eq!(s, 201, "{v}");
 
+    // A transmutation in progress, for the Mesh dashboard's transmutation panels.
+    let (s, v) = call(
+        guardian.api,
+        "POST",
+        "/v1/psi/transmutations",
+        Some(&t.admin),
+        &[],
+        r#"{"description":"e2e: rehearse the restore runbook"}"#,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+
     // Two checkpoints of one size with two roots, both validly signed by mesh-r: the second
     // is refused (422), raised as a fork, and `FederationDiscrepancy` fires naming both labels.
     for (root, status) in [([1u8; 32], 200), ([2u8; 32], 422)] {
@@ -518,7 +532,7 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect::<Vec<_>>();
-    assert_eq!(dashboards.len(), 4, "{dashboards:?}");
+    assert_eq!(dashboards.len(), 5, "{dashboards:?}");
     let mut evaluated = 0;
     for file in &dashboards {
         let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{e}"));

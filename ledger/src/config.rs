@@ -127,6 +127,11 @@ pub struct CommonArgs {
         value_name = "SECS"
     )]
     pub emergency_retry_after_secs: Option<u64>,
+    /// Whether this process is a mesh node: registers and heartbeats, probes its routes and
+    /// receipts their changes. Turn it off only for one-off processes and isolated tests.
+    /// [default: true]
+    #[arg(long, env = "VAULTMESH_MESH_NODE", value_name = "BOOL")]
+    pub mesh_node: Option<bool>,
     /// The instance part of this process's mesh node id (`<service>-<instance>`); keep it
     /// stable across restarts so a restarted process is the same node. [default: host name
     /// and API port]
@@ -188,6 +193,8 @@ pub struct CommonFile {
     pub governance_window_secs: Option<u64>,
     /// See [`CommonArgs::emergency_retry_after_secs`].
     pub emergency_retry_after_secs: Option<u64>,
+    /// See [`CommonArgs::mesh_node`].
+    pub mesh_node: Option<bool>,
     /// See [`CommonArgs::node_instance`].
     pub node_instance: Option<String>,
     /// See [`CommonArgs::heartbeat_ms`].
@@ -376,6 +383,7 @@ impl CommonArgs {
                     .max(1),
             },
             mesh: crate::mesh::MeshSettings {
+                enabled: self.mesh_node.or(file.mesh_node).unwrap_or(true),
                 instance: self.node_instance.clone().or(file.node_instance),
                 heartbeat: Duration::from_millis(
                     self.heartbeat_ms

@@ -155,13 +155,16 @@ impl ServiceContext {
 
     /// Makes this process a mesh node: registers it, then heartbeats (reporting `role`) and
     /// probes its routes (Postgres, Redis when configured, and `extra`) as tasks of
-    /// `running`, until the stop signal. Returns the node id.
+    /// `running`, until the stop signal. Returns the node id (`None` when `--mesh-node false`).
     pub fn join_mesh(
         &self,
         running: &mut RunningService,
         role: crate::mesh::node::RoleFn,
         extra: Vec<crate::mesh::route::Probe>,
-    ) -> Result<String, StartError> {
+    ) -> Result<Option<String>, StartError> {
+        if !self.config.mesh.enabled {
+            return Ok(None);
+        }
         let instance = match &self.config.mesh.instance {
             Some(i) if crate::mesh::valid_instance(i) => i.clone(),
             Some(i) => {
@@ -199,7 +202,7 @@ impl ServiceContext {
             probes,
             self.route_gauge.clone(),
         )));
-        Ok(node_id)
+        Ok(Some(node_id))
     }
 
     /// Sets `vaultmesh_db_pool_size{state=max|open|idle|in_use|waiting}` from the pool.

@@ -262,7 +262,7 @@ pub fn redis_url() -> String {
     std::env::var("VAULTMESH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// A service configuration on ephemeral ports against `database_url`.
+/// A service configuration on ephemeral ports against `database_url`, not a mesh node.
 pub fn service_config(database_url: &str) -> crate::config::CommonConfig {
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let args = crate::config::CommonArgs {
@@ -270,6 +270,9 @@ pub fn service_config(database_url: &str) -> crate::config::CommonConfig {
         redis_url: Some(redis_url()),
         mesh_id: Some("vaultmesh-test".into()),
         shutdown_grace_secs: Some(5),
+        // Tests of one service run without mesh heartbeats and probes, whose background
+        // writes would disturb what they count; the mesh has its own tests.
+        mesh_node: Some(false),
         ..Default::default()
     };
     args.resolve(

@@ -150,6 +150,16 @@ vm_ensure_prometheus() {
     fi
 }
 
+vm_ensure_alertmanager() {
+    command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 && return 0
+    vm_log "installing prometheus-alertmanager with apt-get"
+    vm_as_root apt-get update -qq
+    vm_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus-alertmanager 2>/dev/null; then
+        vm_as_root systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true
+    fi
+}
+
 VM_SCHEMATHESIS_VERSION=${VM_SCHEMATHESIS_VERSION:-4.32.5}
 
 vm_ensure_python() {

@@ -63,6 +63,13 @@ async fn writers_cannot_write_service_scrolls_or_reserved_types() {
         ),
         ("federation", r#"{"type":"witness_note","payload":{}}"#),
         ("psi", r#"{"type":"phase_changed","payload":{}}"#),
+        ("psi", r#"{"type":"policy_reviewed","payload":{}}"#),
+        ("mesh", r#"{"type":"node_joined","payload":{}}"#),
+        ("mesh", r#"{"type":"route_checked","payload":{}}"#),
+        (
+            "observability",
+            r#"{"type":"route_state_changed","payload":{}}"#,
+        ),
     ];
     for token in [&writer, &admin] {
         for (scroll, body) in attempts {
@@ -97,7 +104,7 @@ async fn writers_cannot_write_service_scrolls_or_reserved_types() {
     let (s, b) = call(
         p.api_addr,
         "POST",
-        "/v1/scrolls/psi/receipts",
+        "/v1/scrolls/observability/receipts",
         Some(&writer),
         &[],
         r#"{"type":"policy_reviewed","payload":{}}"#,

@@ -15,6 +15,8 @@ pub const MESH_SCROLL: &str = "mesh";
 /// How a node heartbeats and probes.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MeshSettings {
+    /// Whether this process is a node at all.
+    pub enabled: bool,
     /// The instance part of the node id (`<service>-<instance>`); host and API port if unset.
     pub instance: Option<String>,
     /// Time between heartbeats.
@@ -28,6 +30,7 @@ pub struct MeshSettings {
 impl Default for MeshSettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             instance: None,
             heartbeat: Duration::from_secs(5),
             probe_interval: Duration::from_secs(5),

@@ -1,7 +1,8 @@
 //! Routes: the dependencies a node relies on, probed every interval. Each route's state is
 //! exported as `vaultmesh_mesh_route_healthy{route_id}` (`<node>-><target>`) by the node
 //! itself, stored in `mesh_routes`, and every change (including one seen while Postgres was
-//! down, written once it is back) is a `route_state_changed` receipt in `mesh`.
+//! down, written once it is back, and a route first seen unhealthy) is a
+//! `route_state_changed` receipt in `mesh`.
 
 use super::MESH_SCROLL;
 use crate::context::ServiceContext;
@@ -118,7 +119,9 @@ pub async fn run(ctx: ServiceContext, node_id: String, probes: Vec<Probe>, gauge
         }
         for (target, healthy, detail) in &results {
             let previous = known.insert(target.clone(), *healthy);
-            if previous != Some(*healthy) {
+            // A change, or a route first seen unhealthy (one first seen healthy is the normal
+            // case: stored, not receipted).
+            if previous.is_some_and(|p| p != *healthy) || (previous.is_none() && !*healthy) {
                 if *healthy {
                     tracing::info!(node = %node_id, target = %target, "route healthy");
                 } else {
