@@ -20,11 +20,13 @@ CREATE TABLE mesh_nodes (
     left_at       timestamptz,
     announced     text CHECK (announced IN ('joined', 'departed')),
     announced_at  timestamptz,
+    removed_at    timestamptz,
+    removed_by    text,
     CHECK (node_id = service || '-' || instance)
 );
 
 -- A node's own columns are written only by its service's role (or the owner); the guardian
--- may in addition set what it announced about any node.
+-- may in addition set what it announced about any node and an admin's removal of it.
 CREATE FUNCTION vaultmesh_mesh_node_owner() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.node_id = OLD.node_id AND NEW.service = OLD.service
@@ -45,11 +47,13 @@ BEGIN
             NEW.node_id, NEW.service));
     END IF;
     IF TG_OP = 'UPDATE' AND (NEW.announced IS DISTINCT FROM OLD.announced
-        OR NEW.announced_at IS DISTINCT FROM OLD.announced_at)
+        OR NEW.announced_at IS DISTINCT FROM OLD.announced_at
+        OR NEW.removed_at IS DISTINCT FROM OLD.removed_at
+        OR NEW.removed_by IS DISTINCT FROM OLD.removed_by)
         AND NOT pg_has_role(current_user, 'vaultmesh_guardian', 'MEMBER') THEN
         PERFORM vaultmesh_refuse(format('only the guardian announces nodes (%s)', NEW.node_id));
     END IF;
-    IF TG_OP = 'INSERT' AND NEW.announced IS NOT NULL
+    IF TG_OP = 'INSERT' AND (NEW.announced IS NOT NULL OR NEW.removed_at IS NOT NULL)
         AND NOT pg_has_role(current_user, 'vaultmesh_guardian', 'MEMBER') THEN
         PERFORM vaultmesh_refuse(format('only the guardian announces nodes (%s)', NEW.node_id));
     END IF;

@@ -282,8 +282,9 @@ async fn nodes_register_fall_silent_depart_and_return() {
         .map(|(_, p)| p["to"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(phases, ["rubedo", "nigredo", "citrinitas", "rubedo"]);
-    // A node stopped on purpose leaves: departed with reason `left`, its series retired at
-    // once (not down), and no psi condition.
+    // A node stopped on purpose leaves: departed with reason `left`, not a psi condition, but
+    // its series stay exported (a stop is visible) until an admin removes it, which is a
+    // receipt too.
     let pid = oracle.child.id().unwrap_or_default();
     let ok = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -298,6 +299,38 @@ async fn nodes_register_fall_silent_depart_and_return() {
     })
     .await;
     assert_eq!(left.1["reason"], "left", "{left:?}");
+    let text = scrape(&guardian).await;
+    assert_eq!(
+        sample(
+            &text,
+            "vaultmesh_mesh_node_healthy",
+            "node_id=\"oracle-o1\""
+        ),
+        Some(0.0)
+    );
+    let admin = token(&db, Role::Admin).await;
+    let remove = |id: &'static str, key: String| {
+        let api = guardian.api;
+        async move {
+            call(
+                api,
+                "DELETE",
+                &format!("/v1/mesh/nodes/{id}"),
+                Some(&key),
+                &[],
+                "",
+            )
+            .await
+        }
+    };
+    let (s, v) = remove("oracle-o1", reader.clone()).await;
+    assert_eq!(s, 403, "admins only: {v}");
+    let (s, v) = remove("portal-a", admin.clone()).await;
+    assert_eq!(s, 409, "a healthy node is not removed: {v}");
+    let (s, v) = remove("nobody-x", admin.clone()).await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = remove("oracle-o1", admin.clone()).await;
+    assert_eq!(s, 200, "{v}");
     eventually("oracle-o1 retired", 10, || async {
         let text = scrape(&guardian).await;
         sample(
@@ -309,7 +342,18 @@ async fn nodes_register_fall_silent_depart_and_return() {
         .then_some(())
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let removed = receipts(&db, "mesh")
+        .await
+        .into_iter()
+        .find(|(k, _)| k == "node_removed")
+        .unwrap_or_else(|| panic!("no node_removed receipt"));
+    assert_eq!(removed.1["node_id"], "oracle-o1");
+    let (_, v) = call(portal.api, "GET", "/v1/mesh/nodes", Some(&reader), &[], "").await;
+    let o = v["nodes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["node_id"] == "oracle-o1").cloned())
+        .unwrap_or_default();
+    assert_eq!(o["status"], "removed", "{v}");
     let (_, v) = call(guardian.api, "GET", "/v1/psi", Some(&reader), &[], "").await;
     assert_eq!(v["phase"], "rubedo", "{v}");
     drop(portal);

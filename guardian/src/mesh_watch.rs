@@ -1,9 +1,10 @@
 //! The leading guardian's view of the mesh's nodes: it exports
 //! `vaultmesh_mesh_node_healthy{node_id}` and `vaultmesh_mesh_node_last_seen_timestamp{node_id}`
-//! for every registered node (a silent node's last-seen stays exported, so `NodeDown` can
-//! fire, until the retention passes; a node that stopped on purpose is retired at once), and
+//! for every registered node (a node that stopped, silently or on purpose, keeps its last-seen
+//! exported, so `NodeDown` can fire, until an admin removes it or the retention passes), and
 //! announces joins and departures as `node_joined` / `node_departed` receipts in `mesh`
-//! (receipt first, then the row, so no change goes unreceipted).
+//! (receipt first, then the row, so no change goes unreceipted); an admin's removal is a
+//! `node_removed` receipt ([`remove`]).
 
 use crate::anchor::append_receipt;
 use crate::metrics::{NODE_HEALTHY, NODE_LAST_SEEN};
@@ -32,11 +33,65 @@ pub fn announcement(
 }
 
 /// Whether `n` is down: announced departed after falling silent (not stopped on purpose),
-/// within the retention.
+/// not removed, within the retention.
 pub fn is_down(n: &NodeRow, retention: Duration) -> bool {
     n.announced.as_deref() == Some("departed")
         && n.left_at.is_none()
+        && !n.removed()
         && n.silence_ms() <= i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Why an admin's removal of a node was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    /// No node has this id.
+    #[error("node {0} is not registered")]
+    Unknown(String),
+    /// The node heartbeats and is healthy: it would be back at its next heartbeat.
+    #[error("node {0} is healthy; stop it before removing it")]
+    Alive(String),
+    /// The receipt or the store failed.
+    #[error(transparent)]
+    Ledger(#[from] crate::error::GuardianError),
+}
+
+/// Removes node `node_id` for admin key `by`: the `node_removed` receipt first, then the row.
+/// Its series are retired at the next pass; if it heartbeats again it joins again.
+pub async fn remove(
+    store: &Store,
+    gate: &ledger::gate::AppendGate,
+    node_id: &str,
+    by: &str,
+) -> Result<NodeRow, RemoveError> {
+    let nodes = store
+        .nodes()
+        .await
+        .map_err(crate::error::GuardianError::from)?;
+    let Some(n) = nodes.into_iter().find(|n| n.node_id == node_id) else {
+        return Err(RemoveError::Unknown(node_id.to_string()));
+    };
+    if n.healthy() {
+        return Err(RemoveError::Alive(node_id.to_string()));
+    }
+    append_receipt(
+        store,
+        gate,
+        MESH_SCROLL,
+        "node_removed",
+        json!({
+            "node_id": n.node_id,
+            "service": n.service,
+            "last_seen": n.last_seen,
+            "left_at": n.left_at,
+            "removed_by": by,
+        }),
+    )
+    .await?;
+    store
+        .mark_node_removed(node_id, by)
+        .await
+        .map_err(crate::error::GuardianError::from)?;
+    Ok(n)
 }
 
 /// One pass as leader over `nodes`: metrics, then announcements.
@@ -49,7 +104,7 @@ pub async fn pass(
 ) {
     let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     for n in nodes {
-        if n.left_at.is_some() || n.silence_ms() > retention_ms {
+        if n.removed() || n.silence_ms() > retention_ms {
             let _ = NODE_HEALTHY.remove_label_values(&[&n.node_id]);
             let _ = NODE_LAST_SEEN.remove_label_values(&[&n.node_id]);
         } else {

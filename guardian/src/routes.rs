@@ -31,6 +31,7 @@ pub fn table() -> ledger::http_guard::RouteTable {
         ("POST", "/v1/psi/transmutations/{id}/abandon"),
     ])
     .with(ledger::mesh::api::ROUTES)
+    .with([ledger::mesh::api::REMOVE_ROUTE])
     .with(ledger::governance::routes::ROUTES)
 }
 
@@ -321,6 +322,17 @@ fn psi_routes(
                 }
             })
         });
+    let remove = warp::path!("v1" / "mesh" / "nodes" / String)
+        .and(warp::delete())
+        .and(with.clone())
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|node_id: String, g: Arc<Guardian>, auth: Option<String>| {
+            observed("DELETE", "/v1/mesh/nodes/{node_id}", async move {
+                remove_node(&g, auth, &node_id)
+                    .await
+                    .unwrap_or_else(|e| e.response())
+            })
+        });
     let routes = warp::path!("v1" / "mesh" / "routes")
         .and(warp::get())
         .and(with)
@@ -343,6 +355,33 @@ fn psi_routes(
         .unify()
         .or(routes)
         .unify()
+        .or(remove)
+        .unify()
+}
+
+/// `DELETE /v1/mesh/nodes/{node_id}` (admin): retires a stopped node's series for good.
+async fn remove_node(
+    g: &Guardian,
+    auth: Option<String>,
+    node_id: &str,
+) -> Result<Response, ApiError> {
+    use crate::mesh_watch::RemoveError;
+    let key = match require_admin(g, auth).await {
+        Ok(k) => k,
+        Err(r) => return Ok(r),
+    };
+    match crate::mesh_watch::remove(&g.ctx.store, &g.ctx.gate(), node_id, &key.id).await {
+        Ok(n) => Ok(
+            warp::reply::json(&json!({"removed": n.node_id, "removed_by": key.id})).into_response(),
+        ),
+        Err(e @ RemoveError::Unknown(_)) => Err(ApiError::not_found("unknown_node", e.to_string())),
+        Err(e @ RemoveError::Alive(_)) => Err(ApiError::Conflict {
+            code: "node_alive",
+            message: e.to_string(),
+        }),
+        Err(RemoveError::Ledger(GuardianError::Gate(refusal))) => Err(ApiError::from(refusal)),
+        Err(RemoveError::Ledger(e)) => Err(ApiError::Unavailable(format!("removing a node: {e}"))),
+    }
 }
 
 async fn psi_report(g: &Guardian, auth: Option<String>) -> Result<Response, ApiError> {

@@ -169,11 +169,18 @@ impl ServiceContext {
             Some(i) if crate::mesh::valid_instance(i) => i.clone(),
             Some(i) => {
                 return Err(std::io::Error::other(format!(
-                    "node instance {i:?}: 1 to 200 printable ASCII characters without spaces"
+                    "node instance {i:?}: 1 to 200 ASCII letters, digits and -._:@"
                 ))
                 .into())
             }
-            None => format!("{}:{}", crate::mesh::host_name(), running.api_addr.port()),
+            None => {
+                let host: String = crate::mesh::host_name()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || "-._".contains(*c))
+                    .take(180)
+                    .collect();
+                format!("{host}:{}", running.api_addr.port())
+            }
         };
         let node_id = format!("{}-{instance}", self.name);
         let base = crate::store::NodeHeartbeat {

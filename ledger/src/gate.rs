@@ -133,7 +133,7 @@ pub const SERVICE_SCROLLS: [(&str, &[Service]); 6] = [
 ];
 
 /// Receipt types reserved to the services that own them (SPEC §5, §13), wherever written.
-pub const RESERVED_TYPES: [(&str, &[Service]); 21] = [
+pub const RESERVED_TYPES: [(&str, &[Service]); 22] = [
     ("oracle_answer", &[Service::Oracle]),
     ("anchor_success", &[Service::Guardian]),
     ("anchor_failure", &[Service::Guardian]),
@@ -148,6 +148,7 @@ pub const RESERVED_TYPES: [(&str, &[Service]); 21] = [
     ("transmutation_abandoned", &[Service::Guardian]),
     ("node_joined", ALL_SERVICES),
     ("node_departed", ALL_SERVICES),
+    ("node_removed", &[Service::Guardian]),
     ("route_state_changed", ALL_SERVICES),
     ("constitution_adopted", ALL_SERVICES),
     ("constitutional_violation", ALL_SERVICES),

@@ -776,7 +776,7 @@ fn schemas(opts: &PortalArgs) -> Value {
                           "type": "object", "required": ["node_id", "service", "healthy", "status", "last_seen"],
                           "properties": {"node_id": {"type": "string"}, "service": {"type": "string"},
                                          "healthy": {"type": "boolean"},
-                                         "status": {"enum": ["healthy", "unhealthy", "departed", "left"]},
+                                         "status": {"enum": ["healthy", "unhealthy", "departed", "left", "removed"]},
                                          "last_seen": {"type": "string"}}}}}},
         "MeshRoutes": {"type": "object", "additionalProperties": false, "required": ["unhealthy", "routes"],
                        "properties": {"unhealthy": safe, "routes": {"type": "array", "items": {

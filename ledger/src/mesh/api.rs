@@ -9,10 +9,16 @@ use serde_json::{json, Value};
 /// The routes this module answers, for the services' route tables.
 pub const ROUTES: [(&str, &str); 2] = [("GET", "/v1/mesh/nodes"), ("GET", "/v1/mesh/routes")];
 
+/// The guardian's admin route that removes a node for good.
+pub const REMOVE_ROUTE: (&str, &str) = ("DELETE", "/v1/mesh/nodes/{node_id}");
+
 /// A node's status as listed: `healthy`, `unhealthy` (silent or not ready), `departed`
-/// (silent long enough for the guardian to announce it) or `left` (stopped on purpose).
+/// (silent long enough for the guardian to announce it), `left` (stopped on purpose) or
+/// `removed` (by an admin, and silent since).
 pub fn status(n: &NodeRow) -> &'static str {
-    if n.left_at.is_some() {
+    if n.removed() {
+        "removed"
+    } else if n.left_at.is_some() {
         "left"
     } else if n.healthy() {
         "healthy"
@@ -41,6 +47,8 @@ fn node_json(n: &NodeRow) -> Value {
         "healthy": n.healthy(),
         "status": status(n),
         "left_at": n.left_at,
+        "removed_at": n.removed_at,
+        "removed_by": n.removed_by,
     })
 }
 

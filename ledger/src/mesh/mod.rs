@@ -55,7 +55,11 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Whether `instance` can name a node: 1 to 200 printable ASCII characters without spaces.
+/// Whether `instance` can name a node (and sit in a URL path as it is): 1 to 200 ASCII
+/// letters, digits and `-._:@`.
 pub fn valid_instance(instance: &str) -> bool {
-    (1..=200).contains(&instance.len()) && instance.bytes().all(|b| b.is_ascii_graphic())
+    (1..=200).contains(&instance.len())
+        && instance
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:@".contains(&b))
 }

@@ -66,6 +66,10 @@ pub struct NodeRow {
     pub announced: Option<String>,
     /// When it did.
     pub announced_at: Option<DateTime<Utc>>,
+    /// When an admin removed it (it is removed while it has not heartbeated since).
+    pub removed_at: Option<DateTime<Utc>>,
+    /// The admin key that did.
+    pub removed_by: Option<String>,
     /// The database's clock when the row was read.
     #[serde(skip)]
     pub now: DateTime<Utc>,
@@ -75,6 +79,11 @@ impl NodeRow {
     /// Milliseconds since the last heartbeat.
     pub fn silence_ms(&self) -> i64 {
         (self.now - self.last_seen).num_milliseconds().max(0)
+    }
+
+    /// Removed by an admin and silent since.
+    pub fn removed(&self) -> bool {
+        self.removed_at.is_some_and(|r| self.last_seen <= r)
     }
 
     /// Heartbeating (within three intervals), ready, and not stopped.
@@ -106,7 +115,7 @@ pub struct RouteRow {
 
 const NODE_COLUMNS: &str = "node_id, service, instance, role, version, mesh_id, api_addr, \
     metrics_addr, started_at, last_seen, ready, heartbeat_ms, left_at, announced, announced_at, \
-    now()";
+    removed_at, removed_by, now()";
 
 fn node_row(r: &tokio_postgres::Row) -> Result<NodeRow, StoreError> {
     Ok(NodeRow {
@@ -125,7 +134,9 @@ fn node_row(r: &tokio_postgres::Row) -> Result<NodeRow, StoreError> {
         left_at: r.try_get(12)?,
         announced: r.try_get(13)?,
         announced_at: r.try_get(14)?,
-        now: r.try_get(15)?,
+        removed_at: r.try_get(15)?,
+        removed_by: r.try_get(16)?,
+        now: r.try_get(17)?,
     })
 }
 
@@ -213,6 +224,18 @@ impl Store {
                 "UPDATE mesh_nodes SET announced = $3, announced_at = now() \
                  WHERE node_id = $1 AND announced IS NOT DISTINCT FROM $2",
                 &[&node_id, &expected, &announced],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Records an admin's removal of node `node_id` by key `by`; false if there is no such node.
+    pub async fn mark_node_removed(&self, node_id: &str, by: &str) -> Result<bool, StoreError> {
+        let client = self.pool().get().await?;
+        let n = client
+            .execute(
+                "UPDATE mesh_nodes SET removed_at = now(), removed_by = $2 WHERE node_id = $1",
+                &[&node_id, &by],
             )
             .await?;
         Ok(n == 1)
