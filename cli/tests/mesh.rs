@@ -29,7 +29,7 @@ fn fast(instance: &str) -> Vec<String> {
     .to_vec()
 }
 
-/// The guardian's own options for these tests: departure after 2 s, psi every 100 ms, a 1 s
+/// The guardian's own options for these tests: departure after 2 s, psi every 100 ms, a 2 s
 /// quiet period.
 fn guardian_fast() -> Vec<String> {
     let mut v = fast("g1");
@@ -40,7 +40,7 @@ fn guardian_fast() -> Vec<String> {
             "--psi-interval-ms",
             "100",
             "--psi-quiet-secs",
-            "1",
+            "2",
         ]
         .map(String::from),
     );
@@ -426,12 +426,10 @@ async fn redis_stopped_makes_every_redis_route_unhealthy_and_the_alert_fire() {
         })
         .await;
     }
-    // One probe interval (200 ms) plus one probe's timeout (200 ms) and the scrape.
+    // One probe interval (200 ms) plus one probe's timeout (200 ms), and the three scrapes of
+    // this loop on a busy 2-core machine.
     let took = stopped.elapsed();
-    assert!(
-        took < std::time::Duration::from_millis(1500),
-        "took {took:?}"
-    );
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
     let firing = eventually("RouteUnhealthy for all three", 30, || async {
         let alerts: Vec<Value> = prom
             .alerts()
@@ -764,10 +762,8 @@ async fn a_divergence_walks_psi_through_every_phase() {
         &format!("transmutation_id=\"{id2}\"")
     )
     .is_some());
-    owner
-        .batch_execute(&tamper("\"ok\":false", "\"ok\":true"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    // Completed without repairing anything: probation's pass still finds the divergence, and
+    // the mesh is back in NIGREDO.
     let (s, v) = call(
         guardian.api,
         "POST",
@@ -777,10 +773,46 @@ async fn a_divergence_walks_psi_through_every_phase() {
         "",
     )
     .await;
+    assert_eq!(s, 200, "a bare POST completes: {v}");
+    wait_phase("nigredo", 0.0).await;
+    // A third transmutation, the repair, completion → CITRINITAS → RUBEDO.
+    let (s, t3) = call(
+        guardian.api,
+        "POST",
+        "/v1/psi/transmutations",
+        Some(&admin),
+        &[],
+        r#"{"description":"restore from the third backup"}"#,
+    )
+    .await;
+    assert_eq!(s, 201, "{t3}");
+    wait_phase("albedo", 1.0).await;
+    let id3 = t3["id"].as_i64().unwrap_or_default();
+    owner
+        .batch_execute(&tamper("\"ok\":false", "\"ok\":true"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (s, v) = call(
+        guardian.api,
+        "POST",
+        &format!("/v1/psi/transmutations/{id3}/complete"),
+        Some(&admin),
+        &[],
+        r#"{"note":"restored and verified"}"#,
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
+    // Probation: the divergence waits for a pass to confirm the repair (still listed,
+    // acknowledged), then the quiet period.
     let v = wait_phase("citrinitas", 2.0).await;
+    assert!(
+        v["open_conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|c| c["acknowledged"] == true)),
+        "{v}"
+    );
+    let v = wait_phase("rubedo", 3.0).await;
     assert_eq!(v["open_conditions"], serde_json::json!([]), "{v}");
-    wait_phase("rubedo", 3.0).await;
     let text = scrape(&guardian).await;
     assert_eq!(
         sample(
@@ -814,6 +846,11 @@ async fn a_divergence_walks_psi_through_every_phase() {
             "transmutation_opened",
             "->albedo",
             "transmutation_abandoned",
+            "->nigredo",
+            "transmutation_opened",
+            "->albedo",
+            "transmutation_completed",
+            "->citrinitas",
             "->nigredo",
             "transmutation_opened",
             "->albedo",

@@ -162,6 +162,7 @@ pub async fn start_with(
         epoch_lock: Mutex::new(()),
         psi_lock: Mutex::new(()),
         last_clean_pass: std::sync::Mutex::new(None),
+        last_pass: std::sync::Mutex::new(None),
         leading: leading.clone(),
         opts,
         ctx: ctx.clone(),

@@ -1,7 +1,8 @@
 //! The leading guardian's view of the mesh's nodes: it exports
 //! `vaultmesh_mesh_node_healthy{node_id}` and `vaultmesh_mesh_node_last_seen_timestamp{node_id}`
-//! for every registered node (a node that stopped, silently or on purpose, keeps its last-seen
-//! exported, so `NodeDown` can fire, until an admin removes it or the retention passes), and
+//! for every registered node (a silent node keeps its last-seen exported, so `NodeDown` can
+//! fire, until an admin removes it or the retention passes; one that stopped on purpose stays
+//! exported, unhealthy, for a short retention of its own), and
 //! announces joins and departures as `node_joined` / `node_departed` receipts in `mesh`
 //! (receipt first, then the row, so no change goes unreceipted); an admin's removal is a
 //! `node_removed` receipt ([`remove`]).
@@ -47,8 +48,8 @@ pub enum RemoveError {
     /// No node has this id.
     #[error("node {0} is not registered")]
     Unknown(String),
-    /// The node heartbeats and is healthy: it would be back at its next heartbeat.
-    #[error("node {0} is healthy; stop it before removing it")]
+    /// The node still heartbeats: it would be back at its next heartbeat.
+    #[error("node {0} still heartbeats; stop it before removing it")]
     Alive(String),
     /// The receipt or the store failed.
     #[error(transparent)]
@@ -70,7 +71,7 @@ pub async fn remove(
     let Some(n) = nodes.into_iter().find(|n| n.node_id == node_id) else {
         return Err(RemoveError::Unknown(node_id.to_string()));
     };
-    if n.healthy() {
+    if n.silence_ms() <= 3 * i64::from(n.heartbeat_ms) && n.left_at.is_none() {
         return Err(RemoveError::Alive(node_id.to_string()));
     }
     append_receipt(
@@ -94,17 +95,31 @@ pub async fn remove(
     Ok(n)
 }
 
+/// How long stopped nodes stay exported.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// A node that fell silent.
+    pub silent: Duration,
+    /// A node that stopped on purpose.
+    pub left: Duration,
+}
+
 /// One pass as leader over `nodes`: metrics, then announcements.
 pub async fn pass(
     store: &Store,
     gate: &ledger::gate::AppendGate,
     nodes: &[NodeRow],
     departure: Duration,
-    retention: Duration,
+    retention: Retention,
 ) {
-    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     for n in nodes {
-        if n.removed() || n.silence_ms() > retention_ms {
+        let kept = if n.left_at.is_some() {
+            retention.left
+        } else {
+            retention.silent
+        };
+        if n.removed() || n.silence_ms() > ms(kept) {
             let _ = NODE_HEALTHY.remove_label_values(&[&n.node_id]);
             let _ = NODE_LAST_SEEN.remove_label_values(&[&n.node_id]);
         } else {

@@ -99,10 +99,19 @@ pub struct GuardianArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub node_departure_secs: u64,
     /// Seconds a silent node's metrics stay exported (so `NodeDown` can fire) before they
-    /// are retired; a node that stopped on purpose is retired at once.
+    /// are retired, unless an admin removes the node first.
     #[arg(long, env = "VAULTMESH_NODE_RETENTION_SECS", default_value_t = 604_800,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub node_retention_secs: u64,
+    /// Seconds a node that stopped on purpose (SIGTERM) stays exported, unhealthy, before its
+    /// series are retired: long enough to be seen, shorter than `NodeUnhealthy`'s 5 minutes
+    /// so that rolling restarts do not page.
+    #[arg(
+        long,
+        env = "VAULTMESH_NODE_LEFT_RETENTION_SECS",
+        default_value_t = 120
+    )]
+    pub node_left_retention_secs: u64,
     /// Milliseconds between evaluations of the psi phase (and of the mesh's nodes).
     #[arg(long, env = "VAULTMESH_PSI_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(10..))]
@@ -134,6 +143,7 @@ impl Default for GuardianArgs {
             rollback_grace_secs: 300,
             node_departure_secs: 30,
             node_retention_secs: 604_800,
+            node_left_retention_secs: 120,
             psi_interval_ms: 1000,
             psi_quiet_secs: 600,
         }

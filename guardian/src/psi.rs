@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use ledger::store::{NodeRow, PsiCondition, PsiState, Transmutation};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The scroll phase changes and transmutations are written to.
@@ -96,6 +97,10 @@ pub struct Observed {
     pub detail: String,
     /// Whether its own acknowledgement exists (divergence and discrepancies only).
     pub acknowledged: bool,
+    /// When it was acknowledged, as its source recorded it (discrepancies).
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// Whether its source still reports it (a divergence the latest pass found again).
+    pub active: bool,
 }
 
 /// Kinds acknowledged by their own route and resolved by a completed transmutation.
@@ -212,6 +217,8 @@ pub async fn observe(
                 f.finding.detail
             ),
             acknowledged: f.acknowledged,
+            acknowledged_at: None,
+            active: f.active,
         });
     }
     for d in g.discrepancies.list().await? {
@@ -223,6 +230,8 @@ pub async fn observe(
                 d.discrepancy_type, d.remote_mesh, d.origin, d.tree_size
             ),
             acknowledged: d.acknowledged_at.is_some(),
+            acknowledged_at: d.acknowledged_at,
+            active: false,
         });
     }
     if let Some(e) = g.ctx.governance.current().emergency.as_ref() {
@@ -231,9 +240,14 @@ pub async fn observe(
             kind: "emergency",
             detail: format!("raised by {}: {}", e.raised_by, e.reason),
             acknowledged: false,
+            acknowledged_at: None,
+            active: true,
         });
     }
-    if ANCHOR_STATUS.get() == status::FAILED {
+    // An epoch in progress (ANCHORING) neither ends nor starts an episode: the status passes
+    // through it at every epoch, failing or not.
+    let anchoring = ANCHOR_STATUS.get() == status::ANCHORING;
+    if ANCHOR_STATUS.get() == status::FAILED || (anchoring && anchor_episode.is_some()) {
         let key = anchor_episode
             .get_or_insert_with(|| format!("anchor_failing:{}", Utc::now().timestamp_millis()))
             .clone();
@@ -242,8 +256,10 @@ pub async fn observe(
             kind: "anchor_failing",
             detail: "the last epoch was not stored or a sink refused it".into(),
             acknowledged: false,
+            acknowledged_at: None,
+            active: true,
         });
-    } else {
+    } else if !anchoring {
         *anchor_episode = None;
     }
     let retention = Duration::from_secs(g.opts.node_retention_secs);
@@ -260,6 +276,8 @@ pub async fn observe(
             kind: "node_down",
             detail: format!("{} silent since {}", n.node_id, n.last_seen.to_rfc3339()),
             acknowledged: false,
+            acknowledged_at: None,
+            active: true,
         });
     }
     Ok(out)
@@ -269,45 +287,76 @@ pub async fn observe(
 #[derive(Default)]
 pub struct Memory {
     anchor_episode: Option<String>,
-    pass_requested_for: Option<DateTime<Utc>>,
+    /// The CITRINITAS (its `since`) the last pass request was for, and when it was made.
+    pass_for: Option<DateTime<Utc>>,
+    pass_requested_at: Option<std::time::Instant>,
 }
 
+/// How long a requested verification pass may take before another is requested.
+const PASS_RETRY: Duration = Duration::from_secs(30);
+
 /// One evaluation as leader: record new conditions, acknowledge and resolve, derive the
-/// phase, receipt and store a change, export the metrics.
+/// phase, receipt and store a change, export the metrics. Times are the database's.
 pub async fn evaluate(
-    g: &Guardian,
+    g: &Arc<Guardian>,
     nodes: &[NodeRow],
     memory: &mut Memory,
 ) -> Result<(), GuardianError> {
     let store = &g.ctx.store;
     let observed = observe(g, nodes, &mut memory.anchor_episode).await?;
+    // An event first seen already acknowledged (history from before psi ran, or raised and
+    // acknowledged within one interval) is not recorded as a condition.
     let seen: Vec<(String, String, String)> = observed
         .iter()
+        .filter(|o| !(is_event(o.kind) && o.acknowledged))
         .map(|o| (o.key.clone(), o.kind.to_string(), o.detail.clone()))
         .collect();
     store.record_psi_conditions(&seen).await?;
+    let now = store.db_now().await?;
+    let skew = now - Utc::now();
     let recent = store.transmutations(RECENT_TRANSMUTATIONS).await?;
     let in_progress = recent.iter().find(|t| t.status == "in_progress");
     let open = store.open_psi_conditions().await?;
-    let observed_keys: BTreeSet<&str> = observed.iter().map(|o| o.key.as_str()).collect();
+    let by_key: std::collections::BTreeMap<&str, &Observed> =
+        observed.iter().map(|o| (o.key.as_str(), o)).collect();
+    let last_pass = g.last_pass().map(|t| t + skew);
     let mut ack = Vec::new();
     let mut resolve = Vec::new();
+    let mut pending = BTreeSet::new();
+    let mut recheck = false;
     for c in &open {
         let acked = acknowledged(c, &observed, in_progress.is_some());
         if acked && c.acknowledged_at.is_none() {
             ack.push(c.key.clone());
         }
+        let seen_now = by_key.get(c.key.as_str());
         if is_event(&c.kind) {
-            let acked_at = c.acknowledged_at.or(acked.then(Utc::now));
-            let remediated = acked_at.is_some_and(|at| {
-                recent.iter().any(|t| {
-                    t.status == "completed" && t.closed_at.is_some_and(|closed| closed >= at)
-                })
+            let acked_at = c
+                .acknowledged_at
+                .or(seen_now.and_then(|o| o.acknowledged_at))
+                .or(acked.then_some(now));
+            let remediated_at = acked_at.and_then(|at| {
+                recent
+                    .iter()
+                    .filter(|t| t.status == "completed")
+                    .filter_map(|t| t.closed_at)
+                    .filter(|closed| *closed >= at)
+                    .max()
             });
-            if remediated {
-                resolve.push(c.key.clone());
+            // A divergence is over when a transmutation completed after its acknowledgement
+            // and the latest pass no longer finds it. Until a pass has run since the
+            // completion it is pending (probation: a pass is asked for); if that pass still
+            // finds it, the remediation failed and it stays open.
+            let still_active = seen_now.is_some_and(|o| o.active);
+            match remediated_at {
+                Some(_) if !still_active => resolve.push(c.key.clone()),
+                Some(at) if last_pass.is_none_or(|p| p <= at) => {
+                    pending.insert(c.key.clone());
+                    recheck = true;
+                }
+                _ => {}
             }
-        } else if !observed_keys.contains(c.key.as_str()) {
+        } else if seen_now.is_none() {
             resolve.push(c.key.clone());
         }
     }
@@ -318,39 +367,51 @@ pub async fn evaluate(
     } else {
         store.open_psi_conditions().await?
     };
-    let current = match store.psi_state().await? {
-        Some(s) => s,
-        None => {
-            let reason = "psi started: no critical condition known".to_string();
-            change(g, None, Phase::Rubedo, &reason, &open, None).await?
-        }
-    };
-    let now = Utc::now();
+    let open: Vec<PsiCondition> = open
+        .into_iter()
+        .filter(|c| !pending.contains(&c.key))
+        .collect();
+    let stored = store.psi_state().await?;
+    let current = stored.clone().unwrap_or_else(|| PsiState {
+        phase: Phase::Rubedo.name().into(),
+        since: now,
+        reason: "psi started".into(),
+    });
+    let last_clean_pass = g.last_clean_pass().map(|t| t + skew);
     let (phase, reason) = derive(&Inputs {
         current: &current,
         open: &open,
         observed: &observed,
         in_progress,
-        last_clean_pass: g.last_clean_pass(),
+        last_clean_pass,
         now,
         quiet: Duration::from_secs(g.opts.psi_quiet_secs),
     });
-    let state = if phase.name() == current.phase {
+    let state = if stored.is_some() && phase.name() == current.phase {
         current
     } else {
-        change(g, Some(&current), phase, &reason, &open, in_progress).await?
+        change(g, stored.as_ref(), phase, &reason, &open, in_progress).await?
     };
-    if state.phase == Phase::Citrinitas.name()
-        && g.last_clean_pass().is_none_or(|t| t < state.since)
-        && memory.pass_requested_for != Some(state.since)
-    {
-        memory.pass_requested_for = Some(state.since);
-        if let Err(e) = g.verify_now().await {
-            tracing::warn!(error = %e, "probation verification pass failed; retried");
-            memory.pass_requested_for = None;
-        }
+    let probation =
+        state.phase == Phase::Citrinitas.name() && last_clean_pass.is_none_or(|t| t < state.since);
+    if probation && memory.pass_for != Some(state.since) {
+        memory.pass_for = Some(state.since);
+        memory.pass_requested_at = None;
     }
-    export(&state, &recent);
+    if (probation || recheck)
+        && memory
+            .pass_requested_at
+            .is_none_or(|t| t.elapsed() > PASS_RETRY)
+    {
+        memory.pass_requested_at = Some(std::time::Instant::now());
+        let g = g.clone();
+        tokio::spawn(async move {
+            if let Err(e) = g.verify_now().await {
+                tracing::warn!(error = %e, "psi's verification pass failed; asked again later");
+            }
+        });
+    }
+    export(&state, &recent, now);
     Ok(())
 }
 
@@ -363,6 +424,7 @@ async fn change(
     open: &[PsiCondition],
     in_progress: Option<&Transmutation>,
 ) -> Result<PsiState, GuardianError> {
+    g.fence().check().await?;
     let conditions: Vec<Value> = open
         .iter()
         .map(|c| json!({"key": c.key, "kind": c.kind, "acknowledged": c.acknowledged_at.is_some()}))
@@ -393,13 +455,14 @@ async fn change(
     Ok(state)
 }
 
-/// Sets the psi metrics from the stored phase and the recent transmutations.
-pub fn export(state: &PsiState, recent: &[Transmutation]) {
+/// Sets the psi metrics from the stored phase and the recent transmutations at `now` (the
+/// database's clock).
+pub fn export(state: &PsiState, recent: &[Transmutation], now: DateTime<Utc>) {
     let phase = Phase::parse(&state.phase).unwrap_or(Phase::Rubedo);
     PSI_CURRENT_PHASE
         .with_label_values::<&str>(&[])
         .set(phase.value());
-    let in_phase = (Utc::now() - state.since).num_milliseconds().max(0) as f64 / 1000.0;
+    let in_phase = (now - state.since).num_milliseconds().max(0) as f64 / 1000.0;
     for p in Phase::ALL {
         PSI_PHASE_DURATION
             .with_label_values(&[p.name()])
@@ -431,7 +494,7 @@ pub const TRANSMUTATION_STATUSES: [&str; 3] = ["in_progress", "completed", "aban
 
 /// The leader's loop: every psi interval, the mesh's nodes (metrics, joins, departures) and
 /// one psi evaluation; a standby exports neither.
-pub async fn run(g: std::sync::Arc<Guardian>, shutdown: ledger::service::Shutdown) {
+pub async fn run(g: Arc<Guardian>, shutdown: ledger::service::Shutdown) {
     let mut ticks = tokio::time::interval(Duration::from_millis(g.opts.psi_interval_ms));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = shutdown.wait();
@@ -466,7 +529,10 @@ pub async fn run(g: std::sync::Arc<Guardian>, shutdown: ledger::service::Shutdow
             &g.ctx.gate(),
             &nodes,
             Duration::from_secs(g.opts.node_departure_secs),
-            Duration::from_secs(g.opts.node_retention_secs),
+            crate::mesh_watch::Retention {
+                silent: Duration::from_secs(g.opts.node_retention_secs),
+                left: Duration::from_secs(g.opts.node_left_retention_secs),
+            },
         )
         .await;
         let _serial = g.psi_lock.lock().await;
@@ -537,16 +603,21 @@ impl Guardian {
                 t.id
             )));
         }
+        self.fence().check().await?;
+        let id = store
+            .next_transmutation_id()
+            .await
+            .map_err(GuardianError::from)?;
         append_receipt(
             store,
             &self.ctx.gate(),
             PSI_SCROLL,
             "transmutation_opened",
-            json!({"description": description, "opened_by": by}),
+            json!({"transmutation_id": id, "description": description, "opened_by": by}),
         )
         .await?;
         match store
-            .open_transmutation(description, by)
+            .open_transmutation(id, description, by)
             .await
             .map_err(GuardianError::from)?
         {
@@ -583,6 +654,7 @@ impl Guardian {
                 t.status
             )));
         }
+        self.fence().check().await?;
         append_receipt(
             store,
             &self.ctx.gate(),

@@ -423,6 +423,10 @@ fn transmutation_error(e: crate::psi::TransmutationError) -> ApiError {
             message: e.to_string(),
         },
         T::Ledger(GuardianError::Gate(refusal)) => ApiError::from(refusal),
+        T::Ledger(GuardianError::NotLeader) => ApiError::Conflict {
+            code: "not_leader",
+            message: "this guardian is on standby; ask the leader".into(),
+        },
         T::Ledger(e) => ApiError::Unavailable(format!("transmutation: {e}")),
     }
 }
@@ -470,9 +474,13 @@ async fn close_transmutation(
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| ApiError::bad("invalid_id", "transmutation id: a positive integer"))?;
-    let bytes = body
-        .bytes(ACK_BODY_LIMIT, std::time::Duration::from_secs(10))
-        .await?;
+    let bytes: Vec<u8> = if body.is_absent() {
+        Vec::new()
+    } else {
+        body.bytes(ACK_BODY_LIMIT, std::time::Duration::from_secs(10))
+            .await?
+            .to_vec()
+    };
     let request: CloseTransmutation = if bytes.is_empty() {
         CloseTransmutation::default()
     } else {

@@ -47,6 +47,8 @@ pub struct Guardian {
     pub(crate) psi_lock: Mutex<()>,
     /// When the last verification pass that found nothing finished.
     pub(crate) last_clean_pass: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// When the last verification pass finished, whatever it found.
+    pub(crate) last_pass: std::sync::Mutex<Option<DateTime<Utc>>>,
     /// Whether this guardian led at its last tick (its mesh node's role).
     pub(crate) leading: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -69,6 +71,9 @@ impl Guardian {
     pub async fn verify_now(&self) -> Result<Vec<Finding>, GuardianError> {
         let findings = self.auditor.pass().await?;
         self.raise(Source::Verification, &findings).await;
+        if let Ok(mut t) = self.last_pass.lock() {
+            *t = Some(Utc::now());
+        }
         if findings.is_empty() {
             tracing::info!("verification pass: history intact");
             if let Ok(mut t) = self.last_clean_pass.lock() {
@@ -81,6 +86,11 @@ impl Guardian {
     /// When the last verification pass that found nothing finished.
     pub fn last_clean_pass(&self) -> Option<DateTime<Utc>> {
         self.last_clean_pass.lock().ok().and_then(|t| *t)
+    }
+
+    /// When the last verification pass finished, whatever it found.
+    pub fn last_pass(&self) -> Option<DateTime<Utc>> {
+        self.last_pass.lock().ok().and_then(|t| *t)
     }
 
     /// Raises what one pass of `source` found (see [`Findings::raise`]).

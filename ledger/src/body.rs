@@ -43,6 +43,7 @@ pub struct PendingBody {
     stream: BodyStream,
     content_length: Option<u64>,
     content_type: Option<String>,
+    chunked: bool,
 }
 
 /// The request's body, unread, with the headers that describe it.
@@ -69,6 +70,7 @@ impl PendingBody {
             stream,
             content_length: header("content-length").and_then(|v| v.trim().parse().ok()),
             content_type: header("content-type").map(str::to_string),
+            chunked: header("transfer-encoding").is_some(),
         }
     }
 
@@ -77,7 +79,14 @@ impl PendingBody {
             stream: Box::pin(futures_util::stream::empty()),
             content_length: None,
             content_type: None,
+            chunked: false,
         }
+    }
+
+    /// Whether the request carries no body at all (neither a `Content-Length` nor a
+    /// `Transfer-Encoding`), as a bare `curl -X POST` sends.
+    pub fn is_absent(&self) -> bool {
+        self.content_length.is_none() && !self.chunked
     }
 
     /// The body as JSON bytes: `Content-Type: application/json` (parameters such as

@@ -33,8 +33,9 @@ impl Probe {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
+        let target: String = target.into();
         Self {
-            target: target.into(),
+            target: target.chars().take(200).collect(),
             check: Arc::new(move || Box::pin(check())),
         }
     }
@@ -113,7 +114,9 @@ pub async fn run(ctx: ServiceContext, node_id: String, probes: Vec<Probe>, gauge
         }
         if !loaded {
             if let Ok(stored) = ctx.store.routes_of(&node_id).await {
-                known.extend(stored.into_iter().map(|r| (r.target, r.healthy)));
+                for r in stored {
+                    known.entry(r.target).or_insert(r.healthy);
+                }
                 loaded = true;
             }
         }

@@ -183,9 +183,25 @@ impl Store {
             .await?)
     }
 
-    /// Opens a transmutation; `None` if one is already in progress.
+    /// The database's clock now.
+    pub async fn db_now(&self) -> Result<DateTime<Utc>, StoreError> {
+        let client = self.pool().get().await?;
+        Ok(client.query_one("SELECT now()", &[]).await?.try_get(0)?)
+    }
+
+    /// A fresh transmutation id (taken before its receipt is written, so the receipt names it).
+    pub async fn next_transmutation_id(&self) -> Result<i64, StoreError> {
+        let client = self.pool().get().await?;
+        Ok(client
+            .query_one("SELECT nextval('psi_transmutations_id_seq')", &[])
+            .await?
+            .try_get(0)?)
+    }
+
+    /// Opens transmutation `id`; `None` if one is already in progress.
     pub async fn open_transmutation(
         &self,
+        id: i64,
         description: &str,
         by: &str,
     ) -> Result<Option<Transmutation>, StoreError> {
@@ -193,11 +209,11 @@ impl Store {
         let row = client
             .query_opt(
                 &format!(
-                    "INSERT INTO psi_transmutations (description, opened_by) VALUES ($1, $2) \
+                    "INSERT INTO psi_transmutations (id, description, opened_by) VALUES ($1, $2, $3) \
                      ON CONFLICT ((true)) WHERE status = 'in_progress' DO NOTHING \
                      RETURNING {TRANSMUTATION_COLUMNS}"
                 ),
-                &[&description, &by],
+                &[&id, &description, &by],
             )
             .await?;
         row.as_ref().map(transmutation_row).transpose()
