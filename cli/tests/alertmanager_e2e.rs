@@ -8,7 +8,8 @@
 mod common;
 
 use common::{
-    eventually, repo, shortened_rules, signing_key, spawn_with_redis, Prometheus, Service,
+    eventually, refuse_poison_writes, repo, shortened_rules, show_fork, signing_key,
+    spawn_with_redis, tamper_drills, Prometheus, Service,
 };
 use ledger::store::Role;
 use ledger::testing::{call, closed_port, scratch_dir, RedisServer, TestDb};
@@ -303,17 +304,7 @@ async fn all_eighteen_seed_alerts_reach_the_alertmanager_webhook() {
         token(Role::Reader).await,
     );
     // Postgres refuses one receipt type: a write error, counted once.
-    db.owner_client()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .batch_execute(
-            "CREATE FUNCTION e2e_refuse() RETURNS trigger LANGUAGE plpgsql AS \
-               $$ BEGIN RAISE EXCEPTION 'e2e: write refused'; END $$; \
-             CREATE TRIGGER e2e_refuse BEFORE INSERT ON receipts FOR EACH ROW \
-               WHEN (NEW.type = 'e2e_poison') EXECUTE FUNCTION e2e_refuse();",
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    refuse_poison_writes(&db).await;
     let redis = RedisServer::start(0).await;
     let url = redis.url();
     let webhook = Listener::start(Duration::ZERO, 200).await;
@@ -490,27 +481,7 @@ async fn all_eighteen_seed_alerts_reach_the_alertmanager_webhook() {
 
     // FederationDiscrepancy: two checkpoints of one size with two roots, both validly signed
     // by mesh-r (FederationWitnessFailure comes on its own from the unreachable witness).
-    for (root, status) in [([1u8; 32], 200), ([2u8; 32], 422)] {
-        let note = ledger::checkpoint::Checkpoint {
-            origin: "mesh-r/drills".into(),
-            size: 3,
-            root,
-        }
-        .sign(&remote)
-        .unwrap_or_default();
-        let old = if status == 200 { 0 } else { 3 };
-        let body = ledger::add_checkpoint::AddCheckpoint::encode(old, &[], &note);
-        let (st, _) = ledger::testing::request(
-            guardian.api,
-            "POST",
-            "/v1/witness/add-checkpoint",
-            &[],
-            body.as_bytes(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(st, status);
-    }
+    show_fork(guardian.api, &remote).await;
 
     // ProofChainDivergence: a stored receipt tampered with, found by a verification pass;
     // psi goes to NIGREDO (PhaseProlongedNigredo after 2 s); a transmutation is opened and left
@@ -528,17 +499,7 @@ async fn all_eighteen_seed_alerts_reach_the_alertmanager_webhook() {
         (st == 200 && c["tree_size"].as_u64().is_some_and(|n| n >= 1)).then_some(())
     })
     .await;
-    db.owner_client()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .batch_execute(
-            "ALTER TABLE receipts DISABLE TRIGGER USER; \
-             UPDATE receipts SET leaf = convert_to(replace(convert_from(leaf, 'UTF8'), '\"i\":0', '\"i\":1'), 'UTF8') \
-               WHERE scroll_id = (SELECT id FROM scrolls WHERE name = 'drills') AND seq = 0; \
-             ALTER TABLE receipts ENABLE TRIGGER USER;",
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    tamper_drills(&db, 0, "\"i\":0", "\"i\":1").await;
     let (st, v) = call(
         guardian.api,
         "POST",

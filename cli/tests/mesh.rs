@@ -7,7 +7,7 @@ mod common;
 
 use common::{
     eventually, sample, scrape, shortened_rules, signing_key, spawn_guardian_with,
-    spawn_with_redis, Prometheus, Service,
+    spawn_with_redis, tamper_drills, Prometheus, Service,
 };
 use ledger::store::Role;
 use ledger::testing::{call, closed_port, redis_url, scratch_dir, RedisServer, TestDb};
@@ -567,19 +567,7 @@ async fn a_divergence_walks_psi_through_every_phase() {
     .await;
 
     // Tamper with a stored receipt (as the schema owner can); a pass finds it → NIGREDO.
-    let owner = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
-    let tamper = |from: &str, to: &str| {
-        format!(
-            "ALTER TABLE receipts DISABLE TRIGGER USER; \
-             UPDATE receipts SET leaf = convert_to(replace(convert_from(leaf, 'UTF8'), '{from}', '{to}'), 'UTF8') \
-               WHERE scroll_id = (SELECT id FROM scrolls WHERE name = 'drills') AND seq = 1; \
-             ALTER TABLE receipts ENABLE TRIGGER USER;"
-        )
-    };
-    owner
-        .batch_execute(&tamper("\"ok\":true", "\"ok\":false"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    tamper_drills(&db, 1, "\"ok\":true", "\"ok\":false").await;
     let (s, v) = call(
         guardian.api,
         "POST",
@@ -788,10 +776,7 @@ async fn a_divergence_walks_psi_through_every_phase() {
     assert_eq!(s, 201, "{t3}");
     wait_phase("albedo", 1.0).await;
     let id3 = t3["id"].as_i64().unwrap_or_default();
-    owner
-        .batch_execute(&tamper("\"ok\":false", "\"ok\":true"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    tamper_drills(&db, 1, "\"ok\":false", "\"ok\":true").await;
     let (s, v) = call(
         guardian.api,
         "POST",

@@ -8,7 +8,8 @@
 mod common;
 
 use common::{
-    arg, repo, scrape, signing_key, spawn, spawn_guardian_with, sum, value, Prometheus, Service,
+    arg, refuse_poison_writes, repo, scrape, show_fork, signing_key, spawn, spawn_guardian_with,
+    sum, tamper_drills, value, Prometheus, Service,
 };
 use ledger::store::Role;
 use ledger::testing::{call, closed_port, scratch_dir, TestDb};
@@ -147,20 +148,6 @@ struct Tokens {
     admin: String,
     writer: String,
     reader: String,
-}
-
-/// Makes Postgres refuse any receipt of type `e2e_poison`, standing in for a database that
-/// fails writes (disk full, lost connection) without touching other writes.
-async fn refuse_poison_writes(db: &TestDb) {
-    let c = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
-    c.batch_execute(
-        "CREATE FUNCTION e2e_refuse() RETURNS trigger LANGUAGE plpgsql AS \
-           $$ BEGIN RAISE EXCEPTION 'e2e: write refused'; END $$; \
-         CREATE TRIGGER e2e_refuse BEFORE INSERT ON receipts FOR EACH ROW \
-           WHEN (NEW.type = 'e2e_poison') EXECUTE FUNCTION e2e_refuse();",
-    )
-    .await
-    .unwrap_or_else(|e| panic!("poison trigger: {e}"));
 }
 
 /// One request of a round of traffic and the status it must get.
@@ -470,27 +457,7 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
 
     // Two checkpoints of one size with two roots, both validly signed by mesh-r: the second
     // is refused (422), raised as a fork, and `FederationDiscrepancy` fires naming both labels.
-    for (root, status) in [([1u8; 32], 200), ([2u8; 32], 422)] {
-        let note = ledger::checkpoint::Checkpoint {
-            origin: "mesh-r/drills".into(),
-            size: 3,
-            root,
-        }
-        .sign(&remote)
-        .unwrap_or_default();
-        let old = if status == 200 { 0 } else { 3 };
-        let body = ledger::add_checkpoint::AddCheckpoint::encode(old, &[], &note);
-        let (s, _) = ledger::testing::request(
-            guardian.api,
-            "POST",
-            "/v1/witness/add-checkpoint",
-            &[],
-            body.as_bytes(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(s, status);
-    }
+    show_fork(guardian.api, &remote).await;
     // Round 1 creates every series; round 2, after Prometheus has seen round 1, makes the
     // rates and quantiles over them non-trivial.
     for round in 1..=2u32 {
@@ -689,15 +656,7 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
     );
 
     // Tamper with a stored receipt; one verification pass finds it and the alert follows.
-    let c = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
-    c.batch_execute(
-        "ALTER TABLE receipts DISABLE TRIGGER USER; \
-         UPDATE receipts SET leaf = convert_to(replace(convert_from(leaf, 'UTF8'), '\"ok\":true', '\"ok\":false'), 'UTF8') \
-           WHERE scroll_id = (SELECT id FROM scrolls WHERE name = 'drills') AND seq = 1; \
-         ALTER TABLE receipts ENABLE TRIGGER USER;",
-    )
-    .await
-    .unwrap_or_else(|e| panic!("tamper: {e}"));
+    tamper_drills(&db, 1, "\"ok\":true", "\"ok\":false").await;
     let (s, v) = call(
         guardian.api,
         "POST",

@@ -46,6 +46,7 @@ async fn integrates_signs_and_anchors_into_the_proofchain_and_journal() {
             checkpoint_at(&db.store, scroll, 0).await;
         }
     }
+    checkpoint_at(&db.store, "psi", 1).await;
     // Growth: a new checkpoint, consistent with the first.
     append(&db.store, "drills", 20).await;
     let second = checkpoint_at(&db.store, "drills", 57).await;
@@ -63,10 +64,11 @@ async fn integrates_signs_and_anchors_into_the_proofchain_and_journal() {
     verify_consistency::<Sha3_256>(37, 57, &proof.path, &first.root, &second.root)
         .unwrap_or_else(|e| panic!("{e}"));
 
+    // 57 drills and psi's first phase_changed receipt.
     wait_metric(
         g.metrics_addr,
         "vaultmesh_guardian_receipts_since_anchor",
-        57.0,
+        58.0,
     )
     .await;
     let m = metrics(g.metrics_addr).await;

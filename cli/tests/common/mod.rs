@@ -329,3 +329,58 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Makes Postgres refuse any receipt of type `e2e_poison`, standing in for a database that
+/// fails writes (disk full, lost connection) without touching other writes.
+pub async fn refuse_poison_writes(db: &TestDb) {
+    let c = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    c.batch_execute(
+        "CREATE FUNCTION e2e_refuse() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN RAISE EXCEPTION 'e2e: write refused'; END $$; \
+         CREATE TRIGGER e2e_refuse BEFORE INSERT ON receipts FOR EACH ROW \
+           WHEN (NEW.type = 'e2e_poison') EXECUTE FUNCTION e2e_refuse();",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("poison trigger: {e}"));
+}
+
+/// Rewrites receipt `seq` of `drills` in place as the schema owner can (triggers off),
+/// replacing `from` with `to` in its stored bytes: history a verification pass must catch.
+pub async fn tamper_drills(db: &TestDb, seq: u64, from: &str, to: &str) {
+    let c = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    c.batch_execute(&format!(
+        "ALTER TABLE receipts DISABLE TRIGGER USER; \
+         UPDATE receipts SET leaf = convert_to(replace(convert_from(leaf, 'UTF8'), '{from}', '{to}'), 'UTF8') \
+           WHERE scroll_id = (SELECT id FROM scrolls WHERE name = 'drills') AND seq = {seq}; \
+         ALTER TABLE receipts ENABLE TRIGGER USER;"
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("tamper: {e}"));
+}
+
+/// Shows the witness at `guardian` a fork by the remote mesh whose key is `remote`: two
+/// checkpoints of `mesh-r/drills` at size 3 with two roots, both validly signed; the first is
+/// cosigned (200), the second refused (422) and raised as a `fork`.
+pub async fn show_fork(guardian: SocketAddr, remote: &ledger::note::NoteSigner) {
+    for (root, status) in [([1u8; 32], 200), ([2u8; 32], 422)] {
+        let note = ledger::checkpoint::Checkpoint {
+            origin: "mesh-r/drills".into(),
+            size: 3,
+            root,
+        }
+        .sign(remote)
+        .unwrap_or_default();
+        let old = if status == 200 { 0 } else { 3 };
+        let body = ledger::add_checkpoint::AddCheckpoint::encode(old, &[], &note);
+        let (s, _) = ledger::testing::request(
+            guardian,
+            "POST",
+            "/v1/witness/add-checkpoint",
+            &[],
+            body.as_bytes(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s, status);
+    }
+}
