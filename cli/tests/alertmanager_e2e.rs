@@ -8,8 +8,8 @@
 mod common;
 
 use common::{
-    eventually, refuse_poison_writes, repo, shortened_rules, show_fork, signing_key,
-    spawn_with_redis, tamper_drills, Prometheus, Service,
+    checkpoint_size, eventually, refuse_poison_writes, repo, shortened_rules, show_fork,
+    signing_key, spawn_with_redis, tamper_drills, Prometheus, Service,
 };
 use ledger::store::Role;
 use ledger::testing::{call, closed_port, scratch_dir, RedisServer, TestDb};
@@ -487,16 +487,10 @@ async fn all_eighteen_seed_alerts_reach_the_alertmanager_webhook() {
     // psi goes to NIGREDO (PhaseProlongedNigredo after 2 s); a transmutation is opened and left
     // in progress (TransmutationStalled after 2 s).
     eventually("tick integrated", 30, || async {
-        let (st, c) = call(
-            portal.api,
-            "GET",
-            "/v1/scrolls/drills/checkpoint",
-            None,
-            &[("accept", "application/json")],
-            "",
-        )
-        .await;
-        (st == 200 && c["tree_size"].as_u64().is_some_and(|n| n >= 1)).then_some(())
+        checkpoint_size(portal.api, "drills")
+            .await
+            .is_some_and(|n| n >= 1)
+            .then_some(())
     })
     .await;
     tamper_drills(&db, 0, "\"i\":0", "\"i\":1").await;

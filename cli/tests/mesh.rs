@@ -6,7 +6,7 @@
 mod common;
 
 use common::{
-    eventually, sample, scrape, shortened_rules, signing_key, spawn_guardian_with,
+    checkpoint_size, eventually, sample, scrape, shortened_rules, signing_key, spawn_guardian_with,
     spawn_with_redis, tamper_drills, Prometheus, Service,
 };
 use ledger::store::Role;
@@ -553,16 +553,7 @@ async fn a_divergence_walks_psi_through_every_phase() {
         assert_eq!(s, 201, "{v}");
     }
     eventually("integrated", 20, || async {
-        let (s, v) = call(
-            portal.api,
-            "GET",
-            "/v1/scrolls/drills/checkpoint",
-            None,
-            &[("accept", "application/json")],
-            "",
-        )
-        .await;
-        (s == 200 && v["tree_size"] == 3).then_some(())
+        (checkpoint_size(portal.api, "drills").await == Some(3)).then_some(())
     })
     .await;
 

@@ -173,8 +173,6 @@ fn governance_routes(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
     use ledger::governance::routes as gov;
     const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
-    let admin_auth =
-        |g: &Guardian| Authenticator::new(g.ctx.store.clone(), std::time::Duration::ZERO);
     let get_constitution = warp::path!("v1" / "governance" / "constitution")
         .and(warp::get())
         .and(with.clone())
@@ -193,7 +191,7 @@ fn governance_routes(
                 observed("POST", "/v1/governance/constitution", async move {
                     gov::adopt(
                         &g.ctx.governance,
-                        &admin_auth(&g),
+                        &authenticator(&g),
                         auth.as_deref(),
                         body,
                         BODY_DEADLINE,
@@ -221,7 +219,7 @@ fn governance_routes(
                 observed("POST", "/v1/governance/emergency", async move {
                     gov::raise(
                         &g.ctx.governance,
-                        &admin_auth(&g),
+                        &authenticator(&g),
                         auth.as_deref(),
                         body,
                         BODY_DEADLINE,
@@ -237,7 +235,7 @@ fn governance_routes(
         .and(warp::header::optional::<String>("authorization"))
         .then(move |g: Arc<Guardian>, auth: Option<String>| {
             observed("DELETE", "/v1/governance/emergency", async move {
-                gov::lift(&g.ctx.governance, &admin_auth(&g), auth.as_deref())
+                gov::lift(&g.ctx.governance, &authenticator(&g), auth.as_deref())
                     .await
                     .unwrap_or_else(|e| e.response())
             })
@@ -315,11 +313,10 @@ fn psi_routes(
         .and(warp::header::optional::<String>("authorization"))
         .then(|g: Arc<Guardian>, auth: Option<String>| {
             observed("GET", "/v1/mesh/nodes", async move {
-                let auth_ = Authenticator::new(g.ctx.store.clone(), std::time::Duration::ZERO);
-                match ledger::mesh::api::nodes(&g.ctx.store, &auth_, auth.as_deref()).await {
-                    Ok(v) => warp::reply::json(&v).into_response(),
-                    Err(e) => e.response(),
-                }
+                listing(
+                    ledger::mesh::api::nodes(&g.ctx.store, &authenticator(&g), auth.as_deref())
+                        .await,
+                )
             })
         });
     let remove = warp::path!("v1" / "mesh" / "nodes" / String)
@@ -339,11 +336,10 @@ fn psi_routes(
         .and(warp::header::optional::<String>("authorization"))
         .then(|g: Arc<Guardian>, auth: Option<String>| {
             observed("GET", "/v1/mesh/routes", async move {
-                let auth_ = Authenticator::new(g.ctx.store.clone(), std::time::Duration::ZERO);
-                match ledger::mesh::api::routes(&g.ctx.store, &auth_, auth.as_deref()).await {
-                    Ok(v) => warp::reply::json(&v).into_response(),
-                    Err(e) => e.response(),
-                }
+                listing(
+                    ledger::mesh::api::routes(&g.ctx.store, &authenticator(&g), auth.as_deref())
+                        .await,
+                )
             })
         });
     report
@@ -385,7 +381,7 @@ async fn remove_node(
 }
 
 async fn psi_report(g: &Guardian, auth: Option<String>) -> Result<Response, ApiError> {
-    Authenticator::new(g.ctx.store.clone(), std::time::Duration::ZERO)
+    authenticator(g)
         .require(auth.as_deref(), &[Role::Reader, Role::Admin])
         .await?;
     g.psi_report()
@@ -493,10 +489,23 @@ async fn close_transmutation(
     Ok(warp::reply::json(&t).into_response())
 }
 
-/// Passes only an admin key, returning it (the shared authenticator, with no key cache so a
-/// revocation takes effect at once on these rarely called routes).
-async fn require_admin(g: &Guardian, auth: Option<String>) -> Result<ApiKey, Response> {
+/// The shared authenticator, with no key cache so a revocation takes effect at once on the
+/// guardian's rarely called routes.
+fn authenticator(g: &Guardian) -> Authenticator {
     Authenticator::new(g.ctx.store.clone(), std::time::Duration::ZERO)
+}
+
+/// A mesh listing (`ledger::mesh::api`) as the response.
+fn listing(result: Result<serde_json::Value, ApiError>) -> Response {
+    match result {
+        Ok(v) => warp::reply::json(&v).into_response(),
+        Err(e) => e.response(),
+    }
+}
+
+/// Passes only an admin key, returning it.
+async fn require_admin(g: &Guardian, auth: Option<String>) -> Result<ApiKey, Response> {
+    authenticator(g)
         .require(auth.as_deref(), &[Role::Admin])
         .await
         .map_err(|e| e.response())

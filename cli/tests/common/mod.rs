@@ -384,3 +384,22 @@ pub async fn show_fork(guardian: SocketAddr, remote: &ledger::note::NoteSigner) 
         assert_eq!(s, status);
     }
 }
+
+/// The size of `scroll`'s latest checkpoint as the portal at `portal` serves it (`None`
+/// before the first one).
+pub async fn checkpoint_size(portal: SocketAddr, scroll: &str) -> Option<u64> {
+    let (s, c) = ledger::testing::call(
+        portal,
+        "GET",
+        &format!("/v1/scrolls/{scroll}/checkpoint"),
+        None,
+        &[("accept", "application/json")],
+        "",
+    )
+    .await;
+    if s == 200 {
+        c["tree_size"].as_u64()
+    } else {
+        None
+    }
+}
