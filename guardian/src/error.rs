@@ -7,7 +7,7 @@ use ledger::store::StoreError;
 pub enum GuardianError {
     /// Postgres refused or failed an operation.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// A checkpoint could not be signed.
     #[error("signing a checkpoint: {0}")]
     Sign(#[from] ledger::checkpoint::CheckpointError),
@@ -33,4 +33,15 @@ pub enum GuardianError {
     /// This guardian does not hold the lock.
     #[error("this guardian is on standby; the leader anchors")]
     NotLeader,
+}
+
+impl From<StoreError> for GuardianError {
+    /// A write the database refused for a stale lease term means this guardian was deposed.
+    fn from(e: StoreError) -> Self {
+        if e.is_stale_term() {
+            GuardianError::NotLeader
+        } else {
+            GuardianError::Store(e)
+        }
+    }
 }

@@ -132,6 +132,7 @@ pub async fn start_with(
         tracing::warn!(error = %e, "could not read federation discrepancies at start");
     }
     let leadership = Arc::new(Mutex::new(Leadership::default()));
+    ctx.store.lease_term().set(0);
     let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let probes = route_probes::probes(&opts, &sinks, ctx.config.mesh.probe_timeout())
         .map_err(|e| std::io::Error::other(format!("route probe HTTP client: {e}")))?;
@@ -150,7 +151,10 @@ pub async fn start_with(
             mesh,
             sinks,
             signer: head_signer,
-            fence: Fence(leadership.clone()),
+            fence: Fence {
+                leadership: leadership.clone(),
+                sessions: ctx.store.lease_term().clone(),
+            },
             gate: ctx.gate(),
         },
         witness,

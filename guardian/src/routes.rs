@@ -151,10 +151,14 @@ pub fn routes(
 }
 
 async fn state(g: &Guardian) -> Response {
-    let leader = g.leadership.lock().await.is_leader();
+    let (leader, term) = {
+        let l = g.leadership.lock().await;
+        (l.is_leader(), l.term())
+    };
     let latest = g.ctx.store.latest_anchor().await.ok().flatten();
     warp::reply::json(&json!({
         "leader": leader,
+        "lease_term": (term > 0).then_some(term),
         "latest_epoch": latest.as_ref().map(|a| a.record.epoch),
         "latest_anchor_hash": latest.as_ref().map(|a| a.record.anchor_hash.clone()),
         "divergence": crate::metrics::PROOFCHAIN_DIVERGENCE.get() > 0.0,

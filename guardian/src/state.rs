@@ -153,7 +153,10 @@ impl Guardian {
 
     /// A fence on this guardian's leadership.
     pub fn fence(&self) -> Fence {
-        Fence(self.leadership.clone())
+        Fence {
+            leadership: self.leadership.clone(),
+            sessions: self.ctx.store.lease_term().clone(),
+        }
     }
 
     /// Integrates, then runs one epoch now. Only the leader anchors.

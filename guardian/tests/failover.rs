@@ -359,3 +359,138 @@ async fn an_epoch_stored_but_not_journaled_at_a_sigkill_is_journaled_at_start() 
     assert_eq!(latest, Some(1), "no new epoch was needed");
     drop(g);
 }
+
+/// The lease term in `/v1/guardian/state`, if the guardian answers and leads.
+async fn lease_term(api: SocketAddr) -> Option<i64> {
+    let (status, body) = http(api, "GET", "/v1/guardian/state").await.ok()?;
+    (status == 200).then_some(())?;
+    serde_json::from_str::<serde_json::Value>(&body).ok()?["lease_term"].as_i64()
+}
+
+/// The SQLSTATE of a guardian-role statement on a leader-only table under `term` ("" for
+/// none), or "ok".
+async fn fenced_write(db: &TestDb, term: &str) -> String {
+    let c = db
+        .role_client(ledger::store::DbRole::Guardian)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    if !term.is_empty() {
+        c.batch_execute(&format!("SET vaultmesh.lease_term = '{term}'"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    match c
+        .batch_execute("UPDATE trees SET updated_at = updated_at WHERE false")
+        .await
+    {
+        Ok(()) => "ok".into(),
+        Err(e) => e
+            .as_db_error()
+            .map(|d| d.code().code().to_string())
+            .unwrap_or_else(|| panic!("{e}")),
+    }
+}
+
+/// What a failover does to a leader that is still alive: the advisory lock it holds is on a
+/// server that no longer counts, and a guardian on the promoted standby takes the next lease
+/// term. Simulated here by a session that bumps the term while the leader keeps its lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_term_moved_on_writes_nothing_more() {
+    let (db, dir, key) = setup("guardian-lease").await;
+    let (g, api) = spawn(&db, &key, &dir.join("proofchain.jsonl")).await;
+    wait_leader(api, true).await;
+    append(&db.store, "drills", 5).await;
+    checkpoint_at(&db.store, "drills", 5).await;
+    let term = db.store.lease().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(term.term >= 1, "{term:?}");
+    assert_eq!(lease_term(api).await, Some(term.term));
+    let pid = g.id().unwrap_or_else(|| panic!("guardian pid"));
+    assert!(
+        term.holder
+            .as_deref()
+            .is_some_and(|h| h.ends_with(&format!(":{pid}"))),
+        "{term:?}"
+    );
+
+    // The database refuses a guardian's leader-only write under no term or a stale one.
+    let current = term.term.to_string();
+    assert_eq!(fenced_write(&db, "").await, "VML01");
+    assert_eq!(fenced_write(&db, "0").await, "VML01");
+    assert_eq!(fenced_write(&db, "x; DROP TABLE trees").await, "VML01");
+    assert_eq!(
+        fenced_write(&db, &(term.term + 1).to_string()).await,
+        "VML01"
+    );
+    assert_eq!(fenced_write(&db, &current).await, "ok");
+    let owner = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    owner
+        .batch_execute("UPDATE trees SET updated_at = updated_at WHERE false")
+        .await
+        .unwrap_or_else(|e| panic!("the owner is not fenced: {e}"));
+    // Terms only grow, and the lease row stays.
+    let guardian_role = db
+        .role_client(ledger::store::DbRole::Guardian)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for sql in [
+        "UPDATE guardian_lease SET term = term - 1",
+        "DELETE FROM guardian_lease",
+    ] {
+        assert!(guardian_role.batch_execute(sql).await.is_err(), "{sql}");
+    }
+
+    // A session queues for the lock (so the deposed leader cannot take it back), then the
+    // term moves on while the leader still holds its lock.
+    let holder = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    let held = tokio::spawn(async move {
+        holder
+            .query_one("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        holder
+    });
+    wait_for_row(
+        &db,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        "the test queued for the lock",
+    )
+    .await;
+    guardian_role
+        .batch_execute(
+            "UPDATE guardian_lease SET term = term + 1, holder = 'promoted-standby', \
+             taken_at = now()",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_leader(api, false).await;
+    assert_eq!(fenced_write(&db, &current).await, "VML01");
+    let holder = held.await.unwrap_or_else(|e| panic!("{e}"));
+
+    // Receipts keep arriving; nobody leads, so nothing is signed beyond 5.
+    append(&db.store, "drills", 3).await;
+    let signed = |db: &TestDb| {
+        let store = db.store.clone();
+        async move {
+            store
+                .latest_checkpoints()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .into_iter()
+                .find(|c| c.scroll == "drills")
+                .map(|c| c.tree_size)
+        }
+    };
+    // (An absence: three integration intervals with nothing signed.)
+    tokio::time::sleep(Duration::from_millis(3 * INTERVAL_MS)).await;
+    assert_eq!(signed(&db).await, Some(5));
+
+    // The lock comes free: the guardian leads again under a newer term and signs on.
+    drop(holder);
+    wait_leader(api, true).await;
+    checkpoint_at(&db.store, "drills", 8).await;
+    let now = db.store.lease().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(now.term, term.term + 2, "{now:?}");
+    assert_eq!(lease_term(api).await, Some(now.term));
+    drop(g);
+}

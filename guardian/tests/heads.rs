@@ -149,13 +149,18 @@ async fn an_unsigned_epoch_after_signed_ones_is_never_signed_nor_built_upon() {
         .verify_signed(&t.signer.verifier())
         .unwrap_or_else(|e| panic!("a new epoch is stored signed: {e}"));
 
-    // With the guardian's own database role (but not its key), a self-consistent epoch 2.
-    let as_guardian =
-        t.db.role_store(ledger::store::DbRole::Guardian)
-            .unwrap_or_else(|e| panic!("{e}"));
-    store_unsigned(&as_guardian, &[record(2, &first[0].anchor_hash)]).await;
-
-    let t = t.restarted().await;
+    // With the guardian's own database role and a lease term (but not its key), a
+    // self-consistent epoch 2.
+    let forged = record(2, &first[0].anchor_hash);
+    let t = t
+        .restarted_after(async |db| {
+            let as_guardian = db
+                .leading_guardian_store()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            store_unsigned(&as_guardian, std::slice::from_ref(&forged)).await;
+        })
+        .await;
     let payload = divergence_receipt(&t.db.store, "epoch 2 is suspect").await;
     assert!(
         payload.contains("no head though epoch 1 before it has one"),

@@ -197,7 +197,8 @@ async fn forged_rows_and_tiles_are_never_signed_and_other_scrolls_carry_on() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let grown = db
-        .role_store(DbRole::Guardian)
+        .leading_guardian_store()
+        .await
         .unwrap_or_else(|e| panic!("{e}"))
         .integrate(info.id, 100)
         .await

@@ -41,6 +41,12 @@ pub struct CommonArgs {
     /// Postgres URL of the schema owner; when set, migrations are applied at start.
     #[arg(long, env = "VAULTMESH_MIGRATE_DATABASE_URL", value_name = "URL")]
     pub migrate_database_url: Option<String>,
+    /// What a committed write waits for before the service answers: `local` (flushed on the
+    /// primary) or `replicated` (also flushed on a synchronous standby, Postgres
+    /// `synchronous_commit = on`; writes are refused with 503 while the primary names no
+    /// synchronous standby, and wait for one up to the response timeout). [default: local]
+    #[arg(long, env = "VAULTMESH_DURABILITY", value_name = "LEVEL")]
+    pub durability: Option<crate::store::Durability>,
     /// Maximum Postgres connections in the pool. [default: 16]
     #[arg(long, env = "VAULTMESH_DB_POOL_SIZE", value_name = "N")]
     pub db_pool_size: Option<usize>,
@@ -155,6 +161,8 @@ pub struct CommonFile {
     pub database_url: Option<String>,
     /// See [`CommonArgs::migrate_database_url`].
     pub migrate_database_url: Option<String>,
+    /// See [`CommonArgs::durability`].
+    pub durability: Option<crate::store::Durability>,
     /// See [`CommonArgs::db_pool_size`].
     pub db_pool_size: Option<usize>,
     /// See [`CommonArgs::db_connect_timeout_ms`].
@@ -212,6 +220,8 @@ pub struct CommonConfig {
     /// Owner URL for migrations, if any.
     #[serde(skip)]
     pub migrate_database_url: Option<String>,
+    /// What a committed write waits for.
+    pub durability: crate::store::Durability,
     /// Pool size.
     pub db_pool_size: usize,
     /// Postgres connect, pool, response and session time limits.
@@ -287,6 +297,7 @@ impl CommonArgs {
                 .clone()
                 .or(file.migrate_database_url)
                 .filter(|u| !u.is_empty()),
+            durability: self.durability.or(file.durability).unwrap_or_default(),
             db_pool_size: self.db_pool_size.or(file.db_pool_size).unwrap_or(16).max(1),
             db_timeouts: crate::store::DbTimeouts {
                 connect: millis(

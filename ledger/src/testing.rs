@@ -167,6 +167,16 @@ impl TestDb {
         Store::connect(&self.url(role), &PoolOptions::default())
     }
 
+    /// A guardian-role store whose sessions carry a lease term it has just taken, as the
+    /// leading guardian's do (this deposes any guardian running on the database).
+    pub async fn leading_guardian_store(&self) -> Result<Store, StoreError> {
+        let store = self.role_store(DbRole::Guardian)?;
+        let client = store.dedicated_client().await?;
+        let term = Store::take_lease(&client, "test").await?;
+        store.lease_term().set(term);
+        Ok(store)
+    }
+
     /// A client connected as the schema owner, for assertions and deliberate tampering.
     pub async fn owner_client(&self) -> Result<tokio_postgres::Client, StoreError> {
         admin_client(&self.owner_url).await

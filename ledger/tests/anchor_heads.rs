@@ -38,7 +38,8 @@ async fn stored(store: &Store, epoch: u64) -> AnchorRecord {
 async fn heads_are_stored_with_their_record_or_added_later_and_never_changed() {
     let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
     let guardian = db
-        .role_store(DbRole::Guardian)
+        .leading_guardian_store()
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let s = signer();
     let v = s.verifier();

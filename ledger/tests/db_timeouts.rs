@@ -27,6 +27,7 @@ fn store(url: &str, max_size: usize, t: DbTimeouts) -> Store {
             max_size,
             wait_timeout: t.pool_wait,
             timeouts: t,
+            durability: ledger::store::Durability::Local,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"))

@@ -18,7 +18,8 @@ async fn seeded() -> TestDb {
     let db = db().await;
     append_receipts(&db.store, "drills", "drill_completed", 20).await;
     let guardian = db
-        .role_store(DbRole::Guardian)
+        .leading_guardian_store()
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let id = db
         .store
@@ -56,6 +57,17 @@ async fn seeded() -> TestDb {
         .await
         .unwrap_or_else(|e| panic!("the owner revokes: {e}"));
     db
+}
+
+/// Makes a guardian-role session carry the current lease term, as the leader's do, so that
+/// what is refused below is refused for what it does, not for a missing term.
+async fn with_current_term(client: &tokio_postgres::Client) {
+    client
+        .batch_execute(
+            "SELECT set_config('vaultmesh.lease_term', term::text, false) FROM guardian_lease",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn refused_as(role: &str, stmt: &str, result: Result<(), tokio_postgres::Error>) {
@@ -100,6 +112,9 @@ async fn no_service_role_can_rewrite_history_or_keys() {
     ];
     for role in DbRole::ALL {
         let client = db.role_client(role).await.unwrap_or_else(|e| panic!("{e}"));
+        if role == DbRole::Guardian {
+            with_current_term(&client).await;
+        }
         for stmt in attacks {
             refused_as(role.name(), stmt, client.batch_execute(stmt).await);
         }
@@ -149,6 +164,7 @@ async fn the_guardian_role_may_only_extend_tiles_and_grow_trees() {
         .role_client(DbRole::Guardian)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    with_current_term(&g).await;
     // Tile 0 of level 0 is full (16 leaves), tile 1 holds 4: rewriting either, or cutting
     // tile 1 back, is refused; appending one entry to tile 1 is an extension.
     for stmt in [

@@ -33,15 +33,39 @@ pub struct TestGuardian {
 impl TestGuardian {
     /// Stops the guardian and starts a fresh one: same database, key, journal and options.
     pub async fn restarted(self) -> TestGuardian {
-        self.g.stop().await;
+        self.restarted_after(async |_| {}).await
+    }
+
+    /// Stops the guardian, runs `between` while none runs (so none leads), then starts a
+    /// fresh one as [`TestGuardian::restarted`] does.
+    pub async fn restarted_after(self, between: impl AsyncFnOnce(&TestDb)) -> TestGuardian {
+        let TestGuardian {
+            db,
+            g,
+            admin,
+            dir,
+            signer,
+            journal,
+            opts,
+        } = self;
+        g.stop().await;
+        between(&db).await;
         let g = guardian::start_with(
-            service_config(&self.db.url(ledger::store::DbRole::Guardian)),
-            self.opts.clone(),
+            service_config(&db.url(ledger::store::DbRole::Guardian)),
+            opts.clone(),
             ledger::service::Shutdown::new(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-        TestGuardian { g, ..self }
+        TestGuardian {
+            db,
+            g,
+            admin,
+            dir,
+            signer,
+            journal,
+            opts,
+        }
     }
 }
 

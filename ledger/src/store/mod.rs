@@ -7,7 +7,9 @@ mod bundles;
 mod checkpoints;
 mod corpus;
 mod db_role;
+mod durability;
 mod governance;
+mod lease;
 mod mesh;
 mod migrate;
 mod psi;
@@ -24,10 +26,12 @@ pub use audit::RawReceipt;
 pub use checkpoints::{PendingScroll, StoredCheckpoint};
 pub use corpus::{DocumentInfo, EvidenceRow, NewDocument, NewSection, SectionHit};
 pub use db_role::DbRole;
+pub use durability::Durability;
 pub use governance::{
     governance_marker_of, GovernanceChangeLock, GOVERNANCE_CHANNEL, GOVERNANCE_MARKER_SQL,
     STATE_TYPES,
 };
+pub use lease::{Lease, LeaseTerm, STALE_TERM};
 pub use mesh::{NodeHeartbeat, NodeRow, RouteRow};
 pub use migrate::{migrate, MIGRATIONS_DIGEST};
 pub use psi::{PsiCondition, PsiState, Transmutation};
@@ -41,7 +45,7 @@ pub use watchdog::{register_metrics, DB_REQUESTS, DB_STALLS};
 pub use witness::{CollectedCosignature, Discrepancy, WitnessState};
 
 use crate::jcs::CanonicalError;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Hook, Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -93,6 +97,9 @@ pub enum StoreError {
     /// A value has no canonical form.
     #[error(transparent)]
     Canonical(#[from] CanonicalError),
+    /// `replicated` durability, but the primary names no synchronous standby now.
+    #[error("durability is replicated, but the primary names no synchronous standby (synchronous_standby_names is empty)")]
+    NoSynchronousStandby,
     /// Postgres did not answer within a deadline of the store's own.
     #[error("database did not answer within {} ms", .0.as_millis())]
     Timeout(Duration),
@@ -108,6 +115,8 @@ pub struct PoolOptions {
     pub wait_timeout: Duration,
     /// Connect, response and session time limits.
     pub timeouts: DbTimeouts,
+    /// What a commit waits for.
+    pub durability: Durability,
 }
 
 impl Default for PoolOptions {
@@ -117,6 +126,7 @@ impl Default for PoolOptions {
             max_size: 16,
             wait_timeout: timeouts.pool_wait,
             timeouts,
+            durability: Durability::Local,
         }
     }
 }
@@ -128,6 +138,7 @@ impl PoolOptions {
             max_size: config.db_pool_size,
             wait_timeout: config.db_timeouts.pool_wait,
             timeouts: config.db_timeouts,
+            durability: config.durability,
         }
     }
 }
@@ -135,6 +146,14 @@ impl PoolOptions {
 /// How much longer than the connect timeout the pool lets a connection attempt run before
 /// dropping it (a backstop: the connector's own deadline fires first, and counts).
 const CREATE_BACKSTOP: Duration = Duration::from_secs(1);
+
+/// The readiness query: whether the primary names a synchronous standby (only required under
+/// `replicated` durability).
+const PING: &str = durability::SYNC_STANDBY_NAMED;
+
+/// Fails on a server in recovery (a standby), so that a pooled connection to a primary that
+/// was demoted is discarded when it is next taken.
+const READ_WRITE_CHECK: &str = "SELECT 1 / (NOT pg_is_in_recovery())::int";
 
 /// How long [`Store::ping`] waits, in all (below the 2 s readiness check around it, so that
 /// its own deadline is the one that fires and can drop the connection it used).
@@ -146,6 +165,8 @@ pub struct Store {
     pool: Pool,
     timeouts: DbTimeouts,
     tile_cache: Option<(crate::cache::Cache, std::sync::Arc<tree::TileMemo>)>,
+    lease_term: LeaseTerm,
+    durability: Durability,
 }
 
 impl Store {
@@ -164,15 +185,36 @@ impl Store {
             timeouts.connect = *explicit;
         }
         let options = timeouts.session_options(pg.get_options());
-        pg.options(options);
+        pg.options(format!(
+            "-c synchronous_commit={} {options}",
+            opts.durability.synchronous_commit()
+        ));
+        // A URL that asks for a read-write server (typically listing several hosts) may
+        // outlive a failover: a pooled connection to a demoted primary is then dropped
+        // rather than reused.
+        let recycling_method = if pg.get_target_session_attrs()
+            == tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        {
+            RecyclingMethod::Custom(READ_WRITE_CHECK.into())
+        } else {
+            RecyclingMethod::Fast
+        };
         let mgr = Manager::from_connect(
             pg,
             watchdog::WatchedConnect::new(&timeouts),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
+            ManagerConfig { recycling_method },
         );
+        let lease_term = LeaseTerm::default();
+        let (created, recycled) = (lease_term.clone(), lease_term.clone());
         let pool = Pool::builder(mgr)
+            .post_create(Hook::async_fn(move |client, _| {
+                let term = created.clone();
+                Box::pin(async move { term.apply(client).await })
+            }))
+            .pre_recycle(Hook::async_fn(move |client, _| {
+                let term = recycled.clone();
+                Box::pin(async move { term.apply(client).await })
+            }))
             .max_size(opts.max_size)
             .wait_timeout(Some(opts.wait_timeout))
             .create_timeout(Some(timeouts.connect + CREATE_BACKSTOP))
@@ -183,6 +225,8 @@ impl Store {
             pool,
             timeouts,
             tile_cache: None,
+            lease_term,
+            durability: opts.durability,
         })
     }
 
@@ -225,6 +269,11 @@ impl Store {
         Ok(deadpool_postgres::Object::take(object))
     }
 
+    /// What this store's commits wait for.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
     /// The role this store's connections act as (`current_user`).
     pub async fn current_role(&self) -> Result<String, StoreError> {
         let client = self.pool.get().await?;
@@ -233,16 +282,22 @@ impl Store {
     }
 
     /// Checks that a pooled connection answers a trivial query within [`PING_TIMEOUT`] in
-    /// all (the readiness check). A connection that does not answer in time is closed rather
+    /// all (the readiness check) and, under `replicated` durability, that the primary names a
+    /// synchronous standby. A connection that does not answer in time is closed rather
     /// than returned to the pool with its query still outstanding.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let deadline = Instant::now() + PING_TIMEOUT;
         let client = tokio::time::timeout_at(deadline.into(), self.pool.get())
             .await
             .map_err(|_| StoreError::Timeout(PING_TIMEOUT))??;
-        match tokio::time::timeout_at(deadline.into(), client.simple_query("SELECT 1")).await {
+        match tokio::time::timeout_at(deadline.into(), client.simple_query(PING)).await {
             Ok(answer) => {
-                answer?;
+                let named = answer?.iter().any(|m| {
+                    matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))
+                });
+                if self.durability == Durability::Replicated && !named {
+                    return Err(StoreError::NoSynchronousStandby);
+                }
                 Ok(())
             }
             Err(_) => {
@@ -279,7 +334,7 @@ impl StoreError {
     /// classes 08, 53, 57, and 25P03 for an idle transaction the server ended).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Pool(_) | StoreError::Timeout(_) => true,
+            StoreError::Pool(_) | StoreError::Timeout(_) | StoreError::NoSynchronousStandby => true,
             StoreError::Db(e) => match e.as_db_error() {
                 Some(db) => {
                     let code = db.code().code();

@@ -86,6 +86,15 @@ impl Store {
         let scroll = scroll.as_str();
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
+        if self.durability() == super::Durability::Replicated {
+            let named: bool = tx
+                .query_one(super::durability::SYNC_STANDBY_NAMED, &[])
+                .await?
+                .get(0);
+            if !named {
+                return Err(StoreError::NoSynchronousStandby);
+            }
+        }
         let keyless = items.iter().all(|i| i.idempotency_key.is_none());
         // Without idempotency keys every item is written, so the head row can be locked and
         // the positions allocated in one statement; otherwise lock, look the keys up, and
@@ -223,7 +232,8 @@ impl Store {
 
     /// Appends a keyless admitted batch at positions `expected..`, in one statement and one
     /// round trip (an implicit transaction), provided the scroll's head is exactly at
-    /// `expected` when the statement takes the head-row lock. Otherwise nothing is written
+    /// `expected` when the statement takes the head-row lock (and, under `replicated`
+    /// durability, the primary names a synchronous standby). Otherwise nothing is written
     /// and the items come back (`Err(items)`), for the caller to retry with
     /// [`Store::append_receipts`]. Several of these may be in flight for one scroll with
     /// consecutive expectations: each waits for the previous one's lock and then matches.
@@ -254,7 +264,8 @@ impl Store {
         let client = self.pool().get().await?;
         let stmt = client
             .prepare_cached(
-                "WITH locked AS (SELECT id, next_seq FROM scrolls WHERE name = $1 FOR UPDATE), \
+                "WITH locked AS (SELECT id, next_seq FROM scrolls WHERE name = $1 \
+                   AND (NOT $9 OR current_setting('synchronous_standby_names') <> '') FOR UPDATE), \
                  head AS (UPDATE scrolls s SET next_seq = locked.next_seq + $3 FROM locked \
                    WHERE s.id = locked.id AND locked.next_seq = $2 RETURNING s.id) \
                  INSERT INTO receipts (scroll_id, seq, leaf, leaf_hash, type, submitted_at, submitter) \
@@ -275,6 +286,7 @@ impl Store {
                     &hash_refs,
                     &kinds,
                     &submitters,
+                    &(self.durability() == super::Durability::Replicated),
                 ],
             )
             .await?;
