@@ -1,4 +1,5 @@
--- Guardian leadership fenced in the data (issue 16). The advisory lock elects a leader, but it
+-- Guardian leadership fenced in the data, and a readiness probe for replicated durability
+-- (issue 16). The advisory lock elects a leader, but it
 -- lives in one server's memory: after a failover to a standby, or when the lock's connection
 -- dies while the process lives on, an old leader could still write. So the lock's holder
 -- takes a term in `guardian_lease` (term + 1) before it leads, its sessions carry that term
@@ -73,3 +74,12 @@ $$;
 
 GRANT SELECT ON guardian_lease TO vaultmesh_portal, vaultmesh_guardian, vaultmesh_oracle;
 GRANT UPDATE (term, holder, taken_at) ON guardian_lease TO vaultmesh_guardian;
+
+-- Readiness under `replicated` durability writes one row per service role here, so that the
+-- check's commit waits for a synchronous standby like any write (a read-only check would not).
+CREATE TABLE durability_probes (
+    role       name PRIMARY KEY DEFAULT current_user CHECK (role = current_user),
+    probed_at  timestamptz NOT NULL DEFAULT now()
+);
+GRANT SELECT, INSERT (probed_at), UPDATE (probed_at) ON durability_probes
+    TO vaultmesh_portal, vaultmesh_guardian, vaultmesh_oracle;

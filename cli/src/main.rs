@@ -1,6 +1,7 @@
 //! `vaultmesh`: the umbrella command for operators, auditors and developers.
 
 mod bench;
+mod drill;
 mod governance;
 mod keys;
 mod signing_key;
@@ -8,7 +9,7 @@ mod verify;
 
 use clap::{Parser, Subcommand};
 
-/// VaultMesh command line: database migrations, signing keys, API keys, governance,
+/// VaultMesh command line: database migrations, signing keys, API keys, governance, drills,
 /// verification and benchmarks.
 #[derive(Parser)]
 #[command(name = "vaultmesh", version)]
@@ -46,6 +47,9 @@ enum Command {
     /// Run benchmarks and print their figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run an operational drill against a running stack (exit status 1 if it found a loss).
+    #[command(subcommand)]
+    Drill(drill::DrillCommand),
 }
 
 #[tokio::main]
@@ -61,6 +65,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(cmd).await?,
         Command::Constitution(cmd) => governance::constitution(cmd).await?,
         Command::Emergency(cmd) => governance::emergency(cmd).await?,
+        Command::Drill(cmd) => {
+            if !drill::run(cmd).await? {
+                std::process::exit(1);
+            }
+        }
         Command::Verify(cmd) => {
             if !verify::run(cmd).await? {
                 std::process::exit(1);

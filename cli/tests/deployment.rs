@@ -355,3 +355,47 @@ fn systemd_units_verify_and_are_hardened() {
         "systemd-analyze verify:\n{text}"
     );
 }
+
+/// The CloudNativePG overlay: a three-instance cluster that never acknowledges without a
+/// synchronous standby, the service roles managed, and every service at `replicated`.
+#[test]
+fn the_cloudnativepg_overlay_keeps_a_synchronous_standby() {
+    let docs = documents(&[ops("k8s/cnpg/cluster.yaml")]);
+    let cluster = named(&docs, "Cluster", "vaultmesh-db");
+    assert_eq!(cluster["apiVersion"], "postgresql.cnpg.io/v1");
+    assert_eq!(cluster["metadata"]["namespace"], "vaultmesh");
+    let spec = &cluster["spec"];
+    assert_eq!(spec["instances"], 3);
+    let sync = &spec["postgresql"]["synchronous"];
+    assert_eq!(sync["method"], "any");
+    assert_eq!(sync["number"], 1);
+    assert_eq!(sync["dataDurability"], "required");
+    assert_eq!(spec["bootstrap"]["initdb"]["database"], "vaultmesh");
+    assert_eq!(spec["bootstrap"]["initdb"]["owner"], "vaultmesh");
+    let roles: Vec<&str> = spec["managed"]["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        roles,
+        ["vaultmesh_portal", "vaultmesh_guardian", "vaultmesh_oracle"]
+    );
+    let overlay = documents(&[ops("k8s/cnpg/kustomization.yaml")]);
+    let k = &overlay[0];
+    assert_eq!(strings(&k["resources"]), ["../", "cluster.yaml"]);
+    let patch = k["patches"][0]["patch"].as_str().unwrap_or_default();
+    assert!(
+        patch.contains("/data/VAULTMESH_DURABILITY") && patch.contains("value: replicated"),
+        "{patch}"
+    );
+    assert_eq!(k["patches"][0]["target"]["name"], "vaultmesh-config");
+    // The variable it sets is one every service documents.
+    for service in ["portal", "guardian", "oracle"] {
+        assert!(
+            documented_env(service).contains("VAULTMESH_DURABILITY"),
+            "{service}"
+        );
+    }
+}

@@ -339,7 +339,16 @@ impl Auditor {
         }
         for (i, line) in lines.iter().enumerate() {
             let epoch = i as u64 + 1;
-            let stored = by_epoch.get(&epoch).and_then(|r| r.stored_text().ok());
+            let mut stored = by_epoch.get(&epoch).and_then(|r| r.stored_text().ok());
+            if stored.is_none() {
+                // An epoch stored and journaled since `records` was read (the sink writes a
+                // line only after its epoch is committed): read it again now.
+                stored = self
+                    .store
+                    .anchor(epoch)
+                    .await?
+                    .and_then(|a| a.record.stored_text().ok());
+            }
             match stored {
                 Some(s) if *line == s => {}
                 Some(_) => findings.push(finding(

@@ -18,11 +18,15 @@ pub enum Durability {
 }
 
 impl Durability {
-    /// The session's `synchronous_commit` setting.
-    pub fn synchronous_commit(self) -> &'static str {
+    /// The session's startup settings: `synchronous_commit`, and under `replicated` a check
+    /// every second of a client that went away, so that a backend whose client gave up waiting
+    /// for a standby ends (committed locally) instead of holding its locks until one returns.
+    pub fn session_options(self) -> &'static str {
         match self {
-            Durability::Local => "local",
-            Durability::Replicated => "on",
+            Durability::Local => "-c synchronous_commit=local",
+            Durability::Replicated => {
+                "-c synchronous_commit=on -c client_connection_check_interval=1000"
+            }
         }
     }
 }
@@ -30,3 +34,11 @@ impl Durability {
 /// Whether the primary names a synchronous standby now, as this session sees it.
 pub(super) const SYNC_STANDBY_NAMED: &str =
     "SELECT current_setting('synchronous_standby_names') <> ''";
+
+/// The readiness query under `replicated` durability: the standby set is named, and a commit
+/// completes (the upsert of this role's row in `durability_probes` makes its commit wait for a
+/// synchronous standby, as every write does).
+pub(super) const REPLICATED_PING: &str =
+    "INSERT INTO durability_probes (probed_at) VALUES (now()) \
+     ON CONFLICT (role) DO UPDATE SET probed_at = excluded.probed_at \
+     RETURNING current_setting('synchronous_standby_names') <> ''";

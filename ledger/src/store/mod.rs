@@ -185,10 +185,7 @@ impl Store {
             timeouts.connect = *explicit;
         }
         let options = timeouts.session_options(pg.get_options());
-        pg.options(format!(
-            "-c synchronous_commit={} {options}",
-            opts.durability.synchronous_commit()
-        ));
+        pg.options(format!("{} {options}", opts.durability.session_options()));
         // A URL that asks for a read-write server (typically listing several hosts) may
         // outlive a failover: a pooled connection to a demoted primary is then dropped
         // rather than reused.
@@ -283,14 +280,18 @@ impl Store {
 
     /// Checks that a pooled connection answers a trivial query within [`PING_TIMEOUT`] in
     /// all (the readiness check) and, under `replicated` durability, that the primary names a
-    /// synchronous standby. A connection that does not answer in time is closed rather
+    /// synchronous standby and that a commit completes (one waits for a standby's flush). A connection that does not answer in time is closed rather
     /// than returned to the pool with its query still outstanding.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let deadline = Instant::now() + PING_TIMEOUT;
         let client = tokio::time::timeout_at(deadline.into(), self.pool.get())
             .await
             .map_err(|_| StoreError::Timeout(PING_TIMEOUT))??;
-        match tokio::time::timeout_at(deadline.into(), client.simple_query(PING)).await {
+        let ping = match self.durability {
+            Durability::Local => PING,
+            Durability::Replicated => durability::REPLICATED_PING,
+        };
+        match tokio::time::timeout_at(deadline.into(), client.simple_query(ping)).await {
             Ok(answer) => {
                 let named = answer?.iter().any(|m| {
                     matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, TargetSessionAttrs};
 use tokio_postgres::{Config, NoTls};
 
 /// `vaultmesh_db_stalls_total{phase}`: Postgres connections given up on — `connect` (no
@@ -386,46 +386,40 @@ impl AsyncWrite for Transport {
     }
 }
 
-/// Connects to the first of the configured hosts that answers, each attempt (name lookup
-/// and connect) within `limit`, as tokio-postgres would: `hostaddr` before `host`, one port
-/// for all hosts or one per host, Unix-socket directories as `<dir>/.s.PGSQL.<port>`.
-async fn open(config: &Config, limit: Duration) -> Transport {
-    let (hosts, addrs, ports) = (
-        config.get_hosts(),
-        config.get_hostaddrs(),
-        config.get_ports(),
-    );
-    let count = hosts.len().max(addrs.len());
+/// How many hosts the configuration names, checking the port list matches them.
+fn host_count(config: &Config) -> io::Result<usize> {
+    let count = config.get_hosts().len().max(config.get_hostaddrs().len());
     if count == 0 {
-        return Transport::Failed(Some(invalid("the database URL names no host")));
+        return Err(invalid("the database URL names no host"));
     }
-    if ports.len() > 1 && ports.len() != count {
-        return Transport::Failed(Some(invalid(
+    let ports = config.get_ports().len();
+    if ports > 1 && ports != count {
+        return Err(invalid(
             "the database URL has a port count that matches no host count",
-        )));
+        ));
     }
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no host address");
-    for i in 0..count {
-        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        let attempt = match (addrs.get(i), hosts.get(i)) {
-            (Some(ip), _) => tcp(std::net::SocketAddr::new(*ip, port), limit).await,
-            (None, Some(Host::Tcp(name))) => tcp_named(name, port, limit).await,
-            #[cfg(unix)]
-            (None, Some(Host::Unix(dir))) => {
-                let path = dir.join(format!(".s.PGSQL.{port}"));
-                match tokio::time::timeout(limit, tokio::net::UnixStream::connect(path)).await {
-                    Ok(r) => r.map(Transport::Unix),
-                    Err(_) => Err(timed_out(limit)),
-                }
+    Ok(count)
+}
+
+/// Opens a transport to the configured host `i` (name lookup and connect) within `limit`, as
+/// tokio-postgres would: `hostaddr` before `host`, one port for all hosts or one per host,
+/// Unix-socket directories as `<dir>/.s.PGSQL.<port>`.
+async fn open(config: &Config, i: usize, limit: Duration) -> io::Result<Transport> {
+    let ports = config.get_ports();
+    let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    match (config.get_hostaddrs().get(i), config.get_hosts().get(i)) {
+        (Some(ip), _) => tcp(std::net::SocketAddr::new(*ip, port), limit).await,
+        (None, Some(Host::Tcp(name))) => tcp_named(name, port, limit).await,
+        #[cfg(unix)]
+        (None, Some(Host::Unix(dir))) => {
+            let path = dir.join(format!(".s.PGSQL.{port}"));
+            match tokio::time::timeout(limit, tokio::net::UnixStream::connect(path)).await {
+                Ok(r) => r.map(Transport::Unix),
+                Err(_) => Err(timed_out(limit)),
             }
-            (None, None) => continue,
-        };
-        match attempt {
-            Ok(t) => return t,
-            Err(e) => last = e,
         }
+        (None, None) => Err(invalid("the database URL names no host")),
     }
-    Transport::Failed(Some(last))
 }
 
 async fn tcp_named(name: &str, port: u16, limit: Duration) -> io::Result<Transport> {
@@ -496,32 +490,104 @@ impl deadpool_postgres::Connect for WatchedConnect {
         let config = config.clone();
         let limits = self.limits;
         Box::pin(async move {
-            let attempt = async {
-                let transport = open(&config, limits.connect).await;
-                config
-                    .connect_raw(Watched::new(transport, limits), NoTls)
-                    .await
-            };
-            let (client, connection) = match tokio::time::timeout(limits.connect, attempt).await {
-                Ok(connected) => connected?,
+            let attempt = connect_any(&config, limits);
+            match tokio::time::timeout(limits.connect, attempt).await {
+                Ok(connected) => connected,
                 Err(_) => {
                     DB_STALLS.with_label_values(&["connect"]).inc();
-                    let failed = Transport::Failed(Some(timed_out(limits.connect)));
-                    config
-                        .connect_raw(Watched::new(failed, limits), NoTls)
-                        .await?
+                    Err(refusal(&config, limits, timed_out(limits.connect)).await)
                 }
-            };
-            let task = tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    let limiter = &crate::telemetry::REPEATED_LOGS;
-                    if let Some(suppressed) = limiter.admit("postgres connection closed", "") {
-                        tracing::warn!(error = %e, suppressed, "postgres connection closed");
-                    }
-                }
-            });
-            Ok((client, task))
+            }
         })
+    }
+}
+
+/// Tries each configured host in turn, as tokio-postgres would: the first that completes
+/// startup wins, unless the URL asks for `target_session_attrs=read-write` and the server is
+/// read-only (a standby), in which case the next is tried.
+async fn connect_any(
+    config: &Config,
+    limits: Limits,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+    let count = match host_count(config) {
+        Ok(n) => n,
+        Err(e) => return Err(refusal(config, limits, e).await),
+    };
+    let read_write = config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite;
+    let mut last = None;
+    for i in 0..count {
+        let transport = match open(config, i, limits.connect).await {
+            Ok(t) => t,
+            Err(e) => {
+                last = Some(refusal(config, limits, e).await);
+                continue;
+            }
+        };
+        let (client, connection) = match config
+            .connect_raw(Watched::new(transport, limits), NoTls)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                let limiter = &crate::telemetry::REPEATED_LOGS;
+                if let Some(suppressed) = limiter.admit("postgres connection closed", "") {
+                    tracing::warn!(error = %e, suppressed, "postgres connection closed");
+                }
+            }
+        });
+        if read_write {
+            let writable = client
+                .simple_query("SHOW transaction_read_only")
+                .await
+                .map(|rows| {
+                    rows.iter().any(|m| {
+                        matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("off"))
+                    })
+                });
+            match writable {
+                Ok(true) => {}
+                Ok(false) => {
+                    last = Some(
+                        refusal(
+                            config,
+                            limits,
+                            invalid("the server is read-only (a standby)"),
+                        )
+                        .await,
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            }
+        }
+        return Ok((client, task));
+    }
+    Err(match last {
+        Some(e) => e,
+        None => refusal(config, limits, invalid("the database URL names no host")).await,
+    })
+}
+
+/// A connection error carrying `cause` (tokio-postgres builds its errors itself: a startup
+/// over a transport that has already failed gives one).
+async fn refusal(config: &Config, limits: Limits, cause: io::Error) -> tokio_postgres::Error {
+    let mut cause = Some(cause);
+    loop {
+        let failed = Watched::new(Transport::Failed(cause.take()), limits);
+        match config.connect_raw(failed, NoTls).await {
+            Err(e) => return e,
+            // (A failed transport never completes a startup; if it did, ask again.)
+            Ok((client, _)) => drop(client),
+        }
     }
 }
 
