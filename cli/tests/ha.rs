@@ -86,11 +86,40 @@ async fn write_to(portal: SocketAddr, key: &str, scroll: &str, kind: &str, n: u3
     .await
 }
 
+/// Stops whatever a failed run left behind: the services (their command lines name the state
+/// directory or, for the oracle, its address) and the formation.
+struct Leftovers {
+    state: std::path::PathBuf,
+    oracle: String,
+    base: u16,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for pattern in [self.state.display().to_string(), self.oracle.clone()] {
+            let _ = std::process::Command::new("pkill")
+                .args(["-KILL", "-f", &pattern])
+                .status();
+        }
+        let _ = std::process::Command::new("bash")
+            .arg(repo().join("ops/ha/ctl.sh"))
+            .arg(self.state.join("pg"))
+            .arg(self.base.to_string())
+            .arg("stop")
+            .status();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_dies_without_losing_one_acknowledged_receipt() {
     let dir = scratch_dir("ha-stack");
     let state = dir.join("state");
     let base = free_base();
+    let _leftovers = Leftovers {
+        state: state.clone(),
+        oracle: format!("--api-addr 127.0.0.1:{}", base + 30),
+        base,
+    };
     let bin_dir = bin("vaultmesh").parent().unwrap_or(&dir).to_path_buf();
     let mut up = Command::new("bash")
         .arg(repo().join("ops/ha/up.sh"))

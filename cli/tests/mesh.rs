@@ -889,9 +889,12 @@ async fn a_service_role_cannot_fake_another_services_node_or_the_psi_phase() {
         .role_client(ledger::store::DbRole::Guardian)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // (Its session takes a lease term first, as the leading guardian's do.)
     guardian
         .batch_execute(
-            "INSERT INTO psi_transmutations (description, opened_by) VALUES ('t', 'k'); \
+            "UPDATE guardian_lease SET term = term + 1, holder = 'test', taken_at = now(); \
+             SELECT set_config('vaultmesh.lease_term', term::text, false) FROM guardian_lease; \
+             INSERT INTO psi_transmutations (description, opened_by) VALUES ('t', 'k'); \
              UPDATE psi_transmutations SET status = 'completed', closed_by = 'k', closed_at = now(); \
              INSERT INTO psi_conditions (key, kind, detail, resolved_at) VALUES ('c', 'emergency', 'x', now());",
         )
