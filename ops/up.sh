@@ -27,23 +27,14 @@ if [ -z "$(vm_psql_super -d postgres -tAc "SELECT 1 FROM pg_database WHERE datna
     vm_psql_super -d postgres -qc "CREATE DATABASE $DATABASE OWNER vaultmesh"
 fi
 mkdir -p "$STATE"
-if [ -n "${VAULTMESH_BIN_DIR:-}" ]; then
-    BIN=$VAULTMESH_BIN_DIR
-else
-    vm_log "building release binaries"
-    cargo build --release --locked --bins --quiet
-    BIN=target/release
-fi
+vm_bin
 OWNER_URL=$(vm_owner_url "$DATABASE")
 
 "$BIN/vaultmesh" migrate --database-url "$OWNER_URL"
 VKEY=$("$BIN/vaultmesh" keygen --name "$MESH_ID/guardian" --out "$STATE/guardian.key" --vkey-out "$STATE/guardian.vkey")
 # The secret that authenticates every Redis cache entry (it never enters Redis): 32 random
 # bytes as hex, made once and shared by the three services.
-if [ ! -s "$STATE/cache.secret" ]; then
-    (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$STATE/cache.secret.new" && mv "$STATE/cache.secret.new" "$STATE/cache.secret")
-fi
-chmod 600 "$STATE/cache.secret"
+vm_cache_secret "$STATE/cache.secret"
 
 key_ok() { vm_key_active "$BIN" "$OWNER_URL" "${1:-}"; }
 if [ -f "$STATE/dev.env" ]; then . "$STATE/dev.env"; fi

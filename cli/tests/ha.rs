@@ -11,11 +11,15 @@
 //!   JSON) and readiness is 503, while a portal at `local` durability on the same formation
 //!   still answers 201 (on another scroll: a commit waiting for a standby keeps its scroll's
 //!   head row locked); with the standbys back, the replicated portal acknowledges again.
+//! - A read replica: a portal with `--read-database-url` on a standby reads what the standby
+//!   has from it, and, with the standby's replay paused, reads a fresh receipt and a proof up
+//!   to a fresh checkpoint from the primary; it never serves an older checkpoint than one it
+//!   already served.
 //! - No statement ever reached a standby (the connector skips read-only servers).
 
 mod common;
 
-use common::{bin, repo, stop_script};
+use common::{bin, repo, sample, stop_script};
 use ledger::testing::{call, scratch_dir, wait_until_listening};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -64,6 +68,16 @@ async fn ctl(command: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The portal role's multi-host URL over the formation's three nodes.
+fn portal_url(base: u16) -> String {
+    format!(
+        "postgres://vaultmesh_portal:vaultmesh_portal@127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}/vaultmesh?target_session_attrs=read-write",
+        base + 1,
+        base + 2,
+        base + 3
+    )
+}
+
 fn addr(url: &str) -> SocketAddr {
     url.trim_start_matches("http://")
         .parse()
@@ -98,7 +112,7 @@ impl Drop for Leftovers {
     fn drop(&mut self) {
         for pattern in [self.state.display().to_string(), self.oracle.clone()] {
             let _ = std::process::Command::new("pkill")
-                .args(["-KILL", "-f", &pattern])
+                .args(["-KILL", "-f", "--", &pattern])
                 .status();
         }
         let _ = std::process::Command::new("bash")
@@ -216,9 +230,174 @@ async fn a_primary_dies_without_losing_one_acknowledged_receipt() {
         assert!(r["window_secs"].as_f64().unwrap_or(f64::MAX) < 30.0, "{r}");
     }
 
+    // A read replica: a portal reading from a standby whose replay is paused.
+    let reader = env["VAULTMESH_READER_KEY"].clone();
+    let writer = env["VAULTMESH_WRITER_KEY"].clone();
+    let secondary = ctl(&ctl_cmd, &["state"])
+        .await
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("secondary"))
+        .and_then(|l| l.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| panic!("no standby"));
+    let standby_port = base
+        + secondary
+            .trim_start_matches("node")
+            .parse::<u16>()
+            .unwrap_or(0);
+    let via_replica = SocketAddr::from(([127, 0, 0, 1], base + 6));
+    let replica_metrics = base + 106;
+    let mut replica_portal = Command::new(bin("vaultmesh-portal"))
+        .args(["--database-url", &portal_url(base)])
+        .args([
+            "--read-database-url",
+            &format!(
+                "postgres://vaultmesh_portal:vaultmesh_portal@127.0.0.1:{standby_port}/vaultmesh"
+            ),
+        ])
+        .args(["--api-addr", &via_replica.to_string()])
+        .args(["--metrics-addr", &format!("127.0.0.1:{replica_metrics}")])
+        .args(["--redis-url", "", "--mesh-node", "false", "--log", "warn"])
+        .arg("--guardian-vkey-file")
+        .arg(state.join("guardian.vkey"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("portal: {e}"));
+    wait_until_listening(via_replica, "replica portal", Duration::from_secs(30)).await;
+    let reads = |read: &'static str, source: &'static str| async move {
+        let text = reqwest::get(format!("http://127.0.0.1:{replica_metrics}/metrics"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default();
+        sample(
+            &text,
+            "vaultmesh_replica_reads_total",
+            &format!("read=\"{read}\",source=\"{source}\""),
+        )
+        .unwrap_or(0.0)
+    };
+    let (s, v) = call(
+        via_replica,
+        "GET",
+        "/v1/scrolls/drills/receipts/0",
+        Some(&reader),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        reads("receipt", "replica").await,
+        1.0,
+        "receipt 0 is on the replica"
+    );
+    let (s, before) = call(
+        via_replica,
+        "GET",
+        "/v1/scrolls/drills/checkpoint",
+        None,
+        &[("accept", "application/json")],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{before}");
+    let psql = |sql: &'static str| {
+        let port = standby_port.to_string();
+        async move {
+            let out = Command::new("psql")
+                .args([
+                    "-X",
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "vaultmesh",
+                    "-c",
+                    sql,
+                ])
+                .output()
+                .await
+                .unwrap_or_else(|e| panic!("psql: {e}"));
+            assert!(
+                out.status.success(),
+                "{sql}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    psql("SELECT pg_wal_replay_pause()").await;
+    let (s, fresh) = write(addr(&portals[0]), &writer, 1_000).await;
+    assert_eq!(s, 201, "{fresh}");
+    let seq = fresh["seq"].as_u64().unwrap_or_else(|| panic!("{fresh}"));
+    let (s, v) = call(
+        via_replica,
+        "GET",
+        &format!("/v1/scrolls/drills/receipts/{seq}"),
+        Some(&reader),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(
+        s, 200,
+        "a receipt the replica has not replayed is read from the primary: {v}"
+    );
+    assert_eq!(v["leaf_hash"], fresh["leaf_hash"]);
+    assert!(reads("receipt", "primary").await >= 1.0);
+    // The guardian signs a checkpoint covering it; a proof up to it comes from the primary.
+    let signed = common::eventually("a checkpoint covering the new receipt", 60, || async {
+        let (_, cp) = call(
+            addr(&portals[0]),
+            "GET",
+            "/v1/scrolls/drills/checkpoint",
+            None,
+            &[("accept", "application/json")],
+            "",
+        )
+        .await;
+        cp["tree_size"].as_u64().filter(|n| *n > seq)
+    })
+    .await;
+    let path = format!("/v1/scrolls/drills/proof/inclusion?seq={seq}&tree_size={signed}");
+    let (s, from_replica_portal) = call(via_replica, "GET", &path, None, &[], "").await;
+    assert_eq!(s, 200, "{from_replica_portal}");
+    let (_, from_primary_portal) = call(addr(&portals[0]), "GET", &path, None, &[], "").await;
+    assert_eq!(from_replica_portal, from_primary_portal);
+    // Having served a checkpoint of `signed`, this portal never serves an older one, though
+    // its replica still holds only the older one.
+    for _ in 0..3 {
+        let (s, cp) = call(
+            via_replica,
+            "GET",
+            "/v1/scrolls/drills/checkpoint",
+            None,
+            &[("accept", "application/json")],
+            "",
+        )
+        .await;
+        assert_eq!(s, 200, "{cp}");
+        assert!(
+            cp["tree_size"].as_u64().unwrap_or(0) >= signed,
+            "went backwards: {cp} after {signed}"
+        );
+    }
+    assert!(
+        before["tree_size"].as_u64().unwrap_or(u64::MAX) < signed,
+        "{before}"
+    );
+    psql("SELECT pg_wal_replay_resume()").await;
+    let _ = replica_portal.start_kill();
+    let _ = replica_portal.wait().await;
+
     // Replicated durability: with no standby, never a 201.
     let replicated = addr(&portals[0]);
-    let writer = env["VAULTMESH_WRITER_KEY"].clone();
     let (s, v) = write(replicated, &writer, 0).await;
     assert_eq!(s, 201, "{v}");
     let standbys: Vec<String> = ctl(&ctl_cmd, &["state"])
@@ -233,14 +412,9 @@ async fn a_primary_dies_without_losing_one_acknowledged_receipt() {
     }
     // A portal at local durability on the same formation.
     let local = SocketAddr::from(([127, 0, 0, 1], base + 5));
-    let portal_url = format!(
-        "postgres://vaultmesh_portal:vaultmesh_portal@127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}/vaultmesh?target_session_attrs=read-write",
-        base + 1,
-        base + 2,
-        base + 3
-    );
+
     let mut local_portal = Command::new(bin("vaultmesh-portal"))
-        .args(["--database-url", &portal_url, "--durability", "local"])
+        .args(["--database-url", &portal_url(base), "--durability", "local"])
         .args(["--api-addr", &local.to_string()])
         .args(["--metrics-addr", &format!("127.0.0.1:{}", base + 105)])
         .args(["--redis-url", "", "--mesh-node", "false", "--log", "warn"])

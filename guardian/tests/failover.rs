@@ -99,6 +99,27 @@ async fn wait_for_row(db: &TestDb, sql: &str, what: &str) {
     }
 }
 
+/// A session of the schema owner queued for the guardian lock (behind whoever holds it);
+/// the task ends, with the session, once it holds the lock.
+async fn queue_for_lock(db: &TestDb) -> tokio::task::JoinHandle<impl Send + 'static> {
+    let holder = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
+    let held = tokio::spawn(async move {
+        holder
+            .query_one("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        holder
+    });
+    wait_for_row(
+        db,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        "the test queued for the lock",
+    )
+    .await;
+    held
+}
+
 /// An admin `POST /v1/guardian/anchor` that returns the status, or 0 if the guardian died.
 async fn anchor(api: SocketAddr, admin: &str) -> u16 {
     let auth = format!("Bearer {admin}");
@@ -225,21 +246,7 @@ async fn a_leader_deposed_mid_epoch_writes_no_journal_line() {
 
     // It loses the lock for real: its lock connection is terminated, and the lock goes to a
     // session that queued for it first (so neither guardian can take it back).
-    let holder = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
-    let held = tokio::spawn(async move {
-        holder
-            .query_one("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        holder
-    });
-    wait_for_row(
-        &db,
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        "the test queued for the lock",
-    )
-    .await;
+    let held = queue_for_lock(&db).await;
     // (A role may terminate its own sessions; the schema owner is no superuser here.)
     let killer = db
         .role_client(ledger::store::DbRole::Guardian)
@@ -441,21 +448,7 @@ async fn a_leader_whose_lease_term_moved_on_writes_nothing_more() {
 
     // A session queues for the lock (so the deposed leader cannot take it back), then the
     // term moves on while the leader still holds its lock.
-    let holder = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
-    let held = tokio::spawn(async move {
-        holder
-            .query_one("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        holder
-    });
-    wait_for_row(
-        &db,
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        "the test queued for the lock",
-    )
-    .await;
+    let held = queue_for_lock(&db).await;
     guardian_role
         .batch_execute(
             "UPDATE guardian_lease SET term = term + 1, holder = 'promoted-standby', \

@@ -12,8 +12,7 @@ use common::{append, checkpoint_at, post_as_leader, wait_metric, TestGuardian};
 use forge::{insert, Row};
 use ledger::hash::to_hex;
 use ledger::receipt::leaf_hash;
-use ledger::store::DbRole;
-use ledger::testing::{call, service_config};
+use ledger::testing::call;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -180,56 +179,34 @@ async fn forged_rows_and_tiles_are_never_signed_and_other_scrolls_carry_on() {
     // A crashed pass: the tree of `resumed` grown (correctly) while no guardian ran, and
     // never signed. The next guardian re-derives those leaves from the receipts and signs.
     checkpoint_at(&t.db.store, "resumed", 0).await;
-    let TestGuardian {
-        db,
-        g,
-        admin,
-        dir,
-        signer,
-        journal,
-        opts,
-    } = t;
-    g.stop().await;
-    append(&db.store, "resumed", 4).await;
-    let info = db
-        .store
-        .scroll("resumed")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let grown = db
-        .leading_guardian_store()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .integrate(info.id, 100)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(grown, (0, 4));
-    assert_eq!(
-        db.store
-            .latest_checkpoint("resumed")
-            .await
-            .ok()
-            .flatten()
-            .map(|c| c.tree_size),
-        Some(0),
-        "signed empty, never at 4"
-    );
-    let g = guardian::start_with(
-        service_config(&db.url(DbRole::Guardian)),
-        opts.clone(),
-        ledger::service::Shutdown::new(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let t = TestGuardian {
-        db,
-        g,
-        admin,
-        dir,
-        signer,
-        journal,
-        opts,
-    };
+    let t = t
+        .restarted_after(async |db| {
+            append(&db.store, "resumed", 4).await;
+            let info = db
+                .store
+                .scroll("resumed")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let grown = db
+                .leading_guardian_store()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .integrate(info.id, 100)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(grown, (0, 4));
+            assert_eq!(
+                db.store
+                    .latest_checkpoint("resumed")
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|c| c.tree_size),
+                Some(0),
+                "signed empty, never at 4"
+            );
+        })
+        .await;
     checkpoint_at(&t.db.store, "resumed", 4).await;
     // The findings outlive the restart, with their ids, still open.
     wait_metric(t.g.metrics_addr, GAUGE, 1.0).await;

@@ -24,6 +24,7 @@ else
     BIN=target/release
 fi
 DIR=$(mktemp -d /tmp/vaultmesh-bench-ha.XXXXXX)
+chmod 755 "$DIR"   # the postgres user runs the formation inside it
 PIDS=()
 cleanup() {
     kill "${PIDS[@]}" 2>/dev/null || true

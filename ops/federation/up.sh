@@ -24,13 +24,7 @@ case $PREFIX in *[!a-z0-9_]*|'') vm_log "VAULTMESH_FEDERATION_DATABASE_PREFIX: l
 case $BASE in *[!0-9]*|'') vm_log "VAULTMESH_FEDERATION_BASE_PORT: a number"; exit 2 ;; esac
 
 vm_ensure_stack
-if [ -n "${VAULTMESH_BIN_DIR:-}" ]; then
-    BIN=$VAULTMESH_BIN_DIR
-else
-    vm_log "building release binaries"
-    cargo build --release --locked --bins --quiet
-    BIN=target/release
-fi
+vm_bin
 
 port() { echo $((BASE + 10 * $1 + $2)); }   # port MESH_INDEX OFFSET
 database() { echo "${PREFIX}_${1#mesh-}"; }
@@ -46,10 +40,7 @@ for i in 0 1 2; do
     "$BIN/vaultmesh" migrate --database-url "$(vm_owner_url "$db")"
     VKEY[$mesh]=$("$BIN/vaultmesh" keygen --name "$mesh/guardian" --out "$dir/guardian.key" --vkey-out "$dir/guardian.vkey")
     WVKEY[$mesh]=$("$BIN/vaultmesh" keygen --witness --name "$mesh/witness" --out "$dir/witness.key" --vkey-out "$dir/witness.vkey")
-    if [ ! -s "$dir/cache.secret" ]; then
-        (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$dir/cache.secret.new" && mv "$dir/cache.secret.new" "$dir/cache.secret")
-    fi
-    chmod 600 "$dir/cache.secret"
+    vm_cache_secret "$dir/cache.secret"
     owner=$(vm_owner_url "$db")
     key_ok() { vm_key_active "$BIN" "$owner" "${1:-}"; }
     unset VAULTMESH_ADMIN_KEY_ID VAULTMESH_WRITER_KEY_ID VAULTMESH_READER_KEY_ID

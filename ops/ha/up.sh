@@ -42,13 +42,7 @@ vm_ha_ensure_packages
 mkdir -p "$STATE"
 STATE=$(cd "$STATE" && pwd)
 rm -f "$STATE/ha.env"
-if [ -n "${VAULTMESH_BIN_DIR:-}" ]; then
-    BIN=$VAULTMESH_BIN_DIR
-else
-    vm_log "building release binaries"
-    cargo build --release --locked --bins --quiet
-    BIN=target/release
-fi
+vm_bin
 
 vm_foreground
 trap 'vm_stop_all; vm_ha_stop "$STATE/pg"; exit 0' INT TERM
@@ -57,10 +51,7 @@ vm_ha_up "$STATE/pg" "$BASE"
 OWNER_URL=$(vm_ha_owner_url "$BASE")
 "$BIN/vaultmesh" migrate --database-url "$OWNER_URL"
 VKEY=$("$BIN/vaultmesh" keygen --name "$MESH_ID/guardian" --out "$STATE/guardian.key" --vkey-out "$STATE/guardian.vkey")
-if [ ! -s "$STATE/cache.secret" ]; then
-    (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$STATE/cache.secret.new" && mv "$STATE/cache.secret.new" "$STATE/cache.secret")
-fi
-chmod 600 "$STATE/cache.secret"
+vm_cache_secret "$STATE/cache.secret"
 key_ok() { vm_key_active "$BIN" "$OWNER_URL" "${1:-}"; }
 if [ -f "$STATE/keys.env" ]; then . "$STATE/keys.env"; fi
 if ! key_ok "${VAULTMESH_ADMIN_KEY_ID:-}" || ! key_ok "${VAULTMESH_WRITER_KEY_ID:-}" || ! key_ok "${VAULTMESH_READER_KEY_ID:-}"; then

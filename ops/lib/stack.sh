@@ -219,6 +219,26 @@ vm_stop_all() {
     vm_log "stopped" || true
 }
 
+# Sets BIN: $VAULTMESH_BIN_DIR when given, else a release build made now (the stack scripts).
+vm_bin() {
+    if [ -n "${VAULTMESH_BIN_DIR:-}" ]; then
+        BIN=$VAULTMESH_BIN_DIR
+    else
+        vm_log "building release binaries"
+        cargo build --release --locked --bins --quiet
+        BIN=target/release
+    fi
+}
+
+# vm_cache_secret FILE: the secret that authenticates every Redis cache entry (it never
+# enters Redis), 32 random bytes as hex, made once and kept (mode 600).
+vm_cache_secret() {
+    if [ ! -s "$1" ]; then
+        (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$1.new" && mv "$1.new" "$1")
+    fi
+    chmod 600 "$1"
+}
+
 vm_ensure_stack() {
     vm_ensure_packages
     vm_ensure_postgres

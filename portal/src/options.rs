@@ -49,6 +49,12 @@ pub struct PortalArgs {
     /// and put into proof bundles.
     #[arg(long, env = "VAULTMESH_GUARDIAN_VKEY_FILE", value_name = "FILE")]
     pub guardian_vkey_file: Option<PathBuf>,
+    /// Postgres URL of a read replica (a standby, as the portal's role) for immutable reads:
+    /// receipts by seq or leaf hash, listings, anchors, bundles, and tiles and proofs up to a
+    /// checkpoint the replica holds; anything it lacks or cannot answer is read from the
+    /// primary. [default: none: every read goes to --database-url]
+    #[arg(long, env = "VAULTMESH_READ_DATABASE_URL", value_name = "URL")]
+    pub read_database_url: Option<String>,
     /// Seconds per read-audit window: the reads of receipt contents in each window become
     /// one `access_recorded` receipt per key and scroll in the `access` scroll (and the last
     /// window is written when the portal stops).
@@ -77,6 +83,7 @@ impl Default for PortalArgs {
             rate_limit_burst: 2000,
             body_read_timeout_ms: 10_000,
             guardian_vkey_file: None,
+            read_database_url: None,
             access_window_secs: 60,
             partial_tile_max_age_secs: 5,
         }

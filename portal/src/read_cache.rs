@@ -70,7 +70,7 @@ pub async fn latest_checkpoint_covering(
     if size.is_none_or(|s| s <= cached.tree_size) {
         return Ok((id, cached));
     }
-    match p.ctx.store.latest_checkpoint(scroll).await? {
+    match p.reads.latest_checkpoint_on_primary(scroll).await? {
         Some(fresh) if fresh.tree_size > cached.tree_size => {
             p.checkpoints.remember(&fresh);
             Ok((id, fresh))
@@ -88,7 +88,7 @@ pub async fn receipt(p: &Portal, scroll: &str, seq: u64) -> Result<StoredReceipt
             return Ok(r);
         }
     }
-    let r = p.ctx.store.receipt(scroll, seq).await?.ok_or_else(|| {
+    let r = p.reads.receipt(scroll, seq).await?.ok_or_else(|| {
         ApiError::not_found(
             "unknown_receipt",
             format!("scroll {scroll:?} has no receipt {seq}"),
@@ -184,7 +184,14 @@ pub async fn latest_checkpoint(
     scroll: &str,
 ) -> Result<(i32, StoredCheckpoint), ApiError> {
     let id = p.existing_scroll(scroll).await?;
-    if let Some(cp) = p.checkpoints.recent(scroll) {
+    // Never older than a checkpoint this process served already (a read replica or a
+    // shared cache may be behind it).
+    let floor = p.reads.served_floor(scroll);
+    if let Some(cp) = p
+        .checkpoints
+        .recent(scroll)
+        .filter(|cp| cp.tree_size >= floor)
+    {
         return Ok((id, cp));
     }
     let key = checkpoint_key(scroll);
@@ -194,22 +201,18 @@ pub async fn latest_checkpoint(
         .get(&key)
         .await
         .and_then(|b| serde_json::from_slice::<StoredCheckpoint>(&b).ok())
-        .filter(|cp| checkpoint_verifies(p, scroll, cp))
+        .filter(|cp| checkpoint_verifies(p, scroll, cp) && cp.tree_size >= floor)
     {
+        p.reads.note_served(&cp);
         p.checkpoints.remember(&cp);
         return Ok((id, cp));
     }
-    let cp = p
-        .ctx
-        .store
-        .latest_checkpoint(scroll)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "no_checkpoint",
-                format!("scroll {scroll:?} has no signed checkpoint yet"),
-            )
-        })?;
+    let cp = p.reads.latest_checkpoint(scroll).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "no_checkpoint",
+            format!("scroll {scroll:?} has no signed checkpoint yet"),
+        )
+    })?;
     if let Ok(bytes) = serde_json::to_vec(&cp) {
         p.ctx
             .cache

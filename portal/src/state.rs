@@ -10,6 +10,7 @@ use ledger::context::ServiceContext;
 use ledger::gate::AppendGate;
 use ledger::note::NoteVerifier;
 use ledger::receipt::validate_scroll_name;
+use ledger::store::{Reads, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::RwLock;
@@ -33,6 +34,8 @@ pub struct Portal {
     pub verifier: Option<NoteVerifier>,
     /// Latest checkpoint per scroll as last read.
     pub checkpoints: CheckpointMemo,
+    /// Immutable reads, from the read replica when one is configured.
+    pub reads: Reads,
     /// Keyed batches run outside the group commit, each on a pooled connection of its own:
     /// at most a quarter of the pool at once, so they can never starve other writes.
     pub keyed_batches: Arc<tokio::sync::Semaphore>,
@@ -43,11 +46,18 @@ pub struct Portal {
 
 impl Portal {
     /// Handler state over a started service context.
-    pub fn new(mut ctx: ServiceContext, opts: PortalArgs, vkey: Option<String>) -> Self {
+    pub fn new(
+        mut ctx: ServiceContext,
+        opts: PortalArgs,
+        vkey: Option<String>,
+        replica: Option<Store>,
+    ) -> Self {
         ctx.store = ctx
             .store
             .clone()
             .with_tile_cache(ctx.cache.clone(), opts.proof_tile_memo);
+        let replica = replica.map(|r| r.with_tile_cache(ctx.cache.clone(), opts.proof_tile_memo));
+        let reads = Reads::new(ctx.store.clone(), replica);
         let ingest = Ingest::new(
             ctx.store.clone(),
             opts.group_commit_max,
@@ -80,6 +90,7 @@ impl Portal {
             vkey,
             verifier,
             checkpoints: CheckpointMemo::default(),
+            reads,
             keyed_batches: Arc::new(tokio::sync::Semaphore::new(keyed_slots)),
             access: crate::access_log::AccessLog::default(),
             known_scrolls: Arc::new(RwLock::new(HashMap::new())),

@@ -14,6 +14,7 @@ mod mesh;
 mod migrate;
 mod psi;
 mod receipts;
+mod replica;
 mod scrolls;
 mod timeouts;
 pub mod tree;
@@ -36,6 +37,7 @@ pub use mesh::{NodeHeartbeat, NodeRow, RouteRow};
 pub use migrate::{migrate, MIGRATIONS_DIGEST};
 pub use psi::{PsiCondition, PsiState, Transmutation};
 pub use receipts::{AppendOutcome, NewReceipt, StoredReceipt};
+pub use replica::{Reads, REPLICA_READS};
 pub use scrolls::ScrollInfo;
 pub use timeouts::{
     DbTimeouts, DEFAULT_CONNECT_MS, DEFAULT_IDLE_IN_TRANSACTION_MS, DEFAULT_POOL_WAIT_MS,

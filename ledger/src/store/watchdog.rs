@@ -504,7 +504,8 @@ impl deadpool_postgres::Connect for WatchedConnect {
 
 /// Tries each configured host in turn, as tokio-postgres would: the first that completes
 /// startup wins, unless the URL asks for `target_session_attrs=read-write` and the server is
-/// read-only (a standby), in which case the next is tried.
+/// read-only (a standby), or for `read-only` and it is writable, in which case the next is
+/// tried.
 async fn connect_any(
     config: &Config,
     limits: Limits,
@@ -513,7 +514,7 @@ async fn connect_any(
         Ok(n) => n,
         Err(e) => return Err(refusal(config, limits, e).await),
     };
-    let read_write = config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite;
+    let wanted = config.get_target_session_attrs();
     let mut last = None;
     for i in 0..count {
         let transport = match open(config, i, limits.connect).await {
@@ -541,32 +542,38 @@ async fn connect_any(
                 }
             }
         });
-        if read_write {
-            let writable = client
+        if wanted != TargetSessionAttrs::Any {
+            let read_only = client
                 .simple_query("SHOW transaction_read_only")
                 .await
                 .map(|rows| {
                     rows.iter().any(|m| {
-                        matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("off"))
+                        matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("on"))
                     })
                 });
-            match writable {
-                Ok(true) => {}
-                Ok(false) => {
-                    last = Some(
-                        refusal(
-                            config,
-                            limits,
-                            invalid("the server is read-only (a standby)"),
-                        )
-                        .await,
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
+            let refused = match (wanted, read_only) {
+                (_, Err(e)) => Some(e),
+                (TargetSessionAttrs::ReadWrite, Ok(true)) => Some(
+                    refusal(
+                        config,
+                        limits,
+                        invalid("the server is read-only (a standby)"),
+                    )
+                    .await,
+                ),
+                (TargetSessionAttrs::ReadOnly, Ok(false)) => Some(
+                    refusal(
+                        config,
+                        limits,
+                        invalid("the server is writable (a primary)"),
+                    )
+                    .await,
+                ),
+                _ => None,
+            };
+            if let Some(e) = refused {
+                last = Some(e);
+                continue;
             }
         }
         return Ok((client, task));

@@ -29,7 +29,7 @@ pub async fn list(
             format!("limit: must be 1 to {MAX_PAGE}"),
         ));
     }
-    let list = p.ctx.store.anchors(from, limit as u32).await?;
+    let list = p.reads.anchors(from, limit as u32).await?;
     let out: Vec<Value> = list.iter().map(anchor_json).collect();
     Ok(json_reply(StatusCode::OK, &json!({"anchors": out})))
 }
@@ -41,7 +41,7 @@ pub async fn get(p: Arc<Portal>, epoch: String) -> Result<Response, ApiError> {
         .ok_or_else(|| {
             ApiError::bad("invalid_epoch", "epoch: must be a positive decimal integer")
         })?;
-    let a = p.ctx.store.anchor(epoch).await?.ok_or_else(|| {
+    let a = p.reads.anchor(epoch).await?.ok_or_else(|| {
         ApiError::not_found("unknown_anchor", format!("no anchor for epoch {epoch}"))
     })?;
     Ok(json_reply(StatusCode::OK, &anchor_json(&a)))
@@ -55,8 +55,7 @@ pub async fn head(p: Arc<Portal>, epoch: String) -> Result<Response, ApiError> {
             ApiError::bad("invalid_epoch", "epoch: must be a positive decimal integer")
         })?;
     let note = p
-        .ctx
-        .store
+        .reads
         .anchor(epoch)
         .await?
         .and_then(|a| a.record.signature)

@@ -89,7 +89,10 @@ pub async fn inclusion(
             format!("seq {seq} is not below tree_size {size}"),
         ));
     }
-    let proof = p.ctx.store.inclusion_proof(scroll_id, seq, size).await?;
+    let proof = p
+        .reads
+        .inclusion_proof(&scroll, scroll_id, seq, size)
+        .await?;
     Ok(json_reply(
         StatusCode::OK,
         &serde_json::to_value(&proof).unwrap_or(Value::Null),
@@ -141,7 +144,10 @@ pub async fn tile(
             ),
         ));
     }
-    let body = p.ctx.store.public_tile(scroll_id, tile, served).await?;
+    let body = p
+        .reads
+        .public_tile(&req.scroll, scroll_id, tile, served, cp.tree_size)
+        .await?;
     let etag = format!("\"{}\"", to_hex(&Sha3Hasher::plain(&body)));
     let cache = if asked.is_some() || width == TILE_WIDTH {
         FULL_TILE_CACHE.to_string()
@@ -215,7 +221,10 @@ pub async fn consistency(
             format!("from {from} is greater than to {to}"),
         ));
     }
-    let proof = p.ctx.store.consistency_proof(scroll_id, from, to).await?;
+    let proof = p
+        .reads
+        .consistency_proof(&scroll, scroll_id, from, to)
+        .await?;
     Ok(json_reply(
         StatusCode::OK,
         &serde_json::to_value(&proof).unwrap_or(Value::Null),
@@ -234,8 +243,7 @@ pub async fn bundle(
     let seq = seq_param(&seq)?;
     let vkey = p.vkey.clone().unwrap_or_default();
     let b = p
-        .ctx
-        .store
+        .reads
         .proof_bundle(&scroll, seq, &vkey)
         .await?
         .ok_or_else(|| ApiError::not_found("no_bundle", format!("receipt {seq} of {scroll:?} does not exist or is not in a signed checkpoint yet")))?;

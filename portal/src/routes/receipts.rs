@@ -260,11 +260,7 @@ pub async fn list(
             format!("limit: must be 1 to {MAX_PAGE}"),
         ));
     }
-    let rows = p
-        .ctx
-        .store
-        .list_receipts(&scroll, from, limit as u32)
-        .await?;
+    let rows = p.reads.list_receipts(&scroll, from, limit as u32).await?;
     let next = rows.last().map(|r| r.receipt.seq + 1);
     let read: Vec<(u64, ledger::hash::Hash)> =
         rows.iter().map(|r| (r.receipt.seq, r.leaf_hash)).collect();
@@ -304,7 +300,7 @@ pub async fn by_hash(
         ApiError::bad("invalid_hash", "leaf_hash: must be 64 lowercase hex digits")
     })?;
     let r =
-        p.ctx.store.receipt_by_leaf_hash(&h).await?.ok_or_else(|| {
+        p.reads.receipt_by_leaf_hash(&h).await?.ok_or_else(|| {
             ApiError::not_found("unknown_receipt", "no receipt has this leaf hash")
         })?;
     p.access.record(
