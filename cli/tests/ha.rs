@@ -14,7 +14,8 @@
 //! - A read replica: a portal with `--read-database-url` on a standby reads what the standby
 //!   has from it, and, with the standby's replay paused, reads a fresh receipt and a proof up
 //!   to a fresh checkpoint from the primary; it never serves an older checkpoint than one it
-//!   already served.
+//!   already served. An oracle with the same option reads its evidence's inclusion proofs
+//!   from the standby once it holds the checkpoint.
 //! - No statement ever reached a standby (the connector skips read-only servers).
 
 mod common;
@@ -395,6 +396,113 @@ async fn a_primary_dies_without_losing_one_acknowledged_receipt() {
     psql("SELECT pg_wal_replay_resume()").await;
     let _ = replica_portal.start_kill();
     let _ = replica_portal.wait().await;
+
+    // The oracle proves its evidence from the replica once the replica holds the checkpoint.
+    let (s, evidence) = write_to(
+        addr(&portals[0]),
+        &writer,
+        "observability",
+        "log_integrity_check",
+        1,
+    )
+    .await;
+    assert_eq!(s, 201, "{evidence}");
+    let covering = evidence["seq"].as_u64().unwrap_or(0) + 1;
+    common::eventually(
+        "the standby replaying a checkpoint covering the evidence",
+        60,
+        || {
+            let port = standby_port.to_string();
+            async move {
+                let out = Command::new("psql")
+                    .args([
+                        "-X",
+                        "-At",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port,
+                        "-U",
+                        "postgres",
+                        "-d",
+                        "vaultmesh",
+                        "-c",
+                    ])
+                    .arg(format!(
+                        "SELECT coalesce(max(c.tree_size), 0) >= {covering} FROM checkpoints c \
+                     JOIN scrolls s ON s.id = c.scroll_id WHERE s.name = 'observability'"
+                    ))
+                    .output()
+                    .await
+                    .ok()?;
+                (String::from_utf8_lossy(&out.stdout).trim() == "t").then_some(())
+            }
+        },
+    )
+    .await;
+    let oracle_at = SocketAddr::from(([127, 0, 0, 1], base + 7));
+    let oracle_metrics = base + 107;
+    let mut oracle = Command::new(bin("vaultmesh-oracle"))
+        .args([
+            "--database-url",
+            &portal_url(base).replace(
+                "vaultmesh_portal:vaultmesh_portal",
+                "vaultmesh_oracle:vaultmesh_oracle",
+            ),
+        ])
+        .args([
+            "--read-database-url",
+            &format!(
+                "postgres://vaultmesh_oracle:vaultmesh_oracle@127.0.0.1:{standby_port}/vaultmesh"
+            ),
+        ])
+        .args(["--api-addr", &oracle_at.to_string()])
+        .args(["--metrics-addr", &format!("127.0.0.1:{oracle_metrics}")])
+        .args(["--redis-url", "", "--mesh-node", "false", "--log", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("oracle: {e}"));
+    wait_until_listening(oracle_at, "oracle", Duration::from_secs(30)).await;
+    let (s, answer) = call(
+        oracle_at,
+        "POST",
+        "/v1/oracle/query",
+        Some(&reader),
+        &[],
+        r#"{"question":"How are records protected from falsification?","frameworks":["iso27001"],"scrolls":["observability"]}"#,
+    )
+    .await;
+    assert_eq!(s, 200, "{answer}");
+    let proven = answer["evidence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["leaf_hash"] == evidence["leaf_hash"])
+        .unwrap_or_else(|| panic!("the evidence is cited: {answer}"));
+    assert!(
+        proven["proof"]["tree_size"].as_u64().unwrap_or(0) >= covering,
+        "{proven}"
+    );
+    let text = reqwest::get(format!("http://127.0.0.1:{oracle_metrics}/metrics"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        sample(
+            &text,
+            "vaultmesh_replica_reads_total",
+            "read=\"inclusion_proof\",source=\"replica\""
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "the oracle's proofs came from the replica"
+    );
+    let _ = oracle.start_kill();
+    let _ = oracle.wait().await;
 
     // Replicated durability: with no standby, never a 201.
     let replicated = addr(&portals[0]);

@@ -39,6 +39,8 @@ pub struct Oracle {
     /// API-key verification (the shared authenticator; no key cache, so a revocation takes
     /// effect at once).
     pub auth: ledger::auth::Authenticator,
+    /// Where the evidence's inclusion proofs are read (a read replica when configured).
+    pub reads: ledger::store::Reads,
 }
 
 impl Oracle {
@@ -48,7 +50,7 @@ impl Oracle {
             // The answer could not be receipted: refuse before spending the LLM on it.
             return Err(QueryError::Refused(refusal));
         }
-        let gathered = query::gather(&self.ctx.store, q).await?;
+        let gathered = query::gather(&self.ctx.store, &self.reads, q).await?;
         let extractive = query::extractive_answer(q, &gathered);
         let (answer, answered_by) = match &self.llm {
             Some(llm) => match llm.answer(q, &gathered, &extractive).await {
@@ -114,7 +116,18 @@ pub async fn start_with(
         ),
         None => None,
     };
+    let replica = match opts.read_database_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => Some(
+            ledger::store::Store::connect(
+                url,
+                &ledger::store::PoolOptions::from_config(&ctx.config),
+            )
+            .map_err(|e| std::io::Error::other(format!("--read-database-url: {e}")))?,
+        ),
+        None => None,
+    };
     let oracle = Arc::new(Oracle {
+        reads: ledger::store::Reads::new(ctx.store.clone(), replica),
         auth: ledger::auth::Authenticator::new(ctx.store.clone(), std::time::Duration::ZERO),
         ctx: ctx.clone(),
         opts,

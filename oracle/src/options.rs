@@ -22,6 +22,11 @@ pub struct OracleArgs {
     /// Milliseconds to wait for the LLM before falling back to the extractive answer.
     #[arg(long, env = "VAULTMESH_LLM_TIMEOUT_MS", default_value_t = 10_000)]
     pub llm_timeout_ms: u64,
+    /// Postgres URL of a read replica (a standby, as the oracle's role): the inclusion proofs
+    /// of an answer's evidence are read there when it holds the checkpoint they are proven
+    /// against, else from the primary. [default: none]
+    #[arg(long, env = "VAULTMESH_READ_DATABASE_URL", value_name = "URL")]
+    pub read_database_url: Option<String>,
 }
 
 impl Default for OracleArgs {
@@ -32,6 +37,7 @@ impl Default for OracleArgs {
             llm_model: "gpt-4o-mini".into(),
             llm_key: None,
             llm_timeout_ms: 10_000,
+            read_database_url: None,
         }
     }
 }

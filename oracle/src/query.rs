@@ -14,7 +14,7 @@ use crate::metrics::QUERY_REJECTIONS;
 use chrono::{DateTime, Utc};
 use ledger::hash::{to_hex, Sha3Hasher};
 use ledger::receipt::{validate_scroll_name, ReceiptDraft};
-use ledger::store::{AppendOutcome, NewReceipt, SectionHit, Store, StoreError};
+use ledger::store::{AppendOutcome, NewReceipt, Reads, SectionHit, Store, StoreError};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -262,7 +262,7 @@ pub struct Gathered {
 
 /// Searches the corpus and the ledger for `q`, in at most [`MAX_STORE_QUERIES`] - 1 store
 /// calls (the answer's receipt is the last).
-pub async fn gather(store: &Store, q: &Query) -> Result<Gathered, QueryError> {
+pub async fn gather(store: &Store, reads: &Reads, q: &Query) -> Result<Gathered, QueryError> {
     if !q.scrolls.is_empty() {
         let found = store.scrolls_named(&q.scrolls).await?;
         if let Some(s) = q
@@ -304,11 +304,21 @@ pub async fn gather(store: &Store, q: &Query) -> Result<Gathered, QueryError> {
         .map(|c| (c.scroll.clone(), c))
         .collect();
     let mut evidence = Vec::with_capacity(rows.len());
+    // Whether the read replica holds each scroll's checkpoint (asked once per scroll).
+    let mut held: HashMap<String, bool> = HashMap::new();
     for r in rows {
         let proof = match checkpoints.get(&r.scroll) {
             Some(cp) if r.seq < cp.tree_size => {
-                let p = store
-                    .inclusion_proof(r.scroll_id, r.seq, cp.tree_size)
+                let on_replica = match held.get(&r.scroll) {
+                    Some(h) => *h,
+                    None => {
+                        let h = reads.replica_holds(&r.scroll, cp.tree_size).await;
+                        held.insert(r.scroll.clone(), h);
+                        h
+                    }
+                };
+                let p = reads
+                    .inclusion_proof_from(on_replica, r.scroll_id, r.seq, cp.tree_size)
                     .await?;
                 Some(json!({
                     "tree_size": cp.tree_size,

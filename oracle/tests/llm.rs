@@ -106,6 +106,7 @@ async fn a_valid_llm_answer_is_used_and_every_failure_falls_back() {
         llm_model: "test-model".into(),
         llm_key: Some("sk-test".into()),
         llm_timeout_ms: 500,
+        read_database_url: None,
     };
     let o = oracle::start_with(
         service_config(&db.url(ledger::store::DbRole::Oracle)),

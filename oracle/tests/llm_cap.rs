@@ -145,6 +145,7 @@ async fn an_oversized_llm_response_is_refused_and_the_answer_is_extractive() {
         llm_model: "test-model".into(),
         llm_key: None,
         llm_timeout_ms: 5_000,
+        read_database_url: None,
     };
     let o = oracle::start_with(
         service_config(&db.url(ledger::store::DbRole::Oracle)),

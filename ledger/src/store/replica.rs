@@ -237,6 +237,12 @@ impl Reads {
         }
     }
 
+    /// Whether the replica holds the tree of `scroll` up to `size` (one query on the
+    /// replica; false without one), for a caller about to ask several proofs in that tree.
+    pub async fn replica_holds(&self, scroll: &str, size: u64) -> bool {
+        self.replica_covering(scroll, size).await.is_some()
+    }
+
     /// An inclusion proof of `index` in the tree of `size` of `scroll`.
     pub async fn inclusion_proof(
         &self,
@@ -245,7 +251,21 @@ impl Reads {
         index: u64,
         size: u64,
     ) -> Result<InclusionProof, StoreError> {
-        if let Some(r) = self.replica_covering(scroll, size).await {
+        let held = self.replica_holds(scroll, size).await;
+        self.inclusion_proof_from(held, scroll_id, index, size)
+            .await
+    }
+
+    /// An inclusion proof, from the replica when `held` (as [`Reads::replica_holds`] found)
+    /// and it answers, else from the primary.
+    pub async fn inclusion_proof_from(
+        &self,
+        held: bool,
+        scroll_id: i32,
+        index: u64,
+        size: u64,
+    ) -> Result<InclusionProof, StoreError> {
+        if let Some(r) = self.replica.as_ref().filter(|_| held) {
             let answer = r.inclusion_proof(scroll_id, index, size).await.map(Some);
             if let Tried::Answered(v) = Self::judge("inclusion_proof", answer, |_| true)? {
                 return Ok(v);
