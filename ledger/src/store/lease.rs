@@ -13,6 +13,10 @@ use std::sync::Arc;
 /// SQLSTATE of a guardian write under a term that is not (or no longer) current.
 pub const STALE_TERM: &str = "VML01";
 
+/// Longest a takeover waits for writes in flight under the previous term (below the default
+/// statement and response timeouts, so that this limit is the one that ends the wait).
+pub const TAKEOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Value of a [`LeaseTerm`] whose sessions are not fenced (the portal, the oracle).
 const UNFENCED: i64 = -1;
 
@@ -75,16 +79,25 @@ impl Store {
     }
 
     /// Takes the next lease term for `holder`, on `client` (the advisory lock's own
-    /// connection). Waits for writes in flight under the previous term to finish.
+    /// connection). Waits for writes in flight under the previous term to finish, at most
+    /// [`TAKEOVER_WAIT`]: a write stuck under the old term fails the takeover (the caller
+    /// gives up the lock and tries again later) rather than stalling it.
     pub async fn take_lease(client: &ClientWrapper, holder: &str) -> Result<i64, StoreError> {
-        let row = client
+        client
+            .batch_execute(&format!(
+                "SET lock_timeout = '{}ms'",
+                TAKEOVER_WAIT.as_millis()
+            ))
+            .await?;
+        let taken = client
             .query_one(
                 "UPDATE guardian_lease SET term = term + 1, holder = $1, taken_at = now() \
                  RETURNING term",
                 &[&holder],
             )
-            .await?;
-        Ok(row.get(0))
+            .await;
+        client.batch_execute("RESET lock_timeout").await?;
+        Ok(taken?.get(0))
     }
 
     /// The current term, read on `client`.

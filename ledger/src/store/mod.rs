@@ -32,7 +32,7 @@ pub use governance::{
     governance_marker_of, GovernanceChangeLock, GOVERNANCE_CHANNEL, GOVERNANCE_MARKER_SQL,
     STATE_TYPES,
 };
-pub use lease::{Lease, LeaseTerm, STALE_TERM};
+pub use lease::{Lease, LeaseTerm, STALE_TERM, TAKEOVER_WAIT};
 pub use mesh::{NodeHeartbeat, NodeRow, RouteRow};
 pub use migrate::{migrate, MIGRATIONS_DIGEST};
 pub use psi::{PsiCondition, PsiState, Transmutation};
