@@ -391,6 +391,23 @@ fn the_cloudnativepg_overlay_keeps_a_synchronous_standby() {
         "{patch}"
     );
     assert_eq!(k["patches"][0]["target"]["name"], "vaultmesh-config");
+    // The portal and the oracle read from the `-ro` Service when its URLs are in the Secret.
+    for (i, (service, key)) in [("portal", "portal-read-url"), ("oracle", "oracle-read-url")]
+        .iter()
+        .enumerate()
+    {
+        let p = &k["patches"][i + 1];
+        assert_eq!(p["target"]["kind"], "Deployment");
+        assert_eq!(p["target"]["name"], format!("vaultmesh-{service}"));
+        let text = p["patch"].as_str().unwrap_or_default();
+        assert!(
+            text.contains("VAULTMESH_READ_DATABASE_URL")
+                && text.contains(&format!("key: {key}"))
+                && text.contains("optional: true"),
+            "{text}"
+        );
+        assert!(documented_env(service).contains("VAULTMESH_READ_DATABASE_URL"));
+    }
     // The variable it sets is one every service documents.
     for service in ["portal", "guardian", "oracle"] {
         assert!(
