@@ -28,7 +28,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 /// The `export K=V` lines of an env file (quotes around a value removed).
 fn env_file(path: &Path) -> HashMap<String, String> {
@@ -69,14 +69,88 @@ async fn ctl(command: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The portal role's multi-host URL over the formation's three nodes.
-fn portal_url(base: u16) -> String {
+/// A service role's multi-host URL over the formation's three nodes (dev passwords).
+fn role_url(base: u16, role: &str) -> String {
     format!(
-        "postgres://vaultmesh_portal:vaultmesh_portal@127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}/vaultmesh?target_session_attrs=read-write",
+        "postgres://vaultmesh_{role}:vaultmesh_{role}@127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}/vaultmesh?target_session_attrs=read-write",
         base + 1,
         base + 2,
         base + 3
     )
+}
+
+/// A service role's URL of one node (a standby, for `--read-database-url`).
+fn node_url(port: u16, role: &str) -> String {
+    format!("postgres://vaultmesh_{role}:vaultmesh_{role}@127.0.0.1:{port}/vaultmesh")
+}
+
+/// Starts `vaultmesh-<service>` on `api` (metrics on `metrics`) without Redis or mesh
+/// membership, with `args` added, and waits until it listens.
+async fn service(service: &str, api: SocketAddr, metrics: u16, args: &[String]) -> Child {
+    let child = Command::new(bin(&format!("vaultmesh-{service}")))
+        .args(["--api-addr", &api.to_string()])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .args(["--redis-url", "", "--mesh-node", "false", "--log", "warn"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{service}: {e}"));
+    wait_until_listening(api, service, Duration::from_secs(30)).await;
+    child
+}
+
+/// Runs `sql` as the superuser on the node at `port`; its unaligned output, or psql's error.
+async fn node_sql(port: u16, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-At",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args(["-U", "postgres", "-d", "vaultmesh", "-c", sql])
+        .output()
+        .await
+        .map_err(|e| format!("psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!("{sql}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// `vaultmesh_replica_reads_total{read, source}` of the service whose metrics are on `port`.
+async fn replica_reads(port: u16, read: &str, source: &str) -> f64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    sample(
+        &text,
+        "vaultmesh_replica_reads_total",
+        &format!("read=\"{read}\",source=\"{source}\""),
+    )
+    .unwrap_or(0.0)
+}
+
+/// A portal's latest checkpoint of `drills`, as JSON.
+async fn drills_checkpoint(portal: SocketAddr) -> (u16, Value) {
+    call(
+        portal,
+        "GET",
+        "/v1/scrolls/drills/checkpoint",
+        None,
+        &[("accept", "application/json")],
+        "",
+    )
+    .await
 }
 
 fn addr(url: &str) -> SocketAddr {
@@ -247,39 +321,21 @@ async fn a_primary_dies_without_losing_one_acknowledged_receipt() {
             .unwrap_or(0);
     let via_replica = SocketAddr::from(([127, 0, 0, 1], base + 6));
     let replica_metrics = base + 106;
-    let mut replica_portal = Command::new(bin("vaultmesh-portal"))
-        .args(["--database-url", &portal_url(base)])
-        .args([
-            "--read-database-url",
-            &format!(
-                "postgres://vaultmesh_portal:vaultmesh_portal@127.0.0.1:{standby_port}/vaultmesh"
-            ),
-        ])
-        .args(["--api-addr", &via_replica.to_string()])
-        .args(["--metrics-addr", &format!("127.0.0.1:{replica_metrics}")])
-        .args(["--redis-url", "", "--mesh-node", "false", "--log", "warn"])
-        .arg("--guardian-vkey-file")
-        .arg(state.join("guardian.vkey"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("portal: {e}"));
-    wait_until_listening(via_replica, "replica portal", Duration::from_secs(30)).await;
-    let reads = |read: &'static str, source: &'static str| async move {
-        let text = reqwest::get(format!("http://127.0.0.1:{replica_metrics}/metrics"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .text()
-            .await
-            .unwrap_or_default();
-        sample(
-            &text,
-            "vaultmesh_replica_reads_total",
-            &format!("read=\"{read}\",source=\"{source}\""),
-        )
-        .unwrap_or(0.0)
-    };
+    let vkey_file = state.join("guardian.vkey").display().to_string();
+    let mut replica_portal = service(
+        "portal",
+        via_replica,
+        replica_metrics,
+        &[
+            "--database-url".into(),
+            role_url(base, "portal"),
+            "--read-database-url".into(),
+            node_url(standby_port, "portal"),
+            "--guardian-vkey-file".into(),
+            vkey_file.clone(),
+        ],
+    )
+    .await;
     let (s, v) = call(
         via_replica,
         "GET",
@@ -291,49 +347,15 @@ async fn a_primary_dies_without_losing_one_acknowledged_receipt() {
     .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(
-        reads("receipt", "replica").await,
+        replica_reads(replica_metrics, "receipt", "replica").await,
         1.0,
         "receipt 0 is on the replica"
     );
-    let (s, before) = call(
-        via_replica,
-        "GET",
-        "/v1/scrolls/drills/checkpoint",
-        None,
-        &[("accept", "application/json")],
-        "",
-    )
-    .await;
+    let (s, before) = drills_checkpoint(via_replica).await;
     assert_eq!(s, 200, "{before}");
-    let psql = |sql: &'static str| {
-        let port = standby_port.to_string();
-        async move {
-            let out = Command::new("psql")
-                .args([
-                    "-X",
-                    "-q",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "vaultmesh",
-                    "-c",
-                    sql,
-                ])
-                .output()
-                .await
-                .unwrap_or_else(|e| panic!("psql: {e}"));
-            assert!(
-                out.status.success(),
-                "{sql}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    };
-    psql("SELECT pg_wal_replay_pause()").await;
+    node_sql(standby_port, "SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let (s, fresh) = write(addr(&portals[0]), &writer, 1_000).await;
     assert_eq!(s, 201, "{fresh}");
     let seq = fresh["seq"].as_u64().unwrap_or_else(|| panic!("{fresh}"));
@@ -351,18 +373,10 @@ async fn a_primary_dies_without_losing_one_acknowledged_receipt() {
         "a receipt the replica has not replayed is read from the primary: {v}"
     );
     assert_eq!(v["leaf_hash"], fresh["leaf_hash"]);
-    assert!(reads("receipt", "primary").await >= 1.0);
+    assert!(replica_reads(replica_metrics, "receipt", "primary").await >= 1.0);
     // The guardian signs a checkpoint covering it; a proof up to it comes from the primary.
     let signed = common::eventually("a checkpoint covering the new receipt", 60, || async {
-        let (_, cp) = call(
-            addr(&portals[0]),
-            "GET",
-            "/v1/scrolls/drills/checkpoint",
-            None,
-            &[("accept", "application/json")],
-            "",
-        )
-        .await;
+        let (_, cp) = drills_checkpoint(addr(&portals[0])).await;
         cp["tree_size"].as_u64().filter(|n| *n > seq)
     })
     .await;
@@ -374,15 +388,7 @@ async fn a_primary_dies_without_losing_one_acknowledged_receipt() {
     // Having served a checkpoint of `signed`, this portal never serves an older one, though
     // its replica still holds only the older one.
     for _ in 0..3 {
-        let (s, cp) = call(
-            via_replica,
-            "GET",
-            "/v1/scrolls/drills/checkpoint",
-            None,
-            &[("accept", "application/json")],
-            "",
-        )
-        .await;
+        let (s, cp) = drills_checkpoint(via_replica).await;
         assert_eq!(s, 200, "{cp}");
         assert!(
             cp["tree_size"].as_u64().unwrap_or(0) >= signed,
@@ -393,7 +399,9 @@ async fn a_primary_dies_without_losing_one_acknowledged_receipt() {
         before["tree_size"].as_u64().unwrap_or(u64::MAX) < signed,
         "{before}"
     );
-    psql("SELECT pg_wal_replay_resume()").await;
+    node_sql(standby_port, "SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let _ = replica_portal.start_kill();
     let _ = replica_portal.wait().await;
 
@@ -411,60 +419,32 @@ async fn a_primary_dies_without_losing_one_acknowledged_receipt() {
     common::eventually(
         "the standby replaying a checkpoint covering the evidence",
         60,
-        || {
-            let port = standby_port.to_string();
-            async move {
-                let out = Command::new("psql")
-                    .args([
-                        "-X",
-                        "-At",
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &port,
-                        "-U",
-                        "postgres",
-                        "-d",
-                        "vaultmesh",
-                        "-c",
-                    ])
-                    .arg(format!(
-                        "SELECT coalesce(max(c.tree_size), 0) >= {covering} FROM checkpoints c \
-                     JOIN scrolls s ON s.id = c.scroll_id WHERE s.name = 'observability'"
-                    ))
-                    .output()
-                    .await
-                    .ok()?;
-                (String::from_utf8_lossy(&out.stdout).trim() == "t").then_some(())
-            }
+        || async move {
+            let sql = format!(
+                "SELECT coalesce(max(c.tree_size), 0) >= {covering} FROM checkpoints c \
+                 JOIN scrolls s ON s.id = c.scroll_id WHERE s.name = 'observability'"
+            );
+            node_sql(standby_port, &sql)
+                .await
+                .ok()
+                .filter(|out| out == "t")
         },
     )
     .await;
     let oracle_at = SocketAddr::from(([127, 0, 0, 1], base + 7));
     let oracle_metrics = base + 107;
-    let mut oracle = Command::new(bin("vaultmesh-oracle"))
-        .args([
-            "--database-url",
-            &portal_url(base).replace(
-                "vaultmesh_portal:vaultmesh_portal",
-                "vaultmesh_oracle:vaultmesh_oracle",
-            ),
-        ])
-        .args([
-            "--read-database-url",
-            &format!(
-                "postgres://vaultmesh_oracle:vaultmesh_oracle@127.0.0.1:{standby_port}/vaultmesh"
-            ),
-        ])
-        .args(["--api-addr", &oracle_at.to_string()])
-        .args(["--metrics-addr", &format!("127.0.0.1:{oracle_metrics}")])
-        .args(["--redis-url", "", "--mesh-node", "false", "--log", "warn"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("oracle: {e}"));
-    wait_until_listening(oracle_at, "oracle", Duration::from_secs(30)).await;
+    let mut oracle = service(
+        "oracle",
+        oracle_at,
+        oracle_metrics,
+        &[
+            "--database-url".into(),
+            role_url(base, "oracle"),
+            "--read-database-url".into(),
+            node_url(standby_port, "oracle"),
+        ],
+    )
+    .await;
     let (s, answer) = call(
         oracle_at,
         "POST",
@@ -485,20 +465,8 @@ async fn a_primary_dies_without_losing_one_acknowledged_receipt() {
         proven["proof"]["tree_size"].as_u64().unwrap_or(0) >= covering,
         "{proven}"
     );
-    let text = reqwest::get(format!("http://127.0.0.1:{oracle_metrics}/metrics"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
     assert!(
-        sample(
-            &text,
-            "vaultmesh_replica_reads_total",
-            "read=\"inclusion_proof\",source=\"replica\""
-        )
-        .unwrap_or(0.0)
-            >= 1.0,
+        replica_reads(oracle_metrics, "inclusion_proof", "replica").await >= 1.0,
         "the oracle's proofs came from the replica"
     );
     let _ = oracle.start_kill();
@@ -521,19 +489,20 @@ async fn a_primary_dies_without_losing_one_acknowledged_receipt() {
     // A portal at local durability on the same formation.
     let local = SocketAddr::from(([127, 0, 0, 1], base + 5));
 
-    let mut local_portal = Command::new(bin("vaultmesh-portal"))
-        .args(["--database-url", &portal_url(base), "--durability", "local"])
-        .args(["--api-addr", &local.to_string()])
-        .args(["--metrics-addr", &format!("127.0.0.1:{}", base + 105)])
-        .args(["--redis-url", "", "--mesh-node", "false", "--log", "warn"])
-        .arg("--guardian-vkey-file")
-        .arg(state.join("guardian.vkey"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("portal: {e}"));
-    wait_until_listening(local, "local portal", Duration::from_secs(30)).await;
+    let mut local_portal = service(
+        "portal",
+        local,
+        base + 105,
+        &[
+            "--database-url".into(),
+            role_url(base, "portal"),
+            "--durability".into(),
+            "local".into(),
+            "--guardian-vkey-file".into(),
+            vkey_file,
+        ],
+    )
+    .await;
     for n in 1..=3 {
         let started = Instant::now();
         let (s, v) = write(replicated, &writer, n).await;

@@ -32,6 +32,15 @@ async fn write_in_flight(db: &TestDb) -> (tokio_postgres::Client, i64) {
     (c, term)
 }
 
+/// A guardian-role connection of its own, as the leadership's lock connection is.
+async fn lock_connection(db: &TestDb) -> deadpool_postgres::ClientWrapper {
+    db.role_store(DbRole::Guardian)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .dedicated_client()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Whether the backend `pid` waits for a lock.
 async fn waiting(db: &TestDb, pid: i32) -> bool {
     let owner = db.owner_client().await.unwrap_or_else(|e| panic!("{e}"));
@@ -50,13 +59,7 @@ async fn waiting(db: &TestDb, pid: i32) -> bool {
 async fn a_takeover_waits_for_a_write_in_flight_and_then_fences_it() {
     let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
     let (old, term) = write_in_flight(&db).await;
-    let guardian = db
-        .role_store(DbRole::Guardian)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let lock = guardian
-        .dedicated_client()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let lock = lock_connection(&db).await;
     let pid: i32 = lock
         .query_one("SELECT pg_backend_pid()", &[])
         .await
@@ -93,13 +96,7 @@ async fn a_takeover_waits_for_a_write_in_flight_and_then_fences_it() {
 async fn a_write_stuck_under_the_old_term_fails_the_takeover_instead_of_stalling_it() {
     let db = TestDb::new().await.unwrap_or_else(|e| panic!("{e}"));
     let (old, term) = write_in_flight(&db).await;
-    let guardian = db
-        .role_store(DbRole::Guardian)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let lock = guardian
-        .dedicated_client()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let lock = lock_connection(&db).await;
     let started = Instant::now();
     let taken = Store::take_lease(&lock, "new").await;
     let waited = started.elapsed();

@@ -18,22 +18,8 @@ RECEIPTS=${RECEIPTS:-200000}
 BASE=${VM_HA_BENCH_BASE:-6100}
 PORT=18190
 SCROLL=bench-proofs
-vm_ensure_packages
-vm_ha_ensure_packages
-vm_bin
-DIR=$(mktemp -d /tmp/vaultmesh-bench-ha.XXXXXX)
-chmod 755 "$DIR"   # the postgres user runs the formation inside it
-PIDS=()
-cleanup() {
-    kill "${PIDS[@]}" 2>/dev/null || true
-    wait "${PIDS[@]}" 2>/dev/null || true
-    vm_ha_stop "$DIR/pg"
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-vm_ha_up "$DIR/pg" "$BASE"
+vm_ha_bench_formation "$BASE"
 OWNER=$(vm_ha_owner_url "$BASE")
-"$BIN/vaultmesh" migrate --database-url "$OWNER" 2>/dev/null
 "$BIN/vaultmesh" keygen --out "$DIR/guardian.key" --vkey-out "$DIR/guardian.vkey" >/dev/null
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"
 "$BIN/vaultmesh" bench seed --database-url "$OWNER" --scroll $SCROLL --receipts "$RECEIPTS" \

@@ -14,27 +14,7 @@ RUNS=${1:-3}
 SECS=${SECS:-8}
 BASE=${VM_HA_BENCH_BASE:-6100}
 PORT=18180
-vm_ensure_packages
-vm_ensure_redis
-vm_ha_ensure_packages
-if [ -n "${VAULTMESH_BIN_DIR:-}" ]; then
-    BIN=$VAULTMESH_BIN_DIR
-else
-    cargo build --release --locked --bins --quiet
-    BIN=target/release
-fi
-DIR=$(mktemp -d /tmp/vaultmesh-bench-ha.XXXXXX)
-chmod 755 "$DIR"   # the postgres user runs the formation inside it
-PIDS=()
-cleanup() {
-    kill "${PIDS[@]}" 2>/dev/null || true
-    wait "${PIDS[@]}" 2>/dev/null || true
-    vm_ha_stop "$DIR/pg"
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-vm_ha_up "$DIR/pg" "$BASE"
-"$BIN/vaultmesh" migrate --database-url "$(vm_ha_owner_url "$BASE")" 2>/dev/null
+vm_ha_bench_formation "$BASE"
 TOKEN=$("$BIN/vaultmesh" keys create --database-url "$(vm_ha_owner_url "$BASE")" --role writer --label bench --format token)
 for level in local replicated; do
     port=$PORT; [ "$level" = replicated ] && port=$((PORT + 2))

@@ -210,3 +210,28 @@ vm_ha_role_url() { # BASE portal|guardian|oracle
     esac
     vm_ha_url "$1" "vaultmesh_$2" "$password"
 }
+
+# For the benchmarks: a fresh formation on BASE in a scratch directory (DIR, set here),
+# migrated, with BIN set (vm_bin); at exit every pid in PIDS is stopped and the formation
+# removed.
+vm_ha_bench_formation() { # BASE
+    vm_ensure_packages
+    vm_ensure_redis
+    vm_ha_ensure_packages
+    vm_bin
+    DIR=$(mktemp -d /tmp/vaultmesh-bench-ha.XXXXXX)
+    chmod 755 "$DIR"   # the postgres user runs the formation inside it
+    PIDS=()
+    trap vm_ha_bench_cleanup EXIT
+    vm_ha_up "$DIR/pg" "$1"
+    "$BIN/vaultmesh" migrate --database-url "$(vm_ha_owner_url "$1")" 2>/dev/null
+}
+
+vm_ha_bench_cleanup() {
+    if [ "${#PIDS[@]}" -gt 0 ]; then
+        kill "${PIDS[@]}" 2>/dev/null || true
+        wait "${PIDS[@]}" 2>/dev/null || true
+    fi
+    vm_ha_stop "$DIR/pg"
+    rm -rf "$DIR"
+}

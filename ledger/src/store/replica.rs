@@ -112,12 +112,7 @@ impl Reads {
                 return Ok(Some(cp));
             }
         }
-        Self::count("checkpoint", "primary");
-        let cp = self.primary.latest_checkpoint(scroll).await?;
-        if let Some(cp) = &cp {
-            self.note_served(cp);
-        }
-        Ok(cp)
+        self.latest_checkpoint_on_primary(scroll).await
     }
 
     /// The latest signed checkpoint of `scroll` as the primary has it (for a caller that
