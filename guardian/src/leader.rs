@@ -26,10 +26,7 @@ pub struct Leadership {
 
 /// Who this guardian is in the lease row: host name and process id.
 fn holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    format!("{host}:{}", std::process::id())
+    format!("{}:{}", ledger::mesh::host_name(), std::process::id())
 }
 
 impl Leadership {
