@@ -1,6 +1,7 @@
 //! `vaultmesh keys`: create, list and revoke API keys (only their hashes are stored).
 
 use clap::{Subcommand, ValueEnum};
+use ledger::storage::KeyStore;
 use ledger::store::{PoolOptions, Role, Store};
 
 /// Subcommands of `vaultmesh keys`.

@@ -11,6 +11,7 @@ use common::{
     checkpoint_size, eventually, refuse_poison_writes, repo, shortened_rules, show_fork,
     signing_key, spawn_with_redis, tamper_drills, Prometheus, Service,
 };
+use ledger::storage::KeyStore;
 use ledger::store::Role;
 use ledger::testing::{call, closed_port, scratch_dir, RedisServer, TestDb};
 use serde_json::{json, Value};

@@ -10,6 +10,7 @@ mod verify_support;
 use ledger::cosignature::WitnessSigner;
 use ledger::note::NoteSigner;
 use ledger::service::{RunningService, Shutdown};
+use ledger::storage::{CheckpointStore, KeyStore};
 use ledger::store::Role;
 use ledger::testing::{closed_port, request, scratch_dir, service_config, TestDb};
 use serde_json::Value;

@@ -9,6 +9,7 @@ use ledger::gate::{Service, Writer};
 use ledger::note::NoteSigner;
 use ledger::receipt::ReceiptDraft;
 use ledger::service::{RunningService, Shutdown};
+use ledger::storage::{KeyStore, ReceiptLog};
 use ledger::store::{DbRole, NewReceipt, Role};
 use ledger::testing::{admit_as, call, http, scratch_dir, service_config, TestDb};
 use serde_json::{json, Value};

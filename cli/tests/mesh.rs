@@ -9,6 +9,7 @@ use common::{
     checkpoint_size, eventually, sample, scrape, shortened_rules, signing_key, spawn_guardian_with,
     spawn_with_redis, tamper_drills, Prometheus, Service,
 };
+use ledger::storage::{KeyStore, ReceiptLog};
 use ledger::store::Role;
 use ledger::testing::{call, closed_port, redis_url, scratch_dir, RedisServer, TestDb};
 use serde_json::Value;

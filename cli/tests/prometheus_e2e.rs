@@ -11,6 +11,7 @@ use common::{
     arg, refuse_poison_writes, repo, scrape, show_fork, signing_key, spawn, spawn_guardian_with,
     sum, tamper_drills, value, Prometheus, Service,
 };
+use ledger::storage::KeyStore;
 use ledger::store::Role;
 use ledger::testing::{call, closed_port, scratch_dir, TestDb};
 use serde_json::{json, Value};

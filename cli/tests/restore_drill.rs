@@ -5,6 +5,7 @@
 mod common;
 
 use common::{arg, bin, repo, signing_key, spawn_guardian};
+use ledger::storage::KeyStore;
 use ledger::store::Role;
 use ledger::testing::{append_receipts, call, scratch_dir, TestDb};
 use std::path::Path;

@@ -13,6 +13,7 @@ mod verify_support;
 use ledger::hash::{to_hex, Sha3Hasher};
 use ledger::note::NoteSigner;
 use ledger::proofchain::{AnchorRecord, AnchoredScroll};
+use ledger::storage::{AnchorStore, CheckpointStore};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -17,7 +17,8 @@ use ledger::hash::to_hex;
 use ledger::note::NoteSigner;
 use ledger::proofchain::{AnchorRecord, AnchoredScroll, GENESIS_PREV};
 use ledger::receipt::{format_timestamp, ReceiptDraft};
-use ledger::store::{NewReceipt, Store, StoreError};
+use ledger::storage::{ReceiptLog, Storage};
+use ledger::store::{NewReceipt, StoreError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -74,7 +75,7 @@ pub struct EpochOutcome {
 /// Builds, stores and ships epochs.
 pub struct Anchorer {
     /// The ledger.
-    pub store: Store,
+    pub store: std::sync::Arc<dyn Storage>,
     /// Mesh id.
     pub mesh: String,
     /// Configured sinks.
@@ -154,7 +155,8 @@ impl Anchorer {
                 .with_label_values(&[s.scroll.as_str(), s.root.as_str()])
                 .set(1.0);
         }
-        let handoff = crate::handoff::ship_pending(&self.store, &self.sinks, &self.fence).await?;
+        let handoff =
+            crate::handoff::ship_pending(self.store.as_ref(), &self.sinks, &self.fence).await?;
         let failures = handoff.failures.clone();
         let kind = if failures.is_empty() {
             "anchor_success"
@@ -295,7 +297,14 @@ impl Anchorer {
 
     /// Writes one receipt of `kind` to the `guardian` scroll, reporting failure.
     pub async fn append_event(&self, kind: &str, payload: Value) -> Result<(), GuardianError> {
-        append_receipt(&self.store, &self.gate, GUARDIAN_SCROLL, kind, payload).await
+        append_receipt(
+            self.store.as_ref(),
+            &self.gate,
+            GUARDIAN_SCROLL,
+            kind,
+            payload,
+        )
+        .await
     }
 
     /// Receipts integrated since the newest epoch, summed over scrolls.
@@ -324,7 +333,7 @@ impl Anchorer {
 
 /// Writes one of the guardian's own receipts of `kind` to `scroll` through the append gate.
 pub async fn append_receipt(
-    store: &Store,
+    store: &dyn ReceiptLog,
     gate: &ledger::gate::AppendGate,
     scroll: &str,
     kind: &str,

@@ -11,6 +11,7 @@ use ledger::cosignature::{with_cosignatures, WitnessVerifier};
 use ledger::note::SignedNote;
 use ledger::proofchain::HEAD_ORIGIN_SUFFIX;
 use ledger::service::Shutdown;
+use ledger::storage::{AnchorStore, CheckpointStore, ScrollRef, TileStore};
 use ledger::store::Store;
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -264,8 +265,12 @@ impl Cosigner {
     ) -> Result<bool, CosignFailure> {
         let proof = match subject.scroll_id {
             Some(id) if old != 0 && old < subject.size => {
+                let scroll = ScrollRef {
+                    name: &subject.name,
+                    id,
+                };
                 self.store
-                    .consistency_proof(id, old, subject.size)
+                    .consistency_proof(scroll, old, subject.size)
                     .await?
                     .path
             }

@@ -9,6 +9,7 @@ use ledger::hash::{from_hex, to_hex, Hash, Sha3Hasher};
 use ledger::merkle::CompactTree;
 use ledger::note::NoteVerifier;
 use ledger::proofchain::{verify_chain, AnchorRecord};
+use ledger::storage::AnchorStore;
 use ledger::store::{ScrollInfo, Store};
 use serde::Serialize;
 use sha3::Sha3_256;

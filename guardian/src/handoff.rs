@@ -9,7 +9,8 @@ use crate::error::GuardianError;
 use crate::leader::Fence;
 use crate::metrics::{sentinel, ANCHOR_FAILURES_TOTAL};
 use crate::sinks::{Sink, SinkError};
-use ledger::store::{SinkResult, Store};
+use ledger::storage::AnchorStore;
+use ledger::store::SinkResult;
 use serde_json::{json, Value};
 
 /// What one hand-off did.
@@ -37,7 +38,7 @@ impl Handoff {
 /// ends its turn (it is retried from there next time). Fails with
 /// [`GuardianError::NotLeader`] as soon as this guardian no longer holds the lock.
 pub async fn ship_pending(
-    store: &Store,
+    store: &dyn AnchorStore,
     sinks: &[Sink],
     fence: &Fence,
 ) -> Result<Handoff, GuardianError> {

@@ -14,8 +14,9 @@ use crate::frontier::Frontier;
 use ledger::checkpoint::Checkpoint;
 use ledger::hash::{to_hex, Hash, Sha3Hasher};
 use ledger::note::NoteSigner;
+use ledger::storage::Storage;
 use ledger::store::tree::check_leaf;
-use ledger::store::{PendingScroll, Store, StoreError};
+use ledger::store::{PendingScroll, RawReceipt, StoreError};
 
 /// A checkpoint signed by one pass.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +41,7 @@ pub struct Pass {
 /// Integrates and signs for every scroll that grew.
 pub struct Integrator {
     /// The ledger.
-    pub store: Store,
+    pub store: std::sync::Arc<dyn Storage>,
     /// The checkpoint key.
     pub signer: NoteSigner,
     /// Mesh id (checkpoint origin prefix).
@@ -164,19 +165,24 @@ impl Integrator {
             return Ok(Ok(signed_size));
         }
         let mut bad = None;
+        let mut visit = |row: RawReceipt| match check_leaf(
+            &p.name,
+            frontier.size(),
+            row.seq,
+            &row.leaf,
+            &row.leaf_hash,
+        ) {
+            Ok(hash) => {
+                frontier.push(hash);
+                true
+            }
+            Err(reason) => {
+                bad = Some((frontier.size(), reason));
+                false
+            }
+        };
         self.store
-            .scan_receipt_range(p.id, signed_size, p.integrated, |row| {
-                match check_leaf(&p.name, frontier.size(), row.seq, &row.leaf, &row.leaf_hash) {
-                    Ok(hash) => {
-                        frontier.push(hash);
-                        true
-                    }
-                    Err(reason) => {
-                        bad = Some((frontier.size(), reason));
-                        false
-                    }
-                }
-            })
+            .scan_receipt_range(p.id, signed_size, p.integrated, &mut visit)
             .await?;
         if let Some((seq, reason)) = bad {
             return Ok(Err(self.finding(

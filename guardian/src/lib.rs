@@ -137,23 +137,23 @@ pub async fn start_with(
     let probes = route_probes::probes(&opts, &sinks, ctx.config.mesh.probe_timeout())
         .map_err(|e| std::io::Error::other(format!("route probe HTTP client: {e}")))?;
     let findings = Findings::new(ctx.store.clone(), mesh.clone(), load_signer(&opts)?);
+    let storage: Arc<dyn ledger::storage::Storage> = Arc::new(ctx.store.clone());
     let guardian = Arc::new(Guardian {
         auditor,
         findings,
         integrator: Integrator {
-            store: ctx.store.clone(),
+            store: storage.clone(),
             signer,
             mesh: mesh.clone(),
             batch: opts.integrate_batch,
         },
         anchorer: Anchorer {
-            store: ctx.store.clone(),
+            store: storage,
             mesh,
             sinks,
             signer: head_signer,
             fence: Fence {
                 leadership: leadership.clone(),
-                sessions: ctx.store.lease_term().clone(),
             },
             gate: ctx.gate(),
         },

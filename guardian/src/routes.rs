@@ -7,6 +7,7 @@ use ledger::api_error::ApiError;
 use ledger::auth::Authenticator;
 use ledger::body::{pending_body, PendingBody};
 use ledger::metrics::observed;
+use ledger::storage::AnchorStore;
 use ledger::store::{ApiKey, Role};
 use serde_json::json;
 use std::sync::Arc;
@@ -496,7 +497,10 @@ async fn close_transmutation(
 /// The shared authenticator, with no key cache so a revocation takes effect at once on the
 /// guardian's rarely called routes.
 fn authenticator(g: &Guardian) -> Authenticator {
-    Authenticator::new(g.ctx.store.clone(), std::time::Duration::ZERO)
+    Authenticator::new(
+        std::sync::Arc::new(g.ctx.store.clone()),
+        std::time::Duration::ZERO,
+    )
 }
 
 /// A mesh listing (`ledger::mesh::api`) as the response.

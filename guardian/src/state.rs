@@ -12,6 +12,7 @@ use crate::GuardianArgs;
 use chrono::{DateTime, Utc};
 use ledger::context::ServiceContext;
 use ledger::service::Shutdown;
+use ledger::storage::AnchorStore;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -155,7 +156,6 @@ impl Guardian {
     pub fn fence(&self) -> Fence {
         Fence {
             leadership: self.leadership.clone(),
-            sessions: self.ctx.store.lease_term().clone(),
         }
     }
 

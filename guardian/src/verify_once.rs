@@ -7,6 +7,7 @@ use crate::GuardianArgs;
 use ledger::config::CommonConfig;
 use ledger::context::StartError;
 use ledger::note::NoteVerifier;
+use ledger::storage::AnchorStore;
 
 /// What `--verify-once` found.
 #[derive(Debug, serde::Serialize)]

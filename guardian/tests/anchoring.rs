@@ -10,6 +10,7 @@ use ledger::checkpoint::Checkpoint;
 use ledger::hash::{to_hex, Hash};
 use ledger::merkle::{verify_consistency, MemoryTree};
 use ledger::proofchain::{verify_chain, AnchorRecord};
+use ledger::storage::{AnchorStore, ReceiptLog, TileStore};
 use ledger::store::{Role, Store};
 use sha3::Sha3_256;
 
@@ -58,7 +59,7 @@ async fn integrates_signs_and_anchors_into_the_proofchain_and_journal() {
         .unwrap_or_else(|e| panic!("{e}"));
     let proof = db
         .store
-        .consistency_proof(scroll.id, 37, 57)
+        .consistency_proof(scroll.scroll_ref(), 37, 57)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     verify_consistency::<Sha3_256>(37, 57, &proof.path, &first.root, &second.root)

@@ -7,6 +7,7 @@ mod common;
 
 use common::{append, metric, metrics, post, post_as_leader, TestGuardian};
 use ledger::receipt::ReceiptDraft;
+use ledger::storage::{AnchorStore, CheckpointStore, ReceiptLog, TileStore};
 use ledger::testing::TestDb;
 use serde_json::Value;
 
@@ -246,7 +247,7 @@ async fn every_kind_of_rewrite_is_detected_in_one_pass() {
             .unwrap_or_else(|e| panic!("{e}"));
     let stored_root =
         s.db.store
-            .tree_root(scroll.id, 10)
+            .tree_root(scroll.scroll_ref(), 10)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     let signed =

@@ -8,6 +8,7 @@
 mod common;
 
 use common::{api_key, append, checkpoint_at, post};
+use ledger::storage::{AnchorStore, CheckpointStore, Leadership};
 use ledger::testing::{
     closed_port, http, redis_url, request, scratch_dir, wait_until_listening, TestDb,
 };

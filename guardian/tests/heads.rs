@@ -9,6 +9,7 @@ mod common;
 use common::{post_as_leader, TestGuardian};
 use ledger::hash::{to_hex, Sha3Hasher};
 use ledger::proofchain::{verify_signed_chain, AnchorRecord, GENESIS_PREV};
+use ledger::storage::AnchorStore;
 use ledger::store::Store;
 use std::time::{Duration, Instant};
 

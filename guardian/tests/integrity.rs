@@ -12,6 +12,7 @@ use common::{append, checkpoint_at, post_as_leader, wait_metric, TestGuardian};
 use forge::{insert, Row};
 use ledger::hash::to_hex;
 use ledger::receipt::leaf_hash;
+use ledger::storage::{CheckpointStore, TileStore};
 use ledger::testing::call;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

@@ -6,6 +6,7 @@
 mod common;
 
 use common::{metric, metrics, post_as_leader, wait_metric, TestGuardian};
+use ledger::storage::ReceiptLog;
 use ledger::testing::call;
 
 const PATH: &str = "/v1/guardian/anchor";

@@ -8,6 +8,7 @@ mod common;
 
 use base64::Engine;
 use common::{metrics, post_as_leader, TestGuardian};
+use ledger::storage::AnchorStore;
 use ledger::testing::scratch_dir;
 use serde_json::Value;
 use std::net::SocketAddr;

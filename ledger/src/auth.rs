@@ -3,7 +3,8 @@
 
 use crate::api_error::ApiError;
 use crate::metrics::AUTH_REJECTIONS;
-use crate::store::{ApiKey, Role, Store};
+use crate::storage::KeyStore;
+use crate::store::{ApiKey, Role};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,17 +16,17 @@ type KeyCache = Arc<RwLock<HashMap<[u8; 32], (ApiKey, Instant)>>>;
 /// Verifies bearer tokens against stored key hashes, remembering hits for a short TTL.
 #[derive(Clone)]
 pub struct Authenticator {
-    store: Store,
+    keys: Arc<dyn KeyStore>,
     ttl: Duration,
     cache: KeyCache,
     limiter: Option<crate::rate_limit::RateLimiter>,
 }
 
 impl Authenticator {
-    /// An authenticator caching verified keys for `ttl` (zero: never cache).
-    pub fn new(store: Store, ttl: Duration) -> Self {
+    /// An authenticator over `keys` caching verified keys for `ttl` (zero: never cache).
+    pub fn new(keys: Arc<dyn KeyStore>, ttl: Duration) -> Self {
         Self {
-            store,
+            keys,
             ttl,
             cache: Arc::new(RwLock::new(HashMap::new())),
             limiter: None,
@@ -85,7 +86,7 @@ impl Authenticator {
                 }
             }
         }
-        match self.store.api_key_by_token(token).await {
+        match self.keys.api_key_by_token(token).await {
             Ok(Some(key)) => {
                 if !self.ttl.is_zero() {
                     let mut cache = self.cache.write().await;

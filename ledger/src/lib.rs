@@ -28,6 +28,7 @@ pub mod rate_limit;
 pub mod receipt;
 pub mod rng;
 pub mod service;
+pub mod storage;
 pub mod store;
 pub mod strict_json;
 pub mod telemetry;

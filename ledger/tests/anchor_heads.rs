@@ -7,6 +7,7 @@ use ledger::checkpoint::Checkpoint;
 use ledger::hash::to_hex;
 use ledger::note::NoteSigner;
 use ledger::proofchain::{AnchorRecord, AnchoredScroll, GENESIS_PREV};
+use ledger::storage::{AnchorStore, CheckpointStore, ReceiptLog, TileStore};
 use ledger::store::{DbRole, Store};
 use ledger::testing::{append_receipts, TestDb};
 
@@ -183,7 +184,7 @@ async fn bundles_carry_the_head_and_never_an_unsigned_anchor() {
         .unwrap_or_else(|e| panic!("{e}"));
     let root = db
         .store
-        .tree_root(scroll.id, 4)
+        .tree_root(scroll.scroll_ref(), 4)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let note = Checkpoint {

@@ -5,6 +5,7 @@
 
 use ledger::cache::seal::SEAL_LEN;
 use ledger::cache::{Cache, CacheMetrics, CacheOptions, CacheSecret, CacheState};
+use ledger::storage::{CachedTiles, TileStore};
 use ledger::testing::{closed_port, redis_url, scratch_dir, RedisServer};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -504,18 +505,20 @@ async fn poisoned_tiles_never_reach_the_proof_memo() {
     let cache =
         Cache::new(Some(&redis_url()), o, Some(metrics.clone())).unwrap_or_else(|e| panic!("{e}"));
     let direct = |i: u64| {
-        let store = db.store.clone();
+        let (store, scroll) = (db.store.clone(), scroll.clone());
         async move {
             store
-                .inclusion_proof(scroll.id, i, size)
+                .inclusion_proof(scroll.scroll_ref(), i, size)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
         }
     };
-    let warm = db.store.clone().with_tile_cache(cache.clone(), 1024);
+    let warm = CachedTiles::new(std::sync::Arc::new(db.store.clone()), cache.clone(), 1024);
     for i in 0..size {
         assert_eq!(
-            warm.inclusion_proof(scroll.id, i, size).await.ok(),
+            warm.inclusion_proof(scroll.scroll_ref(), i, size)
+                .await
+                .ok(),
             Some(direct(i).await)
         );
     }
@@ -537,16 +540,19 @@ async fn poisoned_tiles_never_reach_the_proof_memo() {
         };
         raw_set(&mut redis, k, &bytes).await;
     }
-    let fresh = db.store.clone().with_tile_cache(cache.clone(), 1024);
+    let fresh = CachedTiles::new(std::sync::Arc::new(db.store.clone()), cache.clone(), 1024);
     for i in 0..size {
         assert_eq!(
-            fresh.inclusion_proof(scroll.id, i, size).await.ok(),
+            fresh
+                .inclusion_proof(scroll.scroll_ref(), i, size)
+                .await
+                .ok(),
             Some(direct(i).await),
             "inclusion {i} over poisoned tiles"
         );
         assert_eq!(
-            fresh.tree_root(scroll.id, i + 1).await.ok(),
-            db.store.tree_root(scroll.id, i + 1).await.ok()
+            fresh.tree_root(scroll.scroll_ref(), i + 1).await.ok(),
+            db.store.tree_root(scroll.scroll_ref(), i + 1).await.ok()
         );
     }
     assert!(lookups(&metrics, "tile", "rejected") >= tiles.len() as u64);
@@ -557,7 +563,10 @@ async fn poisoned_tiles_never_reach_the_proof_memo() {
     }
     for i in (0..size).step_by(7) {
         assert_eq!(
-            fresh.inclusion_proof(scroll.id, i, size).await.ok(),
+            fresh
+                .inclusion_proof(scroll.scroll_ref(), i, size)
+                .await
+                .ok(),
             Some(direct(i).await)
         );
     }
@@ -570,7 +579,10 @@ async fn poisoned_tiles_never_reach_the_proof_memo() {
     }
     for i in (0..size).step_by(5) {
         assert_eq!(
-            fresh.inclusion_proof(scroll.id, i, size).await.ok(),
+            fresh
+                .inclusion_proof(scroll.scroll_ref(), i, size)
+                .await
+                .ok(),
             Some(direct(i).await)
         );
     }

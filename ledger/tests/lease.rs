@@ -3,6 +3,7 @@
 //! every later write under the old term is refused, and a write stuck under the old term
 //! makes the takeover give up after `TAKEOVER_WAIT` instead of stalling it.
 
+use ledger::storage::Leadership;
 use ledger::store::{DbRole, Store, STALE_TERM, TAKEOVER_WAIT};
 use ledger::testing::TestDb;
 use std::time::{Duration, Instant};

@@ -5,6 +5,7 @@
 //! the receipts. Each query's answer is checked against a brute-force one.
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
+use ledger::storage::CheckpointStore;
 use ledger::store::{DbRole, StoredCheckpoint};
 use ledger::testing::TestDb;
 

@@ -3,6 +3,7 @@
 //! role's receipts, or touch API keys; the guardian's role may only extend tiles and grow
 //! trees; and even the schema owner cannot un-revoke a key or move a scroll's head back.
 
+use ledger::storage::{KeyStore, ReceiptLog, TileStore};
 use ledger::store::DbRole;
 use ledger::testing::{append_receipts, TestDb};
 

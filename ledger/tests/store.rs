@@ -8,6 +8,7 @@ use ledger::merkle::{verify_consistency, verify_inclusion, MemoryTree};
 use ledger::note::NoteSigner;
 use ledger::proofchain::{AnchorRecord, AnchoredScroll, GENESIS_PREV};
 use ledger::receipt::{leaf_hash, ReceiptDraft};
+use ledger::storage::{AnchorStore, CachedTiles, CheckpointStore, KeyStore, ReceiptLog, TileStore};
 use ledger::store::{AppendOutcome, NewReceipt, Role, StoreError};
 use ledger::testing::{admit, Rng, TestDb};
 use sha3::Sha3_256;
@@ -193,9 +194,9 @@ async fn proofs_through_the_tile_cache_match_postgres_as_the_tree_grows() {
         None,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let cached = db.store.clone().with_tile_cache(cache.clone(), 0);
+    let cached = CachedTiles::new(std::sync::Arc::new(db.store.clone()), cache.clone(), 0);
     // A memo smaller than the tree, so that entries are also evicted.
-    let memoed = db.store.clone().with_tile_cache(cache.clone(), 8);
+    let memoed = CachedTiles::new(std::sync::Arc::new(db.store.clone()), cache.clone(), 8);
     let scroll = db
         .store
         .scroll("drills")
@@ -222,26 +223,31 @@ async fn proofs_through_the_tile_cache_match_postgres_as_the_tree_grows() {
             let i = rng.below(n);
             for cached in [&cached, &memoed, &memoed] {
                 let via_cache = cached
-                    .inclusion_proof(scroll.id, i, n)
+                    .inclusion_proof(scroll.scroll_ref(), i, n)
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
                 let direct = db
                     .store
-                    .inclusion_proof(scroll.id, i, n)
+                    .inclusion_proof(scroll.scroll_ref(), i, n)
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!(via_cache, direct, "inclusion {i} in {n}");
                 let m = rng.below(n + 1);
-                let c1 = cached.consistency_proof(scroll.id, m, n).await;
-                let c2 = db.store.consistency_proof(scroll.id, m, n).await;
+                let c1 = cached.consistency_proof(scroll.scroll_ref(), m, n).await;
+                let c2 = db.store.consistency_proof(scroll.scroll_ref(), m, n).await;
                 assert_eq!(c1.ok(), c2.ok(), "consistency {m}..{n}");
-                assert_eq!(cached.tree_root(scroll.id, n).await.ok(), memory.root(n));
+                assert_eq!(
+                    cached.tree_root(scroll.scroll_ref(), n).await.ok(),
+                    memory.root(n)
+                );
             }
         }
         // Even with every tile of the current tree cached, a size beyond it is refused.
         for cached in [&cached, &memoed] {
             assert!(matches!(
-                cached.inclusion_proof(scroll.id, 0, size + 1).await,
+                cached
+                    .inclusion_proof(scroll.scroll_ref(), 0, size + 1)
+                    .await,
                 Err(StoreError::BeyondTree { .. })
             ));
         }
@@ -254,9 +260,16 @@ async fn proofs_through_the_tile_cache_match_postgres_as_the_tree_grows() {
     );
     // A corrupted (short) cached tile is a miss, not an error.
     cache.put_many(&[(names[0].clone(), vec![0u8; 32])]).await;
-    let direct = db.store.inclusion_proof(scroll.id, 9, size).await.ok();
+    let direct = db
+        .store
+        .inclusion_proof(scroll.scroll_ref(), 9, size)
+        .await
+        .ok();
     assert_eq!(
-        cached.inclusion_proof(scroll.id, 9, size).await.ok(),
+        cached
+            .inclusion_proof(scroll.scroll_ref(), 9, size)
+            .await
+            .ok(),
         direct
     );
 }
@@ -279,7 +292,7 @@ async fn application_role_cannot_rewrite_history() {
         .unwrap_or_else(|e| panic!("{e}"));
     let root = db
         .store
-        .tree_root(scroll.id, 1)
+        .tree_root(scroll.scroll_ref(), 1)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     db.store
@@ -512,14 +525,14 @@ async fn stored_tree_matches_memory_for_random_sizes_up_to_100k() {
             let n = 1 + rng.below(size);
             let root = db
                 .store
-                .tree_root(scroll.id, n)
+                .tree_root(scroll.scroll_ref(), n)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(Some(root), mem.root(n), "root {n} after step {step}");
             let idx = rng.below(n);
             let p = db
                 .store
-                .inclusion_proof(scroll.id, idx, n)
+                .inclusion_proof(scroll.scroll_ref(), idx, n)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(Some(p.path.clone()), mem.inclusion(idx, n));
@@ -528,7 +541,7 @@ async fn stored_tree_matches_memory_for_random_sizes_up_to_100k() {
             let m = rng.below(n + 1);
             let c = db
                 .store
-                .consistency_proof(scroll.id, m, n)
+                .consistency_proof(scroll.scroll_ref(), m, n)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(Some(c.path.clone()), mem.consistency(m, n));
@@ -544,7 +557,7 @@ async fn stored_tree_matches_memory_for_random_sizes_up_to_100k() {
     for (idx, n, path, root) in remembered {
         let p = db
             .store
-            .inclusion_proof(scroll.id, idx, n)
+            .inclusion_proof(scroll.scroll_ref(), idx, n)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.path, path);
@@ -552,11 +565,11 @@ async fn stored_tree_matches_memory_for_random_sizes_up_to_100k() {
         assert!(verify_inclusion::<Sha3_256>(&leaf, idx, n, &path, &root).is_ok());
     }
     assert_eq!(
-        db.store.tree_root(scroll.id, 0).await.ok(),
+        db.store.tree_root(scroll.scroll_ref(), 0).await.ok(),
         Some(Sha3Hasher::empty_root())
     );
     assert!(matches!(
-        db.store.tree_root(scroll.id, size + 1).await,
+        db.store.tree_root(scroll.scroll_ref(), size + 1).await,
         Err(StoreError::BeyondTree { .. })
     ));
     assert!(matches!(
@@ -604,7 +617,7 @@ async fn integration_checkpoints_anchors_and_bundles() {
     let mem = MemoryTree::<Sha3_256>::new(leaves);
     let root = db
         .store
-        .tree_root(scroll.id, 300)
+        .tree_root(scroll.scroll_ref(), 300)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(Some(root), mem.root(300));
@@ -612,7 +625,7 @@ async fn integration_checkpoints_anchors_and_bundles() {
     for size in [200u64, 300] {
         let r = db
             .store
-            .tree_root(scroll.id, size)
+            .tree_root(scroll.scroll_ref(), size)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let cp = Checkpoint {

@@ -40,7 +40,7 @@ pub struct Oracle {
     /// effect at once).
     pub auth: ledger::auth::Authenticator,
     /// Where the evidence's inclusion proofs are read (a read replica when configured).
-    pub reads: ledger::store::Reads,
+    pub reads: ledger::storage::Reads,
 }
 
 impl Oracle {
@@ -60,7 +60,7 @@ impl Oracle {
             None => (extractive, "extractive"),
         };
         let receipt = query::receipt(
-            &self.ctx.store,
+            &self.reads,
             &self.ctx.gate(),
             q,
             &answer,
@@ -127,8 +127,14 @@ pub async fn start_with(
         None => None,
     };
     let oracle = Arc::new(Oracle {
-        reads: ledger::store::Reads::new(ctx.store.clone(), replica),
-        auth: ledger::auth::Authenticator::new(ctx.store.clone(), std::time::Duration::ZERO),
+        reads: ledger::storage::Reads::new(
+            Arc::new(ctx.store.clone()),
+            replica.map(|r| Arc::new(r) as Arc<dyn ledger::storage::Storage>),
+        ),
+        auth: ledger::auth::Authenticator::new(
+            Arc::new(ctx.store.clone()),
+            std::time::Duration::ZERO,
+        ),
         ctx: ctx.clone(),
         opts,
         llm,

@@ -34,7 +34,7 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(LLM_ERRORS.clone()))?;
     registry.register(Box::new(QUERY_REJECTIONS.clone()))?;
     registry.register(Box::new(CORPUS_DOCUMENTS.clone()))?;
-    registry.register(Box::new(ledger::store::REPLICA_READS.clone()))?;
+    registry.register(Box::new(ledger::storage::REPLICA_READS.clone()))?;
     for failure in crate::llm::LlmFailure::ALL {
         LLM_ERRORS.with_label_values(&[failure.reason()]);
     }

@@ -14,7 +14,8 @@ use crate::metrics::QUERY_REJECTIONS;
 use chrono::{DateTime, Utc};
 use ledger::hash::{to_hex, Sha3Hasher};
 use ledger::receipt::{validate_scroll_name, ReceiptDraft};
-use ledger::store::{AppendOutcome, NewReceipt, Reads, SectionHit, Store, StoreError};
+use ledger::storage::{ReceiptLog, ScrollRef, Storage};
+use ledger::store::{AppendOutcome, NewReceipt, SectionHit, Store, StoreError};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -262,7 +263,7 @@ pub struct Gathered {
 
 /// Searches the corpus and the ledger for `q`, in at most [`MAX_STORE_QUERIES`] - 1 store
 /// calls (the answer's receipt is the last).
-pub async fn gather(store: &Store, reads: &Reads, q: &Query) -> Result<Gathered, QueryError> {
+pub async fn gather(store: &Store, reads: &dyn Storage, q: &Query) -> Result<Gathered, QueryError> {
     if !q.scrolls.is_empty() {
         let found = store.scrolls_named(&q.scrolls).await?;
         if let Some(s) = q
@@ -297,37 +298,43 @@ pub async fn gather(store: &Store, reads: &Reads, q: &Query) -> Result<Gathered,
     let mut names: Vec<String> = rows.iter().map(|r| r.scroll.clone()).collect();
     names.sort();
     names.dedup();
-    let checkpoints: HashMap<String, ledger::store::StoredCheckpoint> = store
+    let checkpoints: HashMap<String, ledger::store::StoredCheckpoint> = reads
         .latest_checkpoints_of(&names)
         .await?
         .into_iter()
         .map(|c| (c.scroll.clone(), c))
         .collect();
-    let mut evidence = Vec::with_capacity(rows.len());
-    // Whether the read replica holds each scroll's checkpoint (asked once per scroll).
-    let mut held: HashMap<String, bool> = HashMap::new();
-    for r in rows {
-        let proof = match checkpoints.get(&r.scroll) {
-            Some(cp) if r.seq < cp.tree_size => {
-                let on_replica = match held.get(&r.scroll) {
-                    Some(h) => *h,
-                    None => {
-                        let h = reads.replica_holds(&r.scroll, cp.tree_size).await;
-                        held.insert(r.scroll.clone(), h);
-                        h
-                    }
-                };
-                let p = reads
-                    .inclusion_proof_from(on_replica, r.scroll_id, r.seq, cp.tree_size)
-                    .await?;
-                Some(json!({
-                    "tree_size": cp.tree_size,
-                    "root": to_hex(&cp.root),
-                    "path": p.path.iter().map(to_hex).collect::<Vec<_>>(),
-                }))
-            }
-            _ => None,
+    // The inclusion proofs, asked per scroll (so that a read replica's coverage is checked
+    // once for each).
+    let mut proven: HashMap<(String, u64), Value> = HashMap::new();
+    for name in &names {
+        let Some(cp) = checkpoints.get(name) else {
+            continue;
         };
+        let Some(scroll_id) = rows.iter().find(|r| &r.scroll == name).map(|r| r.scroll_id) else {
+            continue;
+        };
+        let seqs: Vec<u64> = rows
+            .iter()
+            .filter(|r| &r.scroll == name && r.seq < cp.tree_size)
+            .map(|r| r.seq)
+            .collect();
+        let scroll = ScrollRef {
+            name,
+            id: scroll_id,
+        };
+        for p in reads.inclusion_proofs(scroll, cp.tree_size, &seqs).await? {
+            let proof = json!({
+                "tree_size": cp.tree_size,
+                "root": to_hex(&cp.root),
+                "path": p.path.iter().map(to_hex).collect::<Vec<_>>(),
+            });
+            proven.insert((name.clone(), p.leaf_index), proof);
+        }
+    }
+    let mut evidence = Vec::with_capacity(rows.len());
+    for r in rows {
+        let proof = proven.remove(&(r.scroll.clone(), r.seq));
         evidence.push(Evidence {
             scroll: r.scroll,
             seq: r.seq,
@@ -369,7 +376,7 @@ pub fn answer_sha3(answer: &Answer) -> Result<String, QueryError> {
 
 /// Writes the `oracle_answer` receipt for an answer; returns `{scroll, seq, leaf_hash}`.
 pub async fn receipt(
-    store: &Store,
+    store: &dyn ReceiptLog,
     gate: &ledger::gate::AppendGate,
     q: &Query,
     answer: &Answer,

@@ -5,6 +5,7 @@
 //! reason.
 //! (One test per binary: the oracle's metrics are process-wide.)
 
+use ledger::storage::KeyStore;
 use ledger::store::Role;
 use ledger::testing::{http, request, service_config, TestDb};
 use serde_json::{json, Value};

@@ -3,6 +3,7 @@
 //! extractive answer is given; a valid answer just under the cap is still used.
 //! (One test per binary: the oracle's metrics are process-wide.)
 
+use ledger::storage::KeyStore;
 use ledger::store::Role;
 use ledger::testing::{call, http, service_config, TestDb};
 use oracle::llm::MAX_RESPONSE_BYTES;

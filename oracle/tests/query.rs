@@ -7,6 +7,7 @@ use ledger::checkpoint::Checkpoint;
 use ledger::hash::{from_hex, to_hex, Sha3Hasher};
 use ledger::merkle::verify_inclusion;
 use ledger::note::NoteSigner;
+use ledger::storage::{CheckpointStore, KeyStore, ReceiptLog, TileStore};
 use ledger::store::{Role, Store};
 use ledger::testing::{append_receipts, call, http, service_config, TestDb};
 use serde_json::json;
@@ -21,7 +22,7 @@ async fn sign(store: &Store, scroll: &str) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let root = store
-        .tree_root(info.id, size)
+        .tree_root(info.scroll_ref(), size)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let note = Checkpoint {

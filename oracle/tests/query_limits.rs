@@ -6,6 +6,7 @@
 
 use ledger::checkpoint::Checkpoint;
 use ledger::note::NoteSigner;
+use ledger::storage::{CheckpointStore, KeyStore, TileStore};
 use ledger::store::{Role, Store, DB_REQUESTS};
 use ledger::testing::{append_receipts, call, http, service_config, TestDb};
 use oracle::query::{MAX_QUESTION_CHARS, MAX_SCROLLS, MAX_STORE_QUERIES};
@@ -20,7 +21,7 @@ async fn sign(store: &Store, scroll: &str) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let root = store
-        .tree_root(info.id, size)
+        .tree_root(info.scroll_ref(), size)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let note = Checkpoint {

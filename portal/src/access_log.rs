@@ -11,7 +11,8 @@ use ledger::gate::{AppendGate, Service, Writer};
 use ledger::hash::{to_hex, Hash};
 use ledger::merkle::CompactTree;
 use ledger::receipt::ReceiptDraft;
-use ledger::store::{NewReceipt, Store};
+use ledger::storage::ReceiptLog;
+use ledger::store::NewReceipt;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -193,7 +194,7 @@ impl AccessLog {
     }
 
     /// Writes the window's access receipts through the gate as the portal; returns how many.
-    pub async fn flush(&self, gate: &AppendGate, store: &Store) -> Result<usize, String> {
+    pub async fn flush(&self, gate: &AppendGate, store: &dyn ReceiptLog) -> Result<usize, String> {
         let payloads = self.take();
         if payloads.is_empty() {
             return Ok(0);
@@ -268,7 +269,7 @@ fn payload(
 pub async fn run(
     log: AccessLog,
     gate: AppendGate,
-    store: Store,
+    store: std::sync::Arc<dyn ReceiptLog>,
     window: std::time::Duration,
     shutdown: ledger::service::Shutdown,
 ) {
@@ -279,7 +280,7 @@ pub async fn run(
             _ = &mut stop => true,
             _ = tokio::time::sleep(window) => false,
         };
-        match log.flush(&gate, &store).await {
+        match log.flush(&gate, store.as_ref()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(receipts = n, "read audit receipted"),
             Err(e) => {

@@ -7,7 +7,7 @@
 //! request's conflict never fails another's.
 //!
 //! Keyless groups are written in one round trip at the position the committer expects the
-//! scroll's head to be at ([`Store::append_at`]); up to `depth` groups are in flight, each
+//! scroll's head to be at ([`ReceiptLog::append_at`]); up to `depth` groups are in flight, each
 //! waiting in Postgres for the previous one's head-row lock. When the expectation is wrong
 //! (another portal wrote, or a write failed) the group falls back to the locking path, so
 //! positions stay gap-free whatever happens.
@@ -22,7 +22,8 @@
 use crate::metrics::{type_label, RECEIPTS_TOTAL, RECEIPT_WRITE_DURATION, RECEIPT_WRITE_ERRORS};
 use ledger::api_error::ApiError;
 use ledger::gate::Admitted;
-use ledger::store::{AppendOutcome, Store, StoreError};
+use ledger::storage::ReceiptLog;
+use ledger::store::{AppendOutcome, StoreError};
 use ledger::telemetry::REPEATED_LOGS;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,10 +37,14 @@ struct Job {
     reply: Reply,
 }
 
+/// The receipt log the committers write to.
+type Log = Arc<dyn ReceiptLog>;
+
 /// Per-scroll committers, created on first use.
 #[derive(Clone)]
 pub struct Ingest {
-    store: Store,
+    store: Log,
+    call_bound: Duration,
     shape: GroupShape,
     queues: Arc<Mutex<HashMap<String, mpsc::Sender<Job>>>>,
 }
@@ -53,12 +58,19 @@ struct GroupShape {
 }
 
 impl Ingest {
-    /// Group commit over `store` with at most `max_rows` per transaction, waiting up to
+    /// Group commit into `store` with at most `max_rows` per transaction, waiting up to
     /// `wait` for more submissions once one has arrived, and up to `depth` transactions in
-    /// flight per scroll.
-    pub fn new(store: Store, max_rows: usize, wait: Duration, depth: usize) -> Self {
+    /// flight per scroll; no request waits longer than `call_bound`.
+    pub fn new(
+        store: Log,
+        call_bound: Duration,
+        max_rows: usize,
+        wait: Duration,
+        depth: usize,
+    ) -> Self {
         Self {
             store,
+            call_bound,
             shape: GroupShape {
                 max_rows: max_rows.max(1),
                 wait,
@@ -101,7 +113,7 @@ impl Ingest {
     /// sent (its reply channel is closed).
     async fn submit_many(&self, batch: Admitted) -> Result<Vec<AppendOutcome>, ApiError> {
         let scroll = batch.scroll().to_string();
-        let bound = self.store.timeouts().call_bound();
+        let bound = self.call_bound;
         match tokio::time::timeout(bound, self.enqueue(&scroll, batch)).await {
             Ok(outcome) => outcome,
             Err(_) => {
@@ -169,7 +181,7 @@ impl Ingest {
 /// and again after a mismatch (another writer moved the head, or a write failed).
 type HeadGuess = Arc<std::sync::Mutex<Option<u64>>>;
 
-async fn committer(store: Store, scroll: String, mut rx: mpsc::Receiver<Job>, shape: GroupShape) {
+async fn committer(store: Log, scroll: String, mut rx: mpsc::Receiver<Job>, shape: GroupShape) {
     let head: HeadGuess = Arc::new(std::sync::Mutex::new(None));
     let slots = Arc::new(Semaphore::new(shape.depth));
     loop {
@@ -248,13 +260,7 @@ async fn gather(first: Job, rx: &mut mpsc::Receiver<Job>, shape: GroupShape) -> 
 
 /// Writes a group and answers its requests; if Postgres refuses the group's data, writes
 /// each request on its own instead, so that only the offending one fails.
-async fn commit(
-    store: &Store,
-    scroll: &str,
-    head: &HeadGuess,
-    expected: Option<u64>,
-    group: Group,
-) {
+async fn commit(store: &Log, scroll: &str, head: &HeadGuess, expected: Option<u64>, group: Group) {
     let start = Instant::now();
     let Group { parts, replies } = group;
     let sizes: Vec<usize> = parts.iter().map(Admitted::len).collect();
@@ -314,7 +320,7 @@ fn set_guess(head: &HeadGuess, value: Option<u64>) {
 /// Writes one group: in one round trip at the guessed position when there is a guess,
 /// otherwise (or when the guess was wrong) through the locking path, which always works.
 async fn commit_group(
-    store: &Store,
+    store: &Log,
     head: &HeadGuess,
     expected: Option<u64>,
     batch: Admitted,

@@ -63,7 +63,7 @@ pub async fn start_with(
     let audit = tokio::spawn(access_log::run(
         portal.access.clone(),
         portal.gate.clone(),
-        ctx.store.clone(),
+        std::sync::Arc::new(portal.reads.clone()),
         std::time::Duration::from_secs(portal.opts.access_window_secs),
         ctx.shutdown.clone(),
     ));

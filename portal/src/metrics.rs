@@ -62,7 +62,7 @@ pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(ACTIVE_CONNECTIONS.clone()))?;
     registry.register(Box::new(INTEGRITY_FAILURES.clone()))?;
     registry.register(Box::new(ACCESS_TOTAL.clone()))?;
-    registry.register(Box::new(ledger::store::REPLICA_READS.clone()))?;
+    registry.register(Box::new(ledger::storage::REPLICA_READS.clone()))?;
     Ok(())
 }
 

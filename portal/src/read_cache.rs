@@ -8,6 +8,7 @@ use crate::state::Portal;
 use ledger::api_error::ApiError;
 use ledger::checkpoint::Checkpoint;
 use ledger::hash::{to_hex, Hash, Sha3Hasher};
+use ledger::storage::{CheckpointStore, ReceiptLog};
 use ledger::store::{StoreError, StoredCheckpoint, StoredReceipt};
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};

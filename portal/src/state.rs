@@ -10,7 +10,8 @@ use ledger::context::ServiceContext;
 use ledger::gate::AppendGate;
 use ledger::note::NoteVerifier;
 use ledger::receipt::validate_scroll_name;
-use ledger::store::{Reads, Store};
+use ledger::storage::{Reads, Storage};
+use ledger::store::Store;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::RwLock;
@@ -34,7 +35,8 @@ pub struct Portal {
     pub verifier: Option<NoteVerifier>,
     /// Latest checkpoint per scroll as last read.
     pub checkpoints: CheckpointMemo,
-    /// Immutable reads, from the read replica when one is configured.
+    /// Receipts, tiles, checkpoints and anchors: immutable reads from the read replica when
+    /// one is configured, tiles through the memo and Redis, everything else from the primary.
     pub reads: Reads,
     /// Keyed batches run outside the group commit, each on a pooled connection of its own:
     /// at most a quarter of the pool at once, so they can never starve other writes.
@@ -47,25 +49,23 @@ pub struct Portal {
 impl Portal {
     /// Handler state over a started service context.
     pub fn new(
-        mut ctx: ServiceContext,
+        ctx: ServiceContext,
         opts: PortalArgs,
         vkey: Option<String>,
         replica: Option<Store>,
     ) -> Self {
-        ctx.store = ctx
-            .store
-            .clone()
-            .with_tile_cache(ctx.cache.clone(), opts.proof_tile_memo);
-        let replica = replica.map(|r| r.with_tile_cache(ctx.cache.clone(), opts.proof_tile_memo));
-        let reads = Reads::new(ctx.store.clone(), replica);
+        let primary: Arc<dyn Storage> = Arc::new(ctx.store.clone());
+        let replica = replica.map(|r| Arc::new(r) as Arc<dyn Storage>);
+        let reads = Reads::new(primary, replica).with_tile_cache(&ctx.cache, opts.proof_tile_memo);
         let ingest = Ingest::new(
-            ctx.store.clone(),
+            Arc::new(reads.clone()),
+            ctx.store.timeouts().call_bound(),
             opts.group_commit_max,
             opts.group_commit_wait(),
             usize::from(opts.group_commit_depth),
         );
         let auth = Authenticator::new(
-            ctx.store.clone(),
+            Arc::new(reads.clone()),
             std::time::Duration::from_secs(opts.auth_cache_secs),
         )
         .with_rate_limit(ledger::rate_limit::RateLimiter::new(

@@ -5,6 +5,7 @@
 use ledger::checkpoint::Checkpoint;
 use ledger::note::NoteSigner;
 use ledger::proofchain::{AnchorRecord, AnchoredScroll, GENESIS_PREV};
+use ledger::storage::{AnchorStore, CheckpointStore, KeyStore, TileStore};
 use ledger::store::Role;
 use ledger::testing::{call, service_config, TestDb};
 use portal::PortalArgs;
@@ -682,7 +683,7 @@ async fn proofs_checkpoints_bundles_and_anchors() {
     for size in [10u64, 20] {
         let root = db
             .store
-            .tree_root(scroll.id, size)
+            .tree_root(scroll.scroll_ref(), size)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let note = Checkpoint {

@@ -12,6 +12,7 @@
 mod blackhole;
 
 use blackhole::{upstream_of, Blackhole};
+use ledger::storage::KeyStore;
 use ledger::store::{DbRole, Role};
 use ledger::testing::{request, service_config, TestDb};
 use serde_json::{json, Value};

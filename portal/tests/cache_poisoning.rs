@@ -13,6 +13,7 @@ use ledger::hash::{from_hex, to_hex, Hash, Sha3Hasher};
 use ledger::merkle::{verify_consistency, verify_inclusion, ConsistencyProof, InclusionProof};
 use ledger::note::{NoteSigner, NoteVerifier};
 use ledger::service::{RunningService, Shutdown};
+use ledger::storage::KeyStore;
 use ledger::store::{DbRole, Role};
 use ledger::testing::{call, http, scratch_dir, service_config, RedisServer, TestDb};
 use portal::PortalArgs;

@@ -14,6 +14,7 @@
 
 use ledger::note::NoteSigner;
 use ledger::service::{RunningService, Shutdown};
+use ledger::storage::KeyStore;
 use ledger::store::{DbRole, Role};
 use ledger::testing::{call, request, scratch_dir, service_config, TestDb};
 use serde_json::Value;

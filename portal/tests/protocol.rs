@@ -3,6 +3,7 @@
 //! unknown fields and non-canonical integers are refused, slow bodies time out — each a
 //! JSON error with its status, writing nothing.
 
+use ledger::storage::KeyStore;
 use ledger::store::{DbRole, Role};
 use ledger::testing::{call, request, service_config, TestDb};
 use portal::PortalArgs;

@@ -1,6 +1,7 @@
 //! A portal started while Redis is down starts using it once it appears, without a restart,
 //! and its readiness says which state the cache is in meanwhile.
 
+use ledger::storage::KeyStore;
 use ledger::store::{DbRole, Role};
 use ledger::testing::{call, closed_port, http, service_config, RedisServer, TestDb};
 use portal::PortalArgs;

@@ -1,6 +1,7 @@
 //! The portal under failure: Redis killed mid-test, and a portal process SIGKILLed under
 //! load (every acknowledged receipt must survive, with no gap).
 
+use ledger::storage::KeyStore;
 use ledger::store::Role;
 use ledger::testing::{request, service_config, RedisServer, TestDb};
 use serde_json::Value;

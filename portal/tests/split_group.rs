@@ -5,6 +5,7 @@
 //! two offending requests fail (400 `rejected_by_database`, no SQL text), every good one gets
 //! 201, nothing counts as a write error, and the scroll stays gap-free.
 
+use ledger::storage::KeyStore;
 use ledger::store::{DbRole, Role};
 use ledger::testing::{call, service_config, TestDb};
 use serde_json::json;

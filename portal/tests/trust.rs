@@ -3,6 +3,7 @@
 //! types, idempotency keys are private to one API key, a malformed type never joins a group
 //! commit, and `/v1/status` names the database role in use.
 
+use ledger::storage::KeyStore;
 use ledger::store::{DbRole, Role};
 use ledger::testing::{call, service_config, TestDb};
 use portal::PortalArgs;

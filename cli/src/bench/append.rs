@@ -1,6 +1,7 @@
 //! Store appends in rows/s: concurrent writers, batched, gap-free.
 
 use super::{median, sample_draft};
+use ledger::storage::ReceiptLog;
 use ledger::store::{NewReceipt, PoolOptions, Store};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

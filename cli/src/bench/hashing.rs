@@ -2,9 +2,9 @@
 
 use super::{median, sample_draft};
 use ledger::hash::{Hash, Sha3Hasher};
+use ledger::merkle::stored_tiles::plan_append;
 use ledger::merkle::MemoryTree;
 use ledger::receipt::Receipt;
-use ledger::store::tree::plan_append;
 use sha3::{Digest, Sha3_256};
 use std::collections::HashMap;
 use std::time::Instant;

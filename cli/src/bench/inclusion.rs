@@ -6,6 +6,7 @@
 
 use super::connection::Conn;
 use super::quantile;
+use ledger::storage::CheckpointStore;
 use ledger::store::{PoolOptions, Store};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

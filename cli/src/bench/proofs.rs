@@ -3,6 +3,7 @@
 use super::{median, quantile};
 use ledger::hash::{Hash, Sha3Hasher};
 use ledger::rng::Rng;
+use ledger::storage::{ScrollRef, TileStore};
 use ledger::store::{PoolOptions, Store};
 use std::time::Instant;
 
@@ -34,20 +35,22 @@ pub async fn run(a: &Args) -> anyhow::Result<()> {
         size = store.append_tree(scroll.id, size, chunk).await?;
     }
     let build_rate = a.leaves as f64 / build.elapsed().as_secs_f64();
+    let at = ScrollRef {
+        name: &name,
+        id: scroll.id,
+    };
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let (mut root_us, mut incl_us, mut cons_us) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..a.samples {
         let n = a.leaves - rng.below(a.leaves / 2);
         let t = Instant::now();
-        store.tree_root(scroll.id, n).await?;
+        store.tree_root(at, n).await?;
         root_us.push(t.elapsed().as_secs_f64() * 1e6);
         let t = Instant::now();
-        store.inclusion_proof(scroll.id, rng.below(n), n).await?;
+        store.inclusion_proof(at, rng.below(n), n).await?;
         incl_us.push(t.elapsed().as_secs_f64() * 1e6);
         let t = Instant::now();
-        store
-            .consistency_proof(scroll.id, 1 + rng.below(n - 1), n)
-            .await?;
+        store.consistency_proof(at, 1 + rng.below(n - 1), n).await?;
         cons_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
     let pg_round_trip = {

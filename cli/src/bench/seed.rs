@@ -4,6 +4,7 @@
 use super::sample_draft;
 use ledger::checkpoint::Checkpoint;
 use ledger::note::NoteSigner;
+use ledger::storage::{CheckpointStore, ReceiptLog, ScrollRef, TileStore};
 use ledger::store::{NewReceipt, PoolOptions, Store, StoreError};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -81,7 +82,11 @@ pub async fn run(a: &Args) -> anyhow::Result<()> {
         }
         size = to;
     }
-    let root = store.tree_root(scroll.id, size).await?;
+    let at = ScrollRef {
+        name: &a.scroll,
+        id: scroll.id,
+    };
+    let root = store.tree_root(at, size).await?;
     let origin = Checkpoint::origin_for(&a.mesh_id, &a.scroll);
     let note = Checkpoint { origin, size, root }.sign(&signer)?;
     store

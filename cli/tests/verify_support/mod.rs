@@ -6,6 +6,7 @@
 
 use ledger::note::NoteSigner;
 use ledger::service::{RunningService, Shutdown};
+use ledger::storage::KeyStore;
 use ledger::store::Role;
 use ledger::testing::{call, request, scratch_dir, service_config, TestDb};
 use std::collections::HashMap;

@@ -5,6 +5,7 @@
 use guardian::GuardianArgs;
 use ledger::note::NoteSigner;
 use ledger::service::RunningService;
+use ledger::storage::{CheckpointStore, KeyStore};
 use ledger::store::{Role, Store, StoredCheckpoint};
 use ledger::testing::{call, http, scratch_dir, service_config, TestDb};
 use serde_json::Value;

@@ -8,6 +8,7 @@ pub mod compact;
 pub mod memory;
 pub mod proof;
 pub mod range;
+pub mod stored_tiles;
 pub mod tiles;
 
 pub use compact::CompactTree;

@@ -32,7 +32,7 @@ impl Store {
     /// live in their own rows) and, in the same transaction, its signed head when the record
     /// carries one, so a signed epoch is never visible without its head. Fails if the epoch
     /// exists, so two guardians cannot both anchor it.
-    pub async fn insert_anchor(&self, record: &AnchorRecord) -> Result<(), StoreError> {
+    pub(crate) async fn insert_anchor(&self, record: &AnchorRecord) -> Result<(), StoreError> {
         let bad = |f: &str| StoreError::Integrity(format!("anchor {}: bad {f}", record.epoch));
         let anchor_hash = from_hex(&record.anchor_hash).map_err(|_| bad("anchor_hash"))?;
         let prev = from_hex(&record.prev_anchor_hash).map_err(|_| bad("prev_anchor_hash"))?;
@@ -63,7 +63,10 @@ impl Store {
     /// Stores the signed heads of epochs stored without one (epochs anchored before heads
     /// existed), all or none, in one transaction. Fails if an epoch has a head already or
     /// does not exist.
-    pub async fn insert_anchor_heads(&self, heads: &[(u64, String)]) -> Result<(), StoreError> {
+    pub(crate) async fn insert_anchor_heads(
+        &self,
+        heads: &[(u64, String)],
+    ) -> Result<(), StoreError> {
         if heads.is_empty() {
             return Ok(());
         }
@@ -82,7 +85,7 @@ impl Store {
 
     /// Epochs, in order, stored without a signed head: what a guardian signs (after checking
     /// them) when it becomes leader.
-    pub async fn epochs_without_head(&self) -> Result<Vec<u64>, StoreError> {
+    pub(crate) async fn epochs_without_head(&self) -> Result<Vec<u64>, StoreError> {
         let client = self.pool().get().await?;
         let rows = client
             .query(
@@ -96,7 +99,7 @@ impl Store {
     }
 
     /// Records what a sink returned for an epoch.
-    pub async fn insert_sink_result(
+    pub(crate) async fn insert_sink_result(
         &self,
         epoch: u64,
         result: &SinkResult,
@@ -113,7 +116,7 @@ impl Store {
 
     /// Epochs, in order, that `sink` has not yet accepted (no successful result row): what a
     /// sink must catch up on, so a failed epoch is retried rather than lost.
-    pub async fn epochs_pending_for_sink(&self, sink: &str) -> Result<Vec<u64>, StoreError> {
+    pub(crate) async fn epochs_pending_for_sink(&self, sink: &str) -> Result<Vec<u64>, StoreError> {
         let client = self.pool().get().await?;
         let rows = client
             .query(
@@ -127,7 +130,7 @@ impl Store {
     }
 
     /// The record of one epoch, with its signed head and sink results.
-    pub async fn anchor(&self, epoch: u64) -> Result<Option<StoredAnchor>, StoreError> {
+    pub(crate) async fn anchor(&self, epoch: u64) -> Result<Option<StoredAnchor>, StoreError> {
         Ok(self
             .anchors_between(epoch, epoch, 1)
             .await?
@@ -136,7 +139,7 @@ impl Store {
     }
 
     /// The newest record, if any.
-    pub async fn latest_anchor(&self) -> Result<Option<StoredAnchor>, StoreError> {
+    pub(crate) async fn latest_anchor(&self) -> Result<Option<StoredAnchor>, StoreError> {
         let client = self.pool().get().await?;
         let row = client
             .query_opt("SELECT max(epoch) FROM anchors", &[])
@@ -150,7 +153,11 @@ impl Store {
 
     /// Up to `limit` records from epoch `from` on, in order, with signed heads and sink
     /// results.
-    pub async fn anchors(&self, from: u64, limit: u32) -> Result<Vec<StoredAnchor>, StoreError> {
+    pub(crate) async fn anchors(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredAnchor>, StoreError> {
         self.anchors_between(from, u64::MAX, limit).await
     }
 

@@ -82,7 +82,7 @@ fn random_hex(bytes: usize) -> Result<String, StoreError> {
 
 impl Store {
     /// Creates a key with a fresh random token.
-    pub async fn create_api_key(
+    pub(crate) async fn create_api_key(
         &self,
         role: Role,
         scrolls: Option<Vec<String>>,
@@ -113,7 +113,7 @@ impl Store {
     }
 
     /// The unrevoked key whose token is `token`, if any.
-    pub async fn api_key_by_token(&self, token: &str) -> Result<Option<ApiKey>, StoreError> {
+    pub(crate) async fn api_key_by_token(&self, token: &str) -> Result<Option<ApiKey>, StoreError> {
         let hash = token_hash(token);
         let client = self.pool().get().await?;
         let row = client
@@ -132,7 +132,7 @@ impl Store {
     }
 
     /// All keys, newest first.
-    pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+    pub(crate) async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
         let client = self.pool().get().await?;
         let rows = client
             .query(
@@ -145,7 +145,7 @@ impl Store {
     }
 
     /// Revokes a key; returns false if no unrevoked key has this id.
-    pub async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+    pub(crate) async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
         let client = self.pool().get().await?;
         let n = client
             .execute(

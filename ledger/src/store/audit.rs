@@ -30,7 +30,7 @@ impl Store {
 
     /// Streams the receipt rows of a scroll with `from <= seq < to`, by `seq`, unverified, as
     /// [`Store::scan_receipts`] does.
-    pub async fn scan_receipt_range<F>(
+    pub(crate) async fn scan_receipt_range<F>(
         &self,
         scroll_id: i32,
         from: u64,

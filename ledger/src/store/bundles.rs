@@ -11,7 +11,7 @@ impl Store {
     /// (then `anchor` is `None`; also while the newest epoch has no signed head yet, since an
     /// unsigned record is no evidence). `Ok(None)` if the receipt does not exist or no
     /// checkpoint covers it yet.
-    pub async fn proof_bundle(
+    pub(crate) async fn proof_bundle(
         &self,
         scroll: &str,
         seq: u64,
@@ -51,7 +51,8 @@ impl Store {
         let Some(cp) = checkpoint else {
             return Ok(None);
         };
-        let inclusion = self.inclusion_proof(info.id, seq, cp.tree_size).await?;
+        let inclusion =
+            crate::storage::proofs::inclusion_proof(self, info.id, seq, cp.tree_size).await?;
         let lines: Vec<String> = self
             .cosignatures(scroll, cp.tree_size)
             .await?

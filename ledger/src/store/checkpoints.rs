@@ -39,7 +39,7 @@ pub struct PendingScroll {
 
 impl Store {
     /// Stores a signed checkpoint. Idempotent for an identical note at the same size.
-    pub async fn insert_checkpoint(
+    pub(crate) async fn insert_checkpoint(
         &self,
         scroll_id: i32,
         tree_size: u64,
@@ -58,7 +58,7 @@ impl Store {
     }
 
     /// The largest checkpoint of a scroll.
-    pub async fn latest_checkpoint(
+    pub(crate) async fn latest_checkpoint(
         &self,
         scroll: &str,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
@@ -76,7 +76,7 @@ impl Store {
     }
 
     /// The checkpoint of a scroll at exactly `tree_size`.
-    pub async fn checkpoint_at(
+    pub(crate) async fn checkpoint_at(
         &self,
         scroll: &str,
         tree_size: u64,
@@ -96,7 +96,7 @@ impl Store {
 
     /// In one query, every scroll with receipts beyond its tree or a tree beyond its latest
     /// checkpoint (a scroll without a checkpoint is pending, so each gets one, empty or not).
-    pub async fn pending_checkpoints(&self) -> Result<Vec<PendingScroll>, StoreError> {
+    pub(crate) async fn pending_checkpoints(&self) -> Result<Vec<PendingScroll>, StoreError> {
         let client = self.pool().get().await?;
         let rows = client
             .query(
@@ -132,7 +132,7 @@ impl Store {
     /// The latest checkpoint of every scroll that has one, by scroll name: one index probe
     /// per scroll on the `(scroll_id, tree_size)` primary key, whatever the number of
     /// checkpoints stored (the public `GET /v1/scrolls` and every anchor epoch ask for it).
-    pub async fn latest_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    pub(crate) async fn latest_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
         let client = self.pool().get().await?;
         let stmt = client.prepare_cached(LATEST_CHECKPOINTS).await?;
         let rows = client.query(&stmt, &[]).await?;
@@ -140,7 +140,7 @@ impl Store {
     }
 
     /// [`Store::latest_checkpoints`] of the scrolls named, in one query.
-    pub async fn latest_checkpoints_of(
+    pub(crate) async fn latest_checkpoints_of(
         &self,
         scrolls: &[String],
     ) -> Result<Vec<StoredCheckpoint>, StoreError> {

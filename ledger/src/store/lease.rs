@@ -100,16 +100,8 @@ impl Store {
         Ok(taken?.get(0))
     }
 
-    /// The current term, read on `client`.
-    pub async fn current_term(client: &ClientWrapper) -> Result<i64, StoreError> {
-        let row = client
-            .query_one("SELECT term FROM guardian_lease", &[])
-            .await?;
-        Ok(row.get(0))
-    }
-
     /// The lease row, for status pages.
-    pub async fn lease(&self) -> Result<Lease, StoreError> {
+    pub(crate) async fn lease(&self) -> Result<Lease, StoreError> {
         let client = self.pool().get().await?;
         let row = client
             .query_one(

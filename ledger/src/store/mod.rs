@@ -14,7 +14,6 @@ mod mesh;
 mod migrate;
 mod psi;
 mod receipts;
-mod replica;
 mod scrolls;
 mod timeouts;
 pub mod tree;
@@ -37,7 +36,6 @@ pub use mesh::{NodeHeartbeat, NodeRow, RouteRow};
 pub use migrate::{migrate, MIGRATIONS_DIGEST};
 pub use psi::{PsiCondition, PsiState, Transmutation};
 pub use receipts::{AppendOutcome, NewReceipt, StoredReceipt};
-pub use replica::{Reads, REPLICA_READS};
 pub use scrolls::ScrollInfo;
 pub use timeouts::{
     DbTimeouts, DEFAULT_CONNECT_MS, DEFAULT_IDLE_IN_TRANSACTION_MS, DEFAULT_POOL_WAIT_MS,
@@ -166,7 +164,6 @@ pub const PING_TIMEOUT: Duration = Duration::from_millis(1_500);
 pub struct Store {
     pool: Pool,
     timeouts: DbTimeouts,
-    tile_cache: Option<(crate::cache::Cache, std::sync::Arc<tree::TileMemo>)>,
     lease_term: LeaseTerm,
     durability: Durability,
 }
@@ -223,7 +220,6 @@ impl Store {
         Ok(Self {
             pool,
             timeouts,
-            tile_cache: None,
             lease_term,
             durability: opts.durability,
         })
@@ -232,15 +228,6 @@ impl Store {
     /// The time limits this store's connections enforce.
     pub fn timeouts(&self) -> &DbTimeouts {
         &self.timeouts
-    }
-
-    /// This store, reading tree tiles for roots and proofs through up to `memo_tiles` full
-    /// tiles in process memory (512 bytes each) and then `cache` (tile entries never change
-    /// once written, so a cached tile is good for as many entries as it holds). For serving
-    /// proofs; verification should read Postgres directly.
-    pub fn with_tile_cache(mut self, cache: crate::cache::Cache, memo_tiles: usize) -> Self {
-        self.tile_cache = Some((cache, std::sync::Arc::new(tree::TileMemo::new(memo_tiles))));
-        self
     }
 
     /// The underlying pool (for pool-state metrics and ad-hoc queries).

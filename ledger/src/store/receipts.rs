@@ -77,7 +77,7 @@ impl Store {
     /// any idempotency conflict aborts the whole batch with
     /// [`StoreError::IdempotencyConflict`]; otherwise the conflicting items are reported and the
     /// rest are written. Idempotency keys are scoped to (scroll, submitter).
-    pub async fn append_receipts(
+    pub(crate) async fn append_receipts(
         &self,
         batch: Admitted,
         all_or_nothing: bool,
@@ -237,7 +237,7 @@ impl Store {
     /// and the items come back (`Err(items)`), for the caller to retry with
     /// [`Store::append_receipts`]. Several of these may be in flight for one scroll with
     /// consecutive expectations: each waits for the previous one's lock and then matches.
-    pub async fn append_at(
+    pub(crate) async fn append_at(
         &self,
         expected: u64,
         batch: Admitted,
@@ -320,7 +320,7 @@ impl Store {
     }
 
     /// The receipt at `seq` in `scroll`, integrity-checked.
-    pub async fn receipt(
+    pub(crate) async fn receipt(
         &self,
         scroll: &str,
         seq: u64,
@@ -332,7 +332,7 @@ impl Store {
     }
 
     /// The receipt with this leaf hash, integrity-checked.
-    pub async fn receipt_by_leaf_hash(
+    pub(crate) async fn receipt_by_leaf_hash(
         &self,
         hash: &Hash,
     ) -> Result<Option<StoredReceipt>, StoreError> {
@@ -356,7 +356,7 @@ impl Store {
     }
 
     /// Up to `limit` receipts of `scroll` from `from` on, in order, integrity-checked.
-    pub async fn list_receipts(
+    pub(crate) async fn list_receipts(
         &self,
         scroll: &str,
         from: u64,

@@ -21,6 +21,16 @@ pub struct ScrollInfo {
     pub created_at: DateTime<Utc>,
 }
 
+impl ScrollInfo {
+    /// This scroll as storage operations name it.
+    pub fn scroll_ref(&self) -> crate::storage::ScrollRef<'_> {
+        crate::storage::ScrollRef {
+            name: &self.name,
+            id: self.id,
+        }
+    }
+}
+
 impl Store {
     /// All scrolls, by name.
     pub async fn list_scrolls(&self) -> Result<Vec<ScrollInfo>, StoreError> {

@@ -4,6 +4,7 @@ use super::json_reply;
 use crate::params::{number, MAX_PAGE};
 use crate::state::Portal;
 use ledger::api_error::ApiError;
+use ledger::storage::AnchorStore;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;

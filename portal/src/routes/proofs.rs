@@ -8,6 +8,7 @@ use crate::state::Portal;
 use ledger::api_error::ApiError;
 use ledger::hash::{to_hex, Sha3Hasher};
 use ledger::merkle::tiles::{tile_width, TileId, MAX_TILE_LEVEL, TILE_WIDTH};
+use ledger::storage::{ReceiptLog, ScrollRef, TileStore};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,7 +92,14 @@ pub async fn inclusion(
     }
     let proof = p
         .reads
-        .inclusion_proof(&scroll, scroll_id, seq, size)
+        .inclusion_proof(
+            ScrollRef {
+                name: &scroll,
+                id: scroll_id,
+            },
+            seq,
+            size,
+        )
         .await?;
     Ok(json_reply(
         StatusCode::OK,
@@ -146,7 +154,15 @@ pub async fn tile(
     }
     let body = p
         .reads
-        .public_tile(&req.scroll, scroll_id, tile, served, cp.tree_size)
+        .public_tile(
+            ScrollRef {
+                name: &req.scroll,
+                id: scroll_id,
+            },
+            tile,
+            served,
+            cp.tree_size,
+        )
         .await?;
     let etag = format!("\"{}\"", to_hex(&Sha3Hasher::plain(&body)));
     let cache = if asked.is_some() || width == TILE_WIDTH {
@@ -223,7 +239,14 @@ pub async fn consistency(
     }
     let proof = p
         .reads
-        .consistency_proof(&scroll, scroll_id, from, to)
+        .consistency_proof(
+            ScrollRef {
+                name: &scroll,
+                id: scroll_id,
+            },
+            from,
+            to,
+        )
         .await?;
     Ok(json_reply(
         StatusCode::OK,

@@ -11,6 +11,7 @@ use ledger::body::PendingBody;
 use ledger::gate::Writer;
 use ledger::hash::{from_hex, to_hex, Sha3Hasher};
 use ledger::receipt::{validate_scroll_name, ReceiptDraft};
+use ledger::storage::ReceiptLog;
 use ledger::store::{AppendOutcome, NewReceipt, StoredReceipt};
 use serde_json::{json, Value};
 use std::collections::HashMap;

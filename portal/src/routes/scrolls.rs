@@ -8,6 +8,7 @@ use ledger::auth::must_be_admin;
 use ledger::body::PendingBody;
 use ledger::hash::to_hex;
 use ledger::receipt::validate_scroll_name;
+use ledger::storage::CheckpointStore;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +19,7 @@ use warp::reply::Response;
 pub async fn list(p: Arc<Portal>) -> Result<Response, ApiError> {
     let scrolls = p.ctx.store.list_scrolls().await?;
     let latest: HashMap<String, ledger::store::StoredCheckpoint> = p
-        .ctx
-        .store
+        .reads
         .latest_checkpoints()
         .await?
         .into_iter()
