@@ -18,10 +18,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// One tree: its size and its tiles.
+type Tree = (u64, HashMap<TileKey, Vec<u8>>);
+
 /// A tile store in process memory: one tree per scroll id.
 #[derive(Default)]
 struct MemoryTiles {
-    trees: Mutex<HashMap<i32, (u64, HashMap<TileKey, Vec<u8>>)>>,
+    trees: Mutex<HashMap<i32, Tree>>,
     reads: AtomicUsize,
 }
 
@@ -29,7 +32,7 @@ impl MemoryTiles {
     fn with_tree<T>(
         &self,
         scroll_id: i32,
-        f: impl FnOnce(&mut (u64, HashMap<TileKey, Vec<u8>>)) -> T,
+        f: impl FnOnce(&mut Tree) -> T,
     ) -> T {
         let mut trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
         f(trees.entry(scroll_id).or_default())

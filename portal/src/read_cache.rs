@@ -1,8 +1,9 @@
-//! The portal's read-through cache: every Redis key it uses is named here, once, and every
+//! The portal's read-through cache: every Redis key of its own is named here, once, and every
 //! value read back is checked before it is used. The cache itself authenticates entries
-//! (`ledger::cache`); on top of that a cached receipt must hash to its leaf hash and name its
-//! position, a remembered idempotent submission belongs to the same API key, and a cached
-//! checkpoint must verify under the guardian's key before it is served or memoised.
+//! (`ledger::cache`); on top of that a remembered idempotent submission belongs to the same
+//! API key, and a cached checkpoint must verify under the guardian's key before it is served
+//! or memoised. Receipts are read through `ledger::storage::CachedReceipts`, which serves a
+//! cached receipt only if it hashes to its leaf hash and names its position.
 
 use crate::state::Portal;
 use ledger::api_error::ApiError;
@@ -19,11 +20,6 @@ use std::time::{Duration, Instant};
 const CHECKPOINT_CACHE_TTL: Duration = Duration::from_secs(1);
 /// How long a checkpoint just read is reused from process memory, before Redis is asked.
 const CHECKPOINT_MEMO_TTL: Duration = Duration::from_millis(250);
-
-/// Key of a receipt's entry: its leaf hash followed by its leaf bytes.
-fn receipt_key(scroll: &str, seq: u64) -> String {
-    format!("receipt:{scroll}:{seq}")
-}
 
 /// Key of an idempotent submission's entry (request hash ‖ seq), scoped to (scroll, API key).
 fn idempotency_key(scroll: &str, key_id: &str, idempotency_key: &str) -> String {
@@ -80,47 +76,14 @@ pub async fn latest_checkpoint_covering(
     }
 }
 
-/// A receipt from the cache or the store, or 404. A cache hit is served only if the leaf
-/// hashes to the hash stored beside it and names this position; anything else falls through
-/// to Postgres, which checks integrity itself.
+/// A receipt through the Redis read-through (`ledger::storage::CachedReceipts`), or 404.
 pub async fn receipt(p: &Portal, scroll: &str, seq: u64) -> Result<StoredReceipt, ApiError> {
-    if let Some(entry) = p.ctx.cache.get(&receipt_key(scroll, seq)).await {
-        if let Some(r) = receipt_from_entry(&entry, scroll, seq) {
-            return Ok(r);
-        }
-    }
-    let r = p.reads.receipt(scroll, seq).await?.ok_or_else(|| {
+    p.receipts.receipt(scroll, seq).await?.ok_or_else(|| {
         ApiError::not_found(
             "unknown_receipt",
             format!("scroll {scroll:?} has no receipt {seq}"),
         )
-    })?;
-    remember_receipt(p, &r).await;
-    Ok(r)
-}
-
-fn receipt_from_entry(entry: &[u8], scroll: &str, seq: u64) -> Option<StoredReceipt> {
-    let (stored_hash, leaf) = entry.split_at_checked(32)?;
-    let leaf_hash = ledger::receipt::leaf_hash(leaf);
-    if leaf_hash[..] != *stored_hash || leaf.is_empty() {
-        return None;
-    }
-    let receipt = ledger::receipt::Receipt::from_leaf(leaf).ok()?;
-    (receipt.scroll == scroll && receipt.seq == seq).then(|| StoredReceipt {
-        receipt,
-        leaf: leaf.to_vec(),
-        leaf_hash,
     })
-}
-
-/// Caches a stored receipt as its leaf hash followed by its leaf bytes.
-pub async fn remember_receipt(p: &Portal, r: &StoredReceipt) {
-    let mut entry = r.leaf_hash.to_vec();
-    entry.extend_from_slice(&r.leaf);
-    p.ctx
-        .cache
-        .put(&receipt_key(&r.receipt.scroll, r.receipt.seq), &entry)
-        .await;
 }
 
 /// Remembers that `key_id` wrote `stored` with idempotency key `key` and `request_hash`.
@@ -138,7 +101,7 @@ pub async fn remember_submission(
         .cache
         .put(&idempotency_key(scroll, key_id, key), &entry)
         .await;
-    remember_receipt(p, stored).await;
+    p.receipts.remember(stored).await;
 }
 
 /// Idempotency fast path: a key this API key already used on this scroll answers a replay

@@ -10,7 +10,7 @@ use ledger::context::ServiceContext;
 use ledger::gate::AppendGate;
 use ledger::note::NoteVerifier;
 use ledger::receipt::validate_scroll_name;
-use ledger::storage::{Reads, Storage};
+use ledger::storage::{CachedReceipts, Reads, Storage};
 use ledger::store::Store;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,6 +38,8 @@ pub struct Portal {
     /// Receipts, tiles, checkpoints and anchors: immutable reads from the read replica when
     /// one is configured, tiles through the memo and Redis, everything else from the primary.
     pub reads: Reads,
+    /// Receipts by position through Redis, over `reads`.
+    pub receipts: CachedReceipts,
     /// Keyed batches run outside the group commit, each on a pooled connection of its own:
     /// at most a quarter of the pool at once, so they can never starve other writes.
     pub keyed_batches: Arc<tokio::sync::Semaphore>,
@@ -57,6 +59,7 @@ impl Portal {
         let primary: Arc<dyn Storage> = Arc::new(ctx.store.clone());
         let replica = replica.map(|r| Arc::new(r) as Arc<dyn Storage>);
         let reads = Reads::new(primary, replica).with_tile_cache(&ctx.cache, opts.proof_tile_memo);
+        let receipts = CachedReceipts::new(Arc::new(reads.clone()), ctx.cache.clone());
         let ingest = Ingest::new(
             Arc::new(reads.clone()),
             ctx.store.timeouts().call_bound(),
@@ -91,6 +94,7 @@ impl Portal {
             verifier,
             checkpoints: CheckpointMemo::default(),
             reads,
+            receipts,
             keyed_batches: Arc::new(tokio::sync::Semaphore::new(keyed_slots)),
             access: crate::access_log::AccessLog::default(),
             known_scrolls: Arc::new(RwLock::new(HashMap::new())),

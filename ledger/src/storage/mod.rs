@@ -4,11 +4,12 @@
 //! the guardian's leadership ([`Leadership`]). PostgreSQL (`crate::store::Store`) implements
 //! every role; [`Reads`] routes immutable reads between a primary and a read replica (the one
 //! place that decides it); [`CachedTiles`] puts the process memo and Redis in front of any
-//! tile store. Proofs are computed from tiles in [`proofs`], for every backend alike, and the
+//! tile store, and [`CachedReceipts`] puts Redis in front of any receipt log. Proofs are computed from tiles in [`proofs`], for every backend alike, and the
 //! tiles' layout is `merkle::stored_tiles`. The methods return boxed futures so that a
 //! service can hold any backend as `Arc<dyn Storage>`.
 
 mod anchor_store;
+mod cached_receipts;
 mod cached_tiles;
 mod checkpoint_store;
 mod key_store;
@@ -19,6 +20,7 @@ mod receipt_log;
 mod tile_store;
 
 pub use anchor_store::AnchorStore;
+pub use cached_receipts::CachedReceipts;
 pub use cached_tiles::CachedTiles;
 pub use checkpoint_store::CheckpointStore;
 pub use key_store::KeyStore;
