@@ -29,11 +29,7 @@ struct MemoryTiles {
 }
 
 impl MemoryTiles {
-    fn with_tree<T>(
-        &self,
-        scroll_id: i32,
-        f: impl FnOnce(&mut Tree) -> T,
-    ) -> T {
+    fn with_tree<T>(&self, scroll_id: i32, f: impl FnOnce(&mut Tree) -> T) -> T {
         let mut trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
         f(trees.entry(scroll_id).or_default())
     }

@@ -1,11 +1,11 @@
-# Shared by ops/bench/*.sh: the stack up, a release build, and a freshly migrated scratch
-# database. Needs ops/lib/stack.sh sourced.
+# Shared by ops/bench/*.sh: the stack up, a release build (or $VAULTMESH_BIN_DIR, to compare
+# two builds in one session), and a freshly migrated scratch database. Needs ops/lib/stack.sh
+# sourced.
 # Usage: vm_bench_prepare DB   → sets BIN (release binaries dir); vm_bench_drop DB at exit.
 vm_bench_prepare() {
     local db=$1
     vm_ensure_stack
-    cargo build --release --locked --bins --quiet
-    BIN=target/release
+    vm_bin
     vm_psql_super -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db OWNER vaultmesh"
     "$BIN/vaultmesh" migrate --database-url "$(vm_owner_url "$db")" 2>/dev/null
 }

@@ -163,6 +163,38 @@ impl Reads {
         }
     }
 
+    /// A computation over the tree of `size` leaves of `scroll`: on the replica's tiles when
+    /// the replica holds a checkpoint that covers it, else on the primary's.
+    async fn route_tree<'a, T>(
+        &'a self,
+        read: &str,
+        scroll: ScrollRef<'a>,
+        size: u64,
+        ask: impl Fn(&'a dyn TileStore) -> StoreFuture<'a, T>,
+    ) -> Result<T, StoreError> {
+        let held = self.replica_holds(scroll.name, size).await;
+        self.route_tiles(read, held, ask).await
+    }
+
+    /// [`Reads::route`] for a computation over tiles: on the replica's tiles when `held`
+    /// (the replica holds a checkpoint covering it), else on the primary's.
+    async fn route_tiles<'a, T>(
+        &'a self,
+        read: &str,
+        held: bool,
+        ask: impl Fn(&'a dyn TileStore) -> StoreFuture<'a, T>,
+    ) -> Result<T, StoreError> {
+        let ask = &ask;
+        self.route(
+            read,
+            held,
+            move |r| async move { ask(r.tiles.as_ref()).await.map(Some) },
+            |_| true,
+            move |p| ask(p.tiles.as_ref()),
+        )
+        .await
+    }
+
     /// The latest signed checkpoint of `scroll` as the primary has it (for a caller that
     /// knows of a newer one than it was served).
     pub async fn latest_checkpoint_on_primary(
@@ -317,17 +349,7 @@ impl TileStore for Reads {
     }
 
     fn tree_root<'a>(&'a self, scroll: ScrollRef<'a>, size: u64) -> StoreFuture<'a, Hash> {
-        Box::pin(async move {
-            let held = self.replica_holds(scroll.name, size).await;
-            self.route(
-                "root",
-                held,
-                move |r| async move { r.tiles.tree_root(scroll, size).await.map(Some) },
-                |_| true,
-                move |p| p.tiles.tree_root(scroll, size),
-            )
-            .await
-        })
+        Box::pin(self.route_tree("root", scroll, size, move |t| t.tree_root(scroll, size)))
     }
 
     fn inclusion_proof<'a>(
@@ -336,19 +358,9 @@ impl TileStore for Reads {
         index: u64,
         size: u64,
     ) -> StoreFuture<'a, InclusionProof> {
-        Box::pin(async move {
-            let held = self.replica_holds(scroll.name, size).await;
-            self.route(
-                "inclusion_proof",
-                held,
-                move |r| async move {
-                    r.tiles.inclusion_proof(scroll, index, size).await.map(Some)
-                },
-                |_| true,
-                move |p| p.tiles.inclusion_proof(scroll, index, size),
-            )
-            .await
-        })
+        Box::pin(self.route_tree("inclusion_proof", scroll, size, move |t| {
+            t.inclusion_proof(scroll, index, size)
+        }))
     }
 
     /// One coverage check on the replica for all of them.
@@ -364,15 +376,9 @@ impl TileStore for Reads {
             for index in indices {
                 let index = *index;
                 out.push(
-                    self.route(
-                        "inclusion_proof",
-                        held,
-                        move |r| async move {
-                            r.tiles.inclusion_proof(scroll, index, size).await.map(Some)
-                        },
-                        |_| true,
-                        move |p| p.tiles.inclusion_proof(scroll, index, size),
-                    )
+                    self.route_tiles("inclusion_proof", held, move |t| {
+                        t.inclusion_proof(scroll, index, size)
+                    })
                     .await?,
                 );
             }
@@ -386,17 +392,9 @@ impl TileStore for Reads {
         from: u64,
         to: u64,
     ) -> StoreFuture<'a, ConsistencyProof> {
-        Box::pin(async move {
-            let held = self.replica_holds(scroll.name, to).await;
-            self.route(
-                "consistency_proof",
-                held,
-                move |r| async move { r.tiles.consistency_proof(scroll, from, to).await.map(Some) },
-                |_| true,
-                move |p| p.tiles.consistency_proof(scroll, from, to),
-            )
-            .await
-        })
+        Box::pin(self.route_tree("consistency_proof", scroll, to, move |t| {
+            t.consistency_proof(scroll, from, to)
+        }))
     }
 
     fn public_tile<'a>(
@@ -406,22 +404,9 @@ impl TileStore for Reads {
         width: u64,
         size: u64,
     ) -> StoreFuture<'a, Vec<u8>> {
-        Box::pin(async move {
-            let held = self.replica_holds(scroll.name, size).await;
-            self.route(
-                "tile",
-                held,
-                move |r| async move {
-                    r.tiles
-                        .public_tile(scroll, tile, width, size)
-                        .await
-                        .map(Some)
-                },
-                |_| true,
-                move |p| p.tiles.public_tile(scroll, tile, width, size),
-            )
-            .await
-        })
+        Box::pin(self.route_tree("tile", scroll, size, move |t| {
+            t.public_tile(scroll, tile, width, size)
+        }))
     }
 }
 

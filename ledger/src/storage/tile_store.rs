@@ -81,7 +81,7 @@ pub trait TileStore: Send + Sync {
         Box::pin(async move {
             let mut out = Vec::with_capacity(indices.len());
             for index in indices {
-                out.push(proofs::inclusion_proof(self, scroll.id, *index, size).await?);
+                out.push(self.inclusion_proof(scroll, *index, size).await?);
             }
             Ok(out)
         })
