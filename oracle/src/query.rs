@@ -319,6 +319,9 @@ pub async fn gather(store: &Store, reads: &dyn Storage, q: &Query) -> Result<Gat
             .filter(|r| &r.scroll == name && r.seq < cp.tree_size)
             .map(|r| r.seq)
             .collect();
+        if seqs.is_empty() {
+            continue;
+        }
         let scroll = ScrollRef {
             name,
             id: scroll_id,

@@ -33,7 +33,7 @@ pub trait LeaderLease: Send + Sync {
 }
 
 /// A PostgreSQL leadership: the advisory lock's own connection, and the term the pool's
-/// sessions carry (cleared when dropped).
+/// sessions carry (cleared when dropped, unless a newer lease has set another).
 struct PgLease {
     client: ClientWrapper,
     term: i64,
@@ -42,7 +42,7 @@ struct PgLease {
 
 impl Drop for PgLease {
     fn drop(&mut self) {
-        self.sessions.set(0);
+        self.sessions.clear_if(self.term);
     }
 }
 

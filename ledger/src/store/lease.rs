@@ -42,6 +42,14 @@ impl LeaseTerm {
         self.0.store(term.max(0), Ordering::SeqCst);
     }
 
+    /// Sessions carry no term from now on, if they still carry `term` (a lease given up never
+    /// clears a newer one).
+    pub fn clear_if(&self, term: i64) {
+        let _ = self
+            .0
+            .compare_exchange(term, 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
     /// Brings a session's `vaultmesh.lease_term` in line with this term (no round trip when
     /// unfenced). Runs on every connection the pool hands out.
     pub(super) async fn apply(&self, client: &mut ClientWrapper) -> Result<(), HookError> {
@@ -123,5 +131,22 @@ impl StoreError {
     /// Whether the database refused a guardian write because its lease term is stale.
     pub fn is_stale_term(&self) -> bool {
         self.sqlstate() == Some(STALE_TERM)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LeaseTerm;
+
+    /// A lease given up clears only its own term: a newer leader's term stays.
+    #[test]
+    fn an_old_lease_never_clears_a_newer_term() {
+        let sessions = LeaseTerm::default();
+        assert_eq!(sessions.get(), None);
+        sessions.set(5);
+        sessions.clear_if(4);
+        assert_eq!(sessions.get(), Some(5));
+        sessions.clear_if(5);
+        assert_eq!(sessions.get(), Some(0));
     }
 }
