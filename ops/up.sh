@@ -36,17 +36,8 @@ VKEY=$("$BIN/vaultmesh" keygen --name "$MESH_ID/guardian" --out "$STATE/guardian
 # bytes as hex, made once and shared by the three services.
 vm_cache_secret "$STATE/cache.secret"
 
-key_ok() { vm_key_active "$BIN" "$OWNER_URL" "${1:-}"; }
 if [ -f "$STATE/dev.env" ]; then . "$STATE/dev.env"; fi
-if ! key_ok "${VAULTMESH_ADMIN_KEY_ID:-}" || ! key_ok "${VAULTMESH_WRITER_KEY_ID:-}" || ! key_ok "${VAULTMESH_READER_KEY_ID:-}"; then
-    vm_log "creating dev API keys"
-    read -r ADMIN_ID ADMIN_TOKEN < <("$BIN/vaultmesh" keys create --database-url "$OWNER_URL" --role admin --label dev-admin)
-    read -r WRITER_ID WRITER_TOKEN < <("$BIN/vaultmesh" keys create --database-url "$OWNER_URL" --role writer --label dev-writer)
-    read -r READER_ID READER_TOKEN < <("$BIN/vaultmesh" keys create --database-url "$OWNER_URL" --role reader --label dev-reader)
-    VAULTMESH_ADMIN_KEY_ID=$ADMIN_ID VAULTMESH_ADMIN_KEY=$ADMIN_TOKEN
-    VAULTMESH_WRITER_KEY_ID=$WRITER_ID VAULTMESH_WRITER_KEY=$WRITER_TOKEN
-    VAULTMESH_READER_KEY_ID=$READER_ID VAULTMESH_READER_KEY=$READER_TOKEN
-fi
+vm_ensure_api_keys "$BIN" "$OWNER_URL" dev || true
 (
     umask 077
     cat > "$STATE/dev.env" <<ENV

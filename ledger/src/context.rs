@@ -153,6 +153,29 @@ impl ServiceContext {
         self.governance.gate()
     }
 
+    /// This service's storage for reads: its own store, and a read replica at
+    /// `read_database_url` (`--read-database-url`; none when absent or empty) connected with
+    /// the same pool options.
+    pub fn reads(
+        &self,
+        read_database_url: Option<&str>,
+    ) -> Result<crate::storage::Reads, crate::store::StoreError> {
+        let replica = match read_database_url.filter(|u| !u.is_empty()) {
+            Some(url) => {
+                let store = crate::store::Store::connect(
+                    url,
+                    &crate::store::PoolOptions::from_config(&self.config),
+                )?;
+                Some(std::sync::Arc::new(store) as std::sync::Arc<dyn crate::storage::Storage>)
+            }
+            None => None,
+        };
+        Ok(crate::storage::Reads::new(
+            std::sync::Arc::new(self.store.clone()),
+            replica,
+        ))
+    }
+
     /// Makes this process a mesh node: registers it, then heartbeats (reporting `role`) and
     /// probes its routes (Postgres, Redis when configured, and `extra`) as tasks of
     /// `running`, until the stop signal. Returns the node id (`None` when `--mesh-node false`).

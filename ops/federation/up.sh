@@ -42,15 +42,9 @@ for i in 0 1 2; do
     WVKEY[$mesh]=$("$BIN/vaultmesh" keygen --witness --name "$mesh/witness" --out "$dir/witness.key" --vkey-out "$dir/witness.vkey")
     vm_cache_secret "$dir/cache.secret"
     owner=$(vm_owner_url "$db")
-    key_ok() { vm_key_active "$BIN" "$owner" "${1:-}"; }
     unset VAULTMESH_ADMIN_KEY_ID VAULTMESH_WRITER_KEY_ID VAULTMESH_READER_KEY_ID
     if [ -f "$STATE/$mesh.env" ]; then . "$STATE/$mesh.env"; fi
-    if ! key_ok "${VAULTMESH_ADMIN_KEY_ID:-}" || ! key_ok "${VAULTMESH_WRITER_KEY_ID:-}" || ! key_ok "${VAULTMESH_READER_KEY_ID:-}"; then
-        vm_log "$mesh: creating API keys"
-        read -r VAULTMESH_ADMIN_KEY_ID VAULTMESH_ADMIN_KEY < <("$BIN/vaultmesh" keys create --database-url "$owner" --role admin --label "$mesh-admin")
-        read -r VAULTMESH_WRITER_KEY_ID VAULTMESH_WRITER_KEY < <("$BIN/vaultmesh" keys create --database-url "$owner" --role writer --label "$mesh-writer")
-        read -r VAULTMESH_READER_KEY_ID VAULTMESH_READER_KEY < <("$BIN/vaultmesh" keys create --database-url "$owner" --role reader --label "$mesh-reader")
-    fi
+    vm_ensure_api_keys "$BIN" "$owner" "$mesh" || true
     ADMIN[$mesh]=$VAULTMESH_ADMIN_KEY
     (
         umask 077

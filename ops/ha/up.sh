@@ -52,13 +52,8 @@ OWNER_URL=$(vm_ha_owner_url "$BASE")
 "$BIN/vaultmesh" migrate --database-url "$OWNER_URL"
 VKEY=$("$BIN/vaultmesh" keygen --name "$MESH_ID/guardian" --out "$STATE/guardian.key" --vkey-out "$STATE/guardian.vkey")
 vm_cache_secret "$STATE/cache.secret"
-key_ok() { vm_key_active "$BIN" "$OWNER_URL" "${1:-}"; }
 if [ -f "$STATE/keys.env" ]; then . "$STATE/keys.env"; fi
-if ! key_ok "${VAULTMESH_ADMIN_KEY_ID:-}" || ! key_ok "${VAULTMESH_WRITER_KEY_ID:-}" || ! key_ok "${VAULTMESH_READER_KEY_ID:-}"; then
-    vm_log "creating API keys"
-    read -r VAULTMESH_ADMIN_KEY_ID VAULTMESH_ADMIN_KEY < <("$BIN/vaultmesh" keys create --database-url "$OWNER_URL" --role admin --label ha-admin)
-    read -r VAULTMESH_WRITER_KEY_ID VAULTMESH_WRITER_KEY < <("$BIN/vaultmesh" keys create --database-url "$OWNER_URL" --role writer --label ha-writer)
-    read -r VAULTMESH_READER_KEY_ID VAULTMESH_READER_KEY < <("$BIN/vaultmesh" keys create --database-url "$OWNER_URL" --role reader --label ha-reader)
+if vm_ensure_api_keys "$BIN" "$OWNER_URL" ha; then
     (
         umask 077
         cat > "$STATE/keys.env" <<ENV

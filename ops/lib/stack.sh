@@ -195,6 +195,26 @@ vm_key_active() {
     grep -q "\"id\":\"$3\".*\"revoked_at\":null" <<<"$listing"
 }
 
+# vm_ensure_api_keys BIN_DIR OWNER_URL LABEL: keeps the admin, writer and reader keys named
+# by VAULTMESH_{ADMIN,WRITER,READER}_KEY_ID (their tokens in VAULTMESH_*_KEY, as an env file
+# the caller sourced left them) while all three are active; otherwise creates three new ones,
+# labelled LABEL-admin, LABEL-writer and LABEL-reader, and sets those six variables.
+# Succeeds only when it created them (for a caller that then records them).
+vm_ensure_api_keys() {
+    local role id token
+    if vm_key_active "$1" "$2" "${VAULTMESH_ADMIN_KEY_ID:-}" \
+        && vm_key_active "$1" "$2" "${VAULTMESH_WRITER_KEY_ID:-}" \
+        && vm_key_active "$1" "$2" "${VAULTMESH_READER_KEY_ID:-}"; then
+        return 1
+    fi
+    vm_log "$3: creating API keys"
+    for role in admin writer reader; do
+        read -r id token < <("$1/vaultmesh" keys create --database-url "$2" --role "$role" --label "$3-$role")
+        printf -v "VAULTMESH_${role^^}_KEY_ID" '%s' "$id"
+        printf -v "VAULTMESH_${role^^}_KEY" '%s' "$token"
+    done
+}
+
 # Foreground stacks (ops/up.sh, ops/federation/up.sh): services started with
 # `setsid … & VM_PIDS+=($!)` run in their own sessions, so only the script's SIGTERM stops
 # them — in order, with a 15 s deadline, then SIGKILL — when it is interrupted or exits; a

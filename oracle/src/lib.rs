@@ -116,21 +116,11 @@ pub async fn start_with(
         ),
         None => None,
     };
-    let replica = match opts.read_database_url.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) => Some(
-            ledger::store::Store::connect(
-                url,
-                &ledger::store::PoolOptions::from_config(&ctx.config),
-            )
-            .map_err(|e| std::io::Error::other(format!("--read-database-url: {e}")))?,
-        ),
-        None => None,
-    };
+    let reads = ctx
+        .reads(opts.read_database_url.as_deref())
+        .map_err(|e| std::io::Error::other(format!("--read-database-url: {e}")))?;
     let oracle = Arc::new(Oracle {
-        reads: ledger::storage::Reads::new(
-            Arc::new(ctx.store.clone()),
-            replica.map(|r| Arc::new(r) as Arc<dyn ledger::storage::Storage>),
-        ),
+        reads,
         auth: ledger::auth::Authenticator::new(
             Arc::new(ctx.store.clone()),
             std::time::Duration::ZERO,

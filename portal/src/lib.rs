@@ -41,17 +41,10 @@ pub async fn start_with(
         Some(path) => Some(std::fs::read_to_string(path)?.trim().to_string()),
         None => None,
     };
-    let replica = match opts.read_database_url.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) => Some(
-            ledger::store::Store::connect(
-                url,
-                &ledger::store::PoolOptions::from_config(&ctx.config),
-            )
-            .map_err(|e| std::io::Error::other(format!("--read-database-url: {e}")))?,
-        ),
-        None => None,
-    };
-    let portal = state::Portal::new(ctx.clone(), opts, vkey, replica);
+    let reads = ctx
+        .reads(opts.read_database_url.as_deref())
+        .map_err(|e| std::io::Error::other(format!("--read-database-url: {e}")))?;
+    let portal = state::Portal::new(ctx.clone(), opts, vkey, reads);
     match ctx.store.list_scrolls().await {
         Ok(scrolls) => scrolls
             .iter()

@@ -10,8 +10,7 @@ use ledger::context::ServiceContext;
 use ledger::gate::AppendGate;
 use ledger::note::NoteVerifier;
 use ledger::receipt::validate_scroll_name;
-use ledger::storage::{CachedReceipts, Reads, Storage};
-use ledger::store::Store;
+use ledger::storage::{CachedReceipts, Reads};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::RwLock;
@@ -49,16 +48,10 @@ pub struct Portal {
 }
 
 impl Portal {
-    /// Handler state over a started service context.
-    pub fn new(
-        ctx: ServiceContext,
-        opts: PortalArgs,
-        vkey: Option<String>,
-        replica: Option<Store>,
-    ) -> Self {
-        let primary: Arc<dyn Storage> = Arc::new(ctx.store.clone());
-        let replica = replica.map(|r| Arc::new(r) as Arc<dyn Storage>);
-        let reads = Reads::new(primary, replica).with_tile_cache(&ctx.cache, opts.proof_tile_memo);
+    /// Handler state over a started service context and its `reads` (tiles are then read
+    /// through the memo and Redis).
+    pub fn new(ctx: ServiceContext, opts: PortalArgs, vkey: Option<String>, reads: Reads) -> Self {
+        let reads = reads.with_tile_cache(&ctx.cache, opts.proof_tile_memo);
         let receipts = CachedReceipts::new(Arc::new(reads.clone()), ctx.cache.clone());
         let ingest = Ingest::new(
             Arc::new(reads.clone()),

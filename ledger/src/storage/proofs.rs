@@ -29,7 +29,7 @@ fn damaged(scroll_id: i32) -> impl Fn(StoredTileError) -> StoreError {
 }
 
 /// Fails with [`StoreError::BeyondTree`] if `requested` exceeds `available`.
-pub fn check_size(requested: u64, available: u64) -> Result<(), StoreError> {
+fn check_size(requested: u64, available: u64) -> Result<(), StoreError> {
     if requested > available {
         return Err(StoreError::BeyondTree {
             requested,

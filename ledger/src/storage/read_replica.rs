@@ -101,11 +101,6 @@ impl Reads {
         }
     }
 
-    /// Whether a replica is configured.
-    pub fn has_replica(&self) -> bool {
-        self.replica.is_some()
-    }
-
     /// The largest checkpoint size of `scroll` served so far.
     pub fn served_floor(&self, scroll: &str) -> u64 {
         let floor = self.floor.lock().unwrap_or_else(PoisonError::into_inner);
